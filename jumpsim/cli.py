@@ -1,0 +1,119 @@
+"""Command line: ``jumpsim run | summarize | plot | check``.
+
+Exit codes: 0 success, 2 bad config or arguments (one line naming the key, nothing written),
+1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, instead of usage + message
+        raise UsageError(message)
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    """``I/N`` from --shard, else from a Slurm array job, else 0/1."""
+    if text is None:
+        tid, cnt = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
+        if tid is None or cnt is None:
+            return 0, 1
+        text = f"{int(tid) - int(os.environ.get('SLURM_ARRAY_TASK_MIN', 0))}/{cnt}"
+        source = "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"
+    else:
+        source = "--shard"
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"{source}: expected I/N with 0 <= I < N (got {text!r})") from None
+    if not 0 <= i < n:
+        raise UsageError(f"{source}: expected I/N with 0 <= I < N (got {text!r})")
+    return i, n
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="jumpsim", description="Monte Carlo jump statistics of SGD on deep linear networks.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="simulate an experiment (the built-in default without CONFIG)")
+    r.add_argument("config", nargs="?", help="TOML config file")
+    r.add_argument("--out", help="dataset directory (default results/<name>)")
+    r.add_argument("--seeds", type=int, help="shortcut for --set run.seeds=N")
+    r.add_argument("--steps", type=int, help="shortcut for --set train.steps=T")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    r.add_argument("--shard", help="I/N: run only shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    s = sub.add_parser("summarize", help="jump probabilities and rates of a dataset")
+    s.add_argument("dir")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    pl = sub.add_parser("plot", help="figure of a dataset (needs the 'plot' extra)")
+    pl.add_argument("dir")
+    pl.add_argument("--out", help="PNG file (default DIR/summary.png)")
+    return p
+
+
+def _cmd_run(args) -> int:
+    from . import config as config_lib
+
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        overrides.append(f"run.seeds={args.seeds}")
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    shard, n_shards = _shard(args.shard)
+    configs = config_lib.load(args.config, overrides)  # validates everything before any write
+
+    from . import runner, summary
+
+    out = args.out or os.path.join("results", configs[0].name)
+    report = runner.run(configs, out, shard, n_shards, progress=not args.quiet)
+    print(summary.run_summary(report, configs))
+    return 0
+
+
+def _cmd_summarize(args) -> int:
+    from . import summary
+
+    if not 0 < args.level < 1:
+        raise UsageError(f"--level: must be in (0, 1) (got {args.level})")
+    print(summary.summarize_text(args.dir, args.json, args.level))
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from . import plot
+
+    path = plot.plot_dataset(args.dir, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
+    try:
+        args = _parser().parse_args(argv)
+        return {"run": _cmd_run, "summarize": _cmd_summarize, "plot": _cmd_plot}[args.command](args)
+    except (UsageError, ConfigError) as e:
+        print(f"jumpsim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jumpsim: interrupted; finished chunks are on disk, rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line for the user; JUMPSIM_DEBUG=1 shows the traceback
+        if os.environ.get("JUMPSIM_DEBUG"):
+            raise
+        print(f"jumpsim: {e.__class__.__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

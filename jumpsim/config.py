@@ -1,0 +1,525 @@
+"""Experiment configuration: TOML -> validated frozen dataclasses.
+
+Everything a run needs is checked here, before anything compiles, so that a bad value fails
+in one line that names the key (``ConfigError``). ``config_id`` is a short hash of the
+scientific content only (problem, model, training, detector, dtype): execution settings such
+as seed counts, chunk size, shard or output directory never change it, so a resumed, sharded
+or extended run lands under the same id.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; ``str()`` is one line naming the key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+# --------------------------------------------------------------------------------------
+# dataclasses
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A step -> value schedule for ``train.lr`` or ``train.ridge``.
+
+    kind "constant": ``values[0]`` at every step.
+    kind "piecewise": ``values[i]`` from ``boundaries[i-1]`` (inclusive) to ``boundaries[i]``.
+    kind "periodic": between ``low`` and ``high`` with period ``period`` steps; shape "cosine"
+    starts at ``high`` and reaches ``low`` at half a period, "square" is ``high`` for the first
+    half of each period and ``low`` for the second.
+    """
+
+    kind: str = "constant"
+    values: tuple[float, ...] = (0.0,)
+    boundaries: tuple[int, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    period: int = 0
+    shape: str = "cosine"
+
+    @property
+    def max(self) -> float:
+        return self.high if self.kind == "periodic" else max(self.values)
+
+    @property
+    def min(self) -> float:
+        return self.low if self.kind == "periodic" else min(self.values)
+
+    def value_at(self, step: int) -> float:
+        """Plain-Python value at ``step`` (the jitted twin is ``schedules.make``)."""
+        if self.kind == "constant":
+            return self.values[0]
+        if self.kind == "piecewise":
+            i = sum(step >= b for b in self.boundaries)
+            return self.values[i]
+        phase = (step % self.period) / self.period
+        if self.shape == "square":
+            return self.high if phase < 0.5 else self.low
+        return self.low + (self.high - self.low) * 0.5 * (1.0 + math.cos(2 * math.pi * phase))
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    n: int = 20
+    m: int = 20
+    rank: int = 2
+    observed: float = 0.4
+    seed: int = 0
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth: int = 3
+    width: int = 20
+    init: str = "gaussian"
+    init_scale: float = 1.0
+    init_file: str | None = None
+    gd_steps: int = 20000
+    gd_lr: float = 0.05
+    seed: int = 0  # key of the single gaussian start that init = "gd" converges from
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: Schedule = Schedule(values=(0.05,))
+    ridge: Schedule = Schedule(values=(1e-3,))
+    batch: int | None = 1  # None = full batch (gradient descent)
+    loss: str = "mean"
+    steps: int = 200_000
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    every: int = 100
+    threshold: float = 1e-2
+    relative: bool = False
+    persist: int = 3
+    max_events: int = 64
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seeds: int = 1024
+    seed_offset: int = 0
+    chunk: int = 1024
+    dtype: str = "float32"
+    trace_seeds: int = 8
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "default"
+    problem: ProblemConfig = ProblemConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    detect: DetectConfig = DetectConfig()
+    run: RunConfig = RunConfig()
+    base_dir: str = field(default=".", compare=False)  # where relative file paths resolve
+
+    @property
+    def config_id(self) -> str:
+        return config_id(self)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+SECTIONS = {
+    "problem": ProblemConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "detect": DetectConfig,
+    "run": RunConfig,
+}
+# Settings that change how a run executes but not what it computes (excluded from config_id).
+EXECUTION_ONLY = {"run": {"seeds", "seed_offset", "chunk", "trace_seeds"}}
+
+# --------------------------------------------------------------------------------------
+# value checks (each returns the clean value or raises ConfigError naming the key)
+
+
+def _type_name(v: Any) -> str:
+    return type(v).__name__
+
+
+def _int(key, v, lo=None, hi=None):
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(key, f"must be an integer (got {v!r})")
+    if lo is not None and v < lo:
+        raise ConfigError(key, f"must be an integer >= {lo} (got {v})")
+    if hi is not None and v > hi:
+        raise ConfigError(key, f"must be an integer <= {hi} (got {v})")
+    return v
+
+
+def _float(key, v, positive=False, nonneg=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(key, f"must be a number (got {v!r})")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ConfigError(key, f"must be a finite number (got {v})")
+    if positive and v <= 0:
+        raise ConfigError(key, f"must be a positive number (got {v:g})")
+    if nonneg and v < 0:
+        raise ConfigError(key, f"must be a non-negative number (got {v:g})")
+    return v
+
+
+def _choice(key, v, allowed):
+    if not isinstance(v, str) or v not in allowed:
+        raise ConfigError(key, f"must be one of {', '.join(repr(a) for a in allowed)} (got {v!r})")
+    return v
+
+
+def _bool(key, v):
+    if not isinstance(v, bool):
+        raise ConfigError(key, f"must be true or false (got {v!r})")
+    return v
+
+
+def _str(key, v):
+    if not isinstance(v, str) or not v:
+        raise ConfigError(key, f"must be a non-empty string (got {v!r})")
+    return v
+
+
+def _float_list(key, v, **kw):
+    if not isinstance(v, list) or not v:
+        raise ConfigError(key, f"must be a non-empty list of numbers (got {v!r})")
+    return tuple(_float(f"{key}[{i}]", x, **kw) for i, x in enumerate(v))
+
+
+def _schedule(key: str, v: Any, nonneg: bool) -> Schedule:
+    """A number or a schedule table; values must be > 0 (lr) or >= 0 (ridge)."""
+    kw = {"nonneg": True} if nonneg else {"positive": True}
+    if not isinstance(v, dict):
+        return Schedule(values=(_float(key, v, **kw),))
+    kinds = ("constant", "piecewise", "periodic")
+    kind = _choice(f"{key}.kind", v.get("kind"), kinds)
+    allowed = {
+        "constant": {"kind", "value"},
+        "piecewise": {"kind", "values", "boundaries"},
+        "periodic": {"kind", "low", "high", "period", "shape"},
+    }[kind]
+    _no_unknown(key, v, allowed)
+    if kind == "constant":
+        return Schedule(values=(_float(f"{key}.value", _need(key, v, "value"), **kw),))
+    if kind == "piecewise":
+        values = _float_list(f"{key}.values", _need(key, v, "values"), **kw)
+        b = _need(key, v, "boundaries")
+        if not isinstance(b, list):
+            raise ConfigError(f"{key}.boundaries", f"must be a list of step numbers (got {b!r})")
+        bounds = tuple(_int(f"{key}.boundaries[{i}]", x, lo=1) for i, x in enumerate(b))
+        if len(bounds) != len(values) - 1:
+            raise ConfigError(f"{key}.boundaries", f"must have len(values) - 1 = {len(values) - 1} entries (got {len(bounds)})")
+        if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])):
+            raise ConfigError(f"{key}.boundaries", f"must be strictly increasing (got {list(bounds)})")
+        return Schedule(kind="piecewise", values=values, boundaries=bounds)
+    low = _float(f"{key}.low", _need(key, v, "low"), **kw)
+    high = _float(f"{key}.high", _need(key, v, "high"), **kw)
+    if high < low:
+        raise ConfigError(f"{key}.high", f"must be >= low = {low:g} (got {high:g})")
+    period = _int(f"{key}.period", _need(key, v, "period"), lo=2)
+    shape = _choice(f"{key}.shape", v.get("shape", "cosine"), ("cosine", "square"))
+    return Schedule(kind="periodic", low=low, high=high, period=period, shape=shape)
+
+
+def _need(key, table, name):
+    if name not in table:
+        raise ConfigError(f"{key}.{name}", "is required")
+    return table[name]
+
+
+def _no_unknown(prefix, table, allowed):
+    for k in table:
+        if k not in allowed:
+            raise ConfigError(f"{prefix}.{k}" if prefix else k, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+# --------------------------------------------------------------------------------------
+# dict -> Config
+
+
+def _section(raw: dict, name: str) -> dict:
+    s = raw.get(name, {})
+    if not isinstance(s, dict):
+        raise ConfigError(name, f"must be a table [{name}] (got {s!r})")
+    _no_unknown(name, s, {f.name for f in dataclasses.fields(SECTIONS[name])})
+    return s
+
+
+def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
+    """Validate a plain dict (as parsed from TOML, without ``sweep``) into a ``Config``."""
+    _no_unknown("", raw, {"name", *SECTIONS})
+    d = Config()
+    name = _str("name", raw.get("name", d.name))
+
+    s = _section(raw, "problem")
+    p, dp = {}, d.problem
+    p["n"] = _int("problem.n", s.get("n", dp.n), lo=1)
+    p["m"] = _int("problem.m", s.get("m", dp.m), lo=1)
+    p["rank"] = _int("problem.rank", s.get("rank", dp.rank), lo=1)
+    p["observed"] = _float("problem.observed", s.get("observed", dp.observed))
+    p["seed"] = _int("problem.seed", s.get("seed", dp.seed), lo=0)
+    p["file"] = _str("problem.file", s["file"]) if "file" in s else None
+    if not 0 < p["observed"] <= 1:
+        raise ConfigError("problem.observed", f"must be in (0, 1] (got {p['observed']:g})")
+    if p["file"] is None and p["rank"] > min(p["n"], p["m"]):
+        raise ConfigError("problem.rank", f"must be <= min(n, m) = {min(p['n'], p['m'])} (got {p['rank']})")
+    problem = ProblemConfig(**p)
+
+    s = _section(raw, "model")
+    mo, dm = {}, d.model
+    mo["depth"] = _int("model.depth", s.get("depth", dm.depth), lo=2)
+    mo["width"] = _int("model.width", s.get("width", dm.width), lo=1)
+    mo["init"] = _choice("model.init", s.get("init", dm.init), ("gaussian", "file", "gd"))
+    mo["init_scale"] = _float("model.init_scale", s.get("init_scale", dm.init_scale), positive=True)
+    mo["init_file"] = _str("model.init_file", s["init_file"]) if "init_file" in s else None
+    mo["gd_steps"] = _int("model.gd_steps", s.get("gd_steps", dm.gd_steps), lo=1)
+    mo["gd_lr"] = _float("model.gd_lr", s.get("gd_lr", dm.gd_lr), positive=True)
+    mo["seed"] = _int("model.seed", s.get("seed", dm.seed), lo=0)
+    if mo["init"] == "file" and mo["init_file"] is None:
+        raise ConfigError("model.init_file", 'is required when model.init = "file"')
+    model = ModelConfig(**mo)
+
+    s = _section(raw, "train")
+    dt = d.train
+    lr = _schedule("train.lr", s.get("lr", dt.lr.values[0]), nonneg=False)
+    ridge = _schedule("train.ridge", s.get("ridge", dt.ridge.values[0]), nonneg=True)
+    if 2 * lr.max * ridge.max >= 1:
+        raise ConfigError("train.ridge", f"2 * lr * ridge must be < 1 (got 2 * {lr.max:g} * {ridge.max:g})")
+    b = s.get("batch", dt.batch)
+    if b == "full":
+        batch = None
+    elif isinstance(b, int) and not isinstance(b, bool) and b >= 1:
+        batch = b
+    else:
+        raise ConfigError("train.batch", f'must be an integer >= 1 or "full" (got {b!r})')
+    loss = _choice("train.loss", s.get("loss", dt.loss), ("mean", "sum"))
+    steps = _int("train.steps", s.get("steps", dt.steps), lo=1)
+    train = TrainConfig(lr=lr, ridge=ridge, batch=batch, loss=loss, steps=steps)
+
+    s = _section(raw, "detect")
+    dd = d.detect
+    every = _int("detect.every", s.get("every", dd.every), lo=1)
+    threshold = _float("detect.threshold", s.get("threshold", dd.threshold), positive=True)
+    relative = _bool("detect.relative", s.get("relative", dd.relative))
+    persist = _int("detect.persist", s.get("persist", dd.persist), lo=1)
+    max_events = _int("detect.max_events", s.get("max_events", dd.max_events), lo=1)
+    if relative and threshold >= 1:
+        raise ConfigError("detect.threshold", f"must be < 1 when detect.relative = true (got {threshold:g})")
+    if steps % every:
+        raise ConfigError("train.steps", f"must be a multiple of detect.every = {every} (got {steps})")
+    detect = DetectConfig(every=every, threshold=threshold, relative=relative, persist=persist, max_events=max_events)
+
+    s = _section(raw, "run")
+    dr = d.run
+    run = RunConfig(
+        seeds=_int("run.seeds", s.get("seeds", dr.seeds), lo=1),
+        seed_offset=_int("run.seed_offset", s.get("seed_offset", dr.seed_offset), lo=0, hi=2**31 - 1),
+        chunk=_int("run.chunk", s.get("chunk", dr.chunk), lo=1),
+        dtype=_choice("run.dtype", s.get("dtype", dr.dtype), ("float32", "float64")),
+        trace_seeds=_int("run.trace_seeds", s.get("trace_seeds", dr.trace_seeds), lo=0),
+    )
+    if run.seed_offset + run.seeds > 2**31:
+        raise ConfigError("run.seeds", f"seed_offset + seeds must be <= 2**31 (got {run.seed_offset + run.seeds})")
+
+    cfg = Config(name=name, problem=problem, model=model, train=train, detect=detect, run=run, base_dir=str(base_dir))
+    _check_files(cfg)
+    return cfg
+
+
+def _check_files(cfg: Config) -> None:
+    """Open the problem and weight files now, so that a bad one fails before compiling."""
+    from . import model as model_lib
+    from . import problem as problem_lib
+
+    p = cfg.problem
+    if p.file is not None:
+        n, m = problem_lib.load_npz(cfg.resolve(p.file)).target.shape
+        if p.rank > min(n, m):
+            raise ConfigError("problem.rank", f"must be <= min(n, m) = {min(n, m)} of problem.file (got {p.rank})")
+    if cfg.model.init == "file":
+        n, m = problem_shape(cfg)
+        model_lib.load_weights(cfg.resolve(cfg.model.init_file), n, m, cfg.model.depth, cfg.model.width)
+
+
+def problem_shape(cfg: Config) -> tuple[int, int]:
+    if cfg.problem.file is None:
+        return cfg.problem.n, cfg.problem.m
+    from . import problem as problem_lib
+
+    return problem_lib.load_npz(cfg.resolve(cfg.problem.file)).target.shape
+
+
+# --------------------------------------------------------------------------------------
+# TOML files, overrides and sweeps
+
+
+def default_toml() -> str:
+    """The built-in default experiment (``jumpsim run`` with no CONFIG)."""
+    return resources.files("jumpsim").joinpath("default.toml").read_text()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (path, value); value parsed as TOML, else taken as a string."""
+    if "=" not in text:
+        raise ConfigError("--set", f"expected section.key=value (got {text!r})")
+    path, value = text.split("=", 1)
+    path = path.strip()
+    parts = path.split(".")
+    if not path or any(not p for p in parts):
+        raise ConfigError("--set", f"expected section.key=value (got {text!r})")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return parts, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = raw
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):  # e.g. --set train.lr.kind=... over a number
+                nxt = node[p] = {}
+            node = nxt
+        node[parts[-1]] = value
+    return raw
+
+
+def parse_toml(text: str, source: str = "config") -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"{source}: not valid TOML ({e})") from None
+
+
+def read_toml(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("", f"{p}: cannot read config file ({e.__class__.__name__}: {e})") from None
+    return parse_toml(text, str(p))
+
+
+def expand(raw: dict, base_dir: str | Path = ".") -> list[Config]:
+    """Validate a raw config; a ``[sweep]`` table of ``"section.key" = [values]`` expands to
+    the cross product, one ``Config`` (one config_id) per combination, in row-major order."""
+    raw = dict(raw)
+    sweep = raw.pop("sweep", {})
+    if not isinstance(sweep, dict):
+        raise ConfigError("sweep", 'must be a table of "section.key" = [values]')
+    keys = list(sweep)
+    for k in keys:
+        if not isinstance(sweep[k], list) or not sweep[k]:
+            raise ConfigError(f"sweep.{k}", "must be a non-empty list of values")
+        section, _, key = k.partition(".")
+        if section not in SECTIONS or key not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+            raise ConfigError(f"sweep.{k}", "must name a section.key of the config")
+    configs = []
+    for combo in itertools.product(*(sweep[k] for k in keys)):
+        r = copy.deepcopy(raw)
+        for k, v in zip(keys, combo):
+            section, _, key = k.partition(".")
+            r.setdefault(section, {})[key] = v
+        configs.append(from_dict(r, base_dir))
+    ids = [c.config_id for c in configs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("sweep", "two combinations give the same experiment")
+    return configs
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> list[Config]:
+    """Load a TOML file (or the built-in default when ``path`` is None), apply ``--set``
+    overrides and expand sweeps. Raises ``ConfigError`` with a one-line message."""
+    if path is None:
+        raw, base = parse_toml(default_toml(), "default config"), Path.cwd()
+    else:
+        raw, base = read_toml(path), Path(path).resolve().parent
+    return expand(apply_overrides(raw, list(overrides)), base)
+
+
+def load_one(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Like ``load`` for a config without sweeps."""
+    configs = load(path, overrides)
+    if len(configs) != 1:
+        raise ConfigError("sweep", f"expected one experiment, the config expands to {len(configs)}")
+    return configs[0]
+
+
+# --------------------------------------------------------------------------------------
+# normal form and identity
+
+
+def to_dict(cfg: Config) -> dict:
+    """JSON-ready normal form (schedules as tables, batch "full" spelled out)."""
+
+    def sched(s: Schedule):
+        if s.kind == "constant":
+            return s.values[0]
+        if s.kind == "piecewise":
+            return {"kind": "piecewise", "values": list(s.values), "boundaries": list(s.boundaries)}
+        return {"kind": "periodic", "low": s.low, "high": s.high, "period": s.period, "shape": s.shape}
+
+    out = {"name": cfg.name}
+    for name in SECTIONS:
+        sec = dataclasses.asdict(getattr(cfg, name))
+        if name == "train":
+            sec["lr"], sec["ridge"] = sched(cfg.train.lr), sched(cfg.train.ridge)
+            sec["batch"] = "full" if cfg.train.batch is None else cfg.train.batch
+        out[name] = {k: v for k, v in sec.items() if v is not None}
+    return out
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def config_id(cfg: Config) -> str:
+    """12 hex digits of sha256 over the scientific content of the config. Files enter by
+    content (not path); the name and execution-only settings do not enter."""
+    d = to_dict(cfg)
+    d.pop("name")
+    for section, keys in EXECUTION_ONLY.items():
+        for k in keys:
+            d[section].pop(k, None)
+    if cfg.problem.file:
+        d["problem"]["file"] = _file_digest(cfg.resolve(cfg.problem.file))
+    if cfg.model.init_file and cfg.model.init == "file":
+        d["model"]["init_file"] = _file_digest(cfg.resolve(cfg.model.init_file))
+    # keys that do not act under the chosen init do not split experiments
+    if cfg.model.init != "gd":
+        d["model"].pop("gd_steps"), d["model"].pop("gd_lr")
+    if cfg.model.init != "gd":
+        d["model"].pop("seed")  # only the gd start is drawn from model.seed
+    if cfg.model.init == "file":
+        d["model"].pop("init_scale")
+    else:
+        d["model"].pop("init_file", None)
+    text = json.dumps({"schema": SCHEMA_VERSION, **d}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,245 @@
+"""The simulator: per-seed ``init``/``advance`` pure functions, vmapped over chunks of seeds.
+
+Randomness is keyed by position, never by batch: seed key = fold_in(root, seed id), step key =
+fold_in(step key of the seed, t). A seed's trajectory is therefore the same whatever the
+chunk size, the number of devices, or how the horizon is cut into segments.
+
+Loop shape per chunk: the host calls ``advance`` for a segment of checks (for progress and
+resumability), ``advance`` is an outer ``scan`` over checks whose body is an inner fixed-length
+``scan`` of K SGD steps followed by the rank check; no ``cond``, no data-dependent loop.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import detector, model, schedules
+from . import problem as problem_lib
+from .config import Config
+
+ROOT_KEY = 0  # fold_in(key(ROOT_KEY), seed id): seed i means the same noise in every experiment
+
+
+class SeedState(NamedTuple):
+    """State of ONE seed (leading seed axis added by vmap)."""
+
+    params: model.Params
+    key: jax.Array  # typed threefry key for this seed's step noise
+    det: detector.DetectorState
+    diverged: jax.Array  # () bool
+    stop_step: jax.Array  # () int32: step at which divergence was detected, else -1
+    sv: jax.Array  # (k,) singular values at the last finite check
+    loss: jax.Array  # () train MSE on Omega at the last finite check
+    test_error: jax.Array  # () MSE on the unobserved entries (nan if none)
+
+
+class Observation(NamedTuple):
+    """Values at one check (one seed): what the traces table records."""
+
+    rank: jax.Array
+    loss: jax.Array
+    test_error: jax.Array
+    sv: jax.Array
+
+
+class Kernel(NamedTuple):
+    """Compiled pieces of one experiment. ``init(seed_ids) -> states``;
+    ``advance(states, t0, n_checks, trace) -> (states, observations (n_checks, seeds, ...) or None)``."""
+
+    init: Callable
+    advance: Callable
+    start_params: model.Params | None  # shared start (init = "gd" or "file"), else None
+    info: dict  # facts about the start (gd residual gradient, rank), for the experiments table
+
+
+def dtype_of(cfg: Config):
+    return jnp.dtype(cfg.run.dtype)
+
+
+def observe(params: model.Params, prob: problem_lib.Problem, cfg: Config, dtype) -> tuple[jax.Array, Observation]:
+    """Finite flag and observation of one seed's parameters."""
+    a = model.end_to_end(params)
+    finite = jnp.all(jnp.isfinite(a)) & jnp.all(jnp.array([jnp.all(jnp.isfinite(w)) for w in params]))
+    a = jnp.where(finite, a, 0.0)
+    err = (a - jnp.asarray(prob.target, dtype)) ** 2
+    mask = jnp.asarray(prob.mask)
+    n_test = prob.mask.size - prob.n_observed
+    loss = jnp.sum(jnp.where(mask, err, 0.0)) / prob.n_observed
+    test = jnp.sum(jnp.where(mask, 0.0, err)) / n_test if n_test else jnp.asarray(jnp.nan, dtype)
+    sv = model.singular_values(a)
+    rank = detector.numerical_rank(sv, cfg.detect.threshold, cfg.detect.relative)
+    return finite, Observation(rank, loss, test, sv)
+
+
+def _start_params(cfg: Config, prob: problem_lib.Problem, dtype) -> tuple[model.Params | None, dict]:
+    n, m = prob.shape
+    mc = cfg.model
+    if mc.init == "gaussian":
+        return None, {}
+    if mc.init == "file":
+        ws = model.load_weights(cfg.resolve(mc.init_file), n, m, mc.depth, mc.width)
+        return tuple(jnp.asarray(w, dtype) for w in ws), {}
+    key = jax.random.key(mc.seed, impl="threefry2x32")
+    p0 = model.init_gaussian(key, n, m, mc.depth, mc.width, mc.init_scale, dtype)
+    rows, cols, vals = jnp.asarray(prob.rows), jnp.asarray(prob.cols), jnp.asarray(prob.values, dtype)
+    scale = model.loss_scale(cfg.train.loss, prob.n_observed)
+    ridge = cfg.train.ridge.value_at(0)
+    gd = jax.jit(partial(model.gradient_descent, scale=scale, lr=mc.gd_lr, ridge=ridge, steps=mc.gd_steps))
+    p = gd(p0, rows, cols, vals)
+    g = model.full_grads(p, rows, cols, vals, scale)
+    gnorm = float(jnp.sqrt(sum(jnp.sum((gi + 2 * ridge * w) ** 2) for gi, w in zip(g, p))))
+    finite, obs = observe(p, prob, cfg, dtype)
+    if not bool(finite):
+        raise FloatingPointError(f"model.gd_lr = {mc.gd_lr:g}: gradient descent to the start minimum diverged")
+    info = {"start_grad_norm": gnorm, "start_rank": int(obs.rank), "start_singular_values": np.asarray(obs.sv, np.float64).tolist()}
+    return p, info
+
+
+def build(cfg: Config, prob: problem_lib.Problem | None = None) -> Kernel:
+    """Compile-ready functions for one experiment (see ``Kernel``)."""
+    prob = problem_lib.make(cfg) if prob is None else prob
+    dtype = dtype_of(cfg)
+    n, m = prob.shape
+    mc, tc, dc = cfg.model, cfg.train, cfg.detect
+    max_rank = min(n, m)
+    start, info = _start_params(cfg, prob, dtype)
+    root = jax.random.key(ROOT_KEY, impl="threefry2x32")
+    rows, cols = jnp.asarray(prob.rows), jnp.asarray(prob.cols)
+    vals = jnp.asarray(prob.values, dtype)
+    scale = model.loss_scale(tc.loss, prob.n_observed)
+    lr_fn, ridge_fn = schedules.make(tc.lr), schedules.make(tc.ridge)
+    k_obs = prob.n_observed
+
+    def init_one(seed_id) -> SeedState:
+        init_key, step_key = jax.random.split(jax.random.fold_in(root, seed_id))
+        if start is None:
+            params = model.init_gaussian(init_key, n, m, mc.depth, mc.width, mc.init_scale, dtype)
+        else:
+            params = start
+        _, obs = observe(params, prob, cfg, dtype)
+        det = detector.init(obs.rank, max_rank, dc.max_events)
+        return SeedState(params, step_key, det, jnp.array(False), jnp.array(-1, jnp.int32), obs.sv, obs.loss, obs.test_error)
+
+    def sgd_step(params, key, t):
+        if tc.batch is None:
+            grads = model.full_grads(params, rows, cols, vals, scale)
+        else:
+            idx = jax.random.randint(jax.random.fold_in(key, t), (tc.batch,), 0, k_obs, dtype=jnp.int32)
+            grads, _ = model.minibatch_grads(params, rows[idx], cols[idx], vals[idx], scale)
+        lr = jnp.asarray(lr_fn(t), dtype)
+        ridge = jnp.asarray(ridge_fn(t), dtype)
+        return model.sgd_update(params, grads, lr, ridge)
+
+    def check_one(s: SeedState, t) -> tuple[SeedState, Observation]:
+        finite, obs = observe(s.params, prob, cfg, dtype)
+        newly = ~finite & ~s.diverged
+        diverged = s.diverged | ~finite
+        det = detector.update(s.det, obs.rank, t, dc.persist)
+        keep = lambda old, new: jax.tree.map(lambda o, x: jnp.where(diverged, o, x), old, new)
+        s = SeedState(
+            params=jax.tree.map(lambda w: jnp.where(diverged, jnp.zeros_like(w), w), s.params),
+            key=s.key,
+            det=keep(s.det, det),
+            diverged=diverged,
+            stop_step=jnp.where(newly, t, s.stop_step),
+            sv=keep(s.sv, obs.sv),
+            loss=keep(s.loss, obs.loss),
+            test_error=keep(s.test_error, obs.test_error),
+        )
+        nan = jnp.asarray(jnp.nan, dtype)
+        obs = Observation(  # traces mark checks at or after divergence: rank -1, NaN values
+            rank=jnp.where(diverged, -1, obs.rank),
+            loss=jnp.where(diverged, nan, obs.loss),
+            test_error=jnp.where(diverged, nan, obs.test_error),
+            sv=jnp.where(diverged, nan, obs.sv),
+        )
+        return s, obs
+
+    def steps_one(s: SeedState, t0) -> SeedState:
+        def body(p, t):
+            return sgd_step(p, s.key, t), None
+
+        params, _ = jax.lax.scan(body, s.params, t0 + jnp.arange(dc.every, dtype=jnp.int32))
+        return s._replace(params=params)
+
+    steps_v = jax.vmap(steps_one, in_axes=(0, None))
+    check_v = jax.vmap(check_one, in_axes=(0, None))
+
+    @partial(jax.jit, static_argnames=("n_checks", "trace"), donate_argnums=0)
+    def advance(states: SeedState, t0, n_checks: int, trace: bool = False):
+        """Run ``n_checks`` checks of K steps from step ``t0`` for every seed in the batch."""
+
+        def body(states, c):
+            t = t0 + c * dc.every
+            states = steps_v(states, t)
+            states, obs = check_v(states, t + dc.every)
+            return states, (obs if trace else None)
+
+        return jax.lax.scan(body, states, jnp.arange(n_checks, dtype=jnp.int32))
+
+    init = jax.jit(jax.vmap(init_one))
+    return Kernel(init=init, advance=advance, start_params=start, info=info)
+
+
+# --------------------------------------------------------------------------------------
+# host side: chunks, segments, results as numpy
+
+
+class ChunkResult(NamedTuple):
+    """Host copy of a finished chunk: seed ids (S,) int64 and the final states as numpy."""
+
+    seeds: np.ndarray
+    state: SeedState
+    trace: Observation | None  # (n_checks + 1, S, ...) including the check at step 0
+
+
+def chunk_ranges(cfg: Config, shard: int = 0, n_shards: int = 1) -> list[tuple[int, int]]:
+    """Global chunk boundaries [first, last) in seed ids; shard i/N owns a contiguous block of
+    chunks, so every seed belongs to exactly one (shard, chunk)."""
+    r = cfg.run
+    starts = list(range(r.seed_offset, r.seed_offset + r.seeds, r.chunk))
+    chunks = [(s, min(s + r.chunk, r.seed_offset + r.seeds)) for s in starts]
+    lo = len(chunks) * shard // n_shards
+    hi = len(chunks) * (shard + 1) // n_shards
+    return chunks[lo:hi]
+
+
+def segments(n_checks: int, target: int = 20) -> list[int]:
+    """Cut ``n_checks`` into at most ``target``+1 segments of (at most) two distinct lengths,
+    so the host can report progress with at most two compilations."""
+    seg = max(1, math.ceil(n_checks / target))
+    full, rem = divmod(n_checks, seg)
+    return [seg] * full + ([rem] if rem else [])
+
+
+def run_chunk(kernel: Kernel, cfg: Config, seeds: np.ndarray, trace: bool = False, on_segment: Callable[[int], None] | None = None) -> ChunkResult:
+    """Simulate the given seed ids to the horizon. ``on_segment(n_steps)`` reports progress."""
+    every = cfg.detect.every
+    states = kernel.init(jnp.asarray(seeds, jnp.int32))
+    traces = []
+    if trace:
+        s0 = jax.device_get(states)
+        traces.append(Observation(s0.det.rank[None], s0.loss[None], s0.test_error[None], s0.sv[None]))
+    t0 = 0
+    for n in segments(cfg.train.steps // every):
+        states, obs = kernel.advance(states, jnp.asarray(t0, jnp.int32), n_checks=n, trace=trace)
+        if trace:
+            traces.append(jax.device_get(obs))
+        t0 += n * every
+        if on_segment is not None:
+            jax.block_until_ready(states)
+            on_segment(n * every)
+    trace_out = jax.tree.map(lambda *xs: np.concatenate(xs), *traces) if trace else None
+    return ChunkResult(np.asarray(seeds, np.int64), jax.device_get(states), trace_out)
+
+
+def iter_chunks(cfg: Config, kernel: Kernel | None = None, shard: int = 0, n_shards: int = 1, on_segment=None) -> Iterator[tuple[tuple[int, int], ChunkResult]]:
+    kernel = build(cfg) if kernel is None else kernel
+    for lo, hi in chunk_ranges(cfg, shard, n_shards):
+        yield (lo, hi), run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=on_segment)

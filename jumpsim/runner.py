@@ -1,0 +1,136 @@
+"""Running experiments: chunks of seeds to tables, in memory (``simulate``) or on disk (``run``).
+
+``run`` writes each finished chunk as atomic Parquet parts before starting the next, so a
+killed job keeps everything it finished, and a rerun of the same command skips every chunk
+whose ``runs`` part exists (the ``runs`` part is written last).
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import kernel as sim
+from . import tables
+from .config import Config
+
+
+def versions() -> dict:
+    from . import __version__
+
+    return {
+        "jumpsim_version": __version__,
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": ", ".join(sorted({d.device_kind for d in jax.devices()})) + f" x{jax.device_count()}",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def trace_seeds(cfg: Config) -> np.ndarray:
+    r = cfg.run
+    return np.arange(r.seed_offset, r.seed_offset + min(r.trace_seeds, r.seeds))
+
+
+def _trace_tables(kernel: sim.Kernel, cfg: Config) -> pa.Table:
+    """Per-check traces of the first ``trace_seeds`` seeds. They are simulated again on their
+    own with the per-check outputs on; keyed randomness makes them the very same
+    trajectories as in the main run (tests check this)."""
+    res = sim.run_chunk(kernel, cfg, trace_seeds(cfg), trace=True)
+    return tables.chunk_tables(res, cfg.train.steps, cfg.detect.every).traces
+
+
+def simulate(cfg: Config) -> dict[str, pd.DataFrame]:
+    """Run one experiment in memory; returns {"runs", "events", "passages", "traces"} as
+    pandas DataFrames with a ``config_id`` column (the same rows ``run`` writes)."""
+    kernel = sim.build(cfg)
+    parts = [tables.chunk_tables(res, cfg.train.steps, cfg.detect.every) for _, res in sim.iter_chunks(cfg, kernel)]
+    out = {name: pa.concat_tables([getattr(p, name) for p in parts]) for name in ("runs", "events", "passages")}
+    out["traces"] = _trace_tables(kernel, cfg) if cfg.run.trace_seeds else tables.SCHEMAS["traces"].empty_table()
+    frames = {}
+    for name, t in out.items():
+        df = t.to_pandas()
+        df.insert(0, "config_id", cfg.config_id)
+        frames[name] = df
+    return frames
+
+
+@dataclass
+class RunReport:
+    """What a ``run`` did, for the human summary."""
+
+    out: Path
+    config_ids: list[str] = field(default_factory=list)
+    seeds: int = 0
+    seed_steps: int = 0
+    chunks_done: int = 0
+    chunks_skipped: int = 0
+    wall_s: float = 0.0
+    sim_s: float = 0.0  # wall time of simulated chunks (compilation included)
+
+    @property
+    def seed_steps_per_s(self) -> float:
+        return self.seed_steps / self.sim_s if self.sim_s > 0 else float("nan")
+
+
+class _Progress:
+    """tqdm bar over seed-steps on stderr (a no-op when disabled)."""
+
+    def __init__(self, total: int, enabled: bool, desc: str):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="seed-step", unit_scale=True, desc=desc, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    def __call__(self, n: int):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True) -> RunReport:
+    """Simulate every config (a sweep gives several) into the dataset directory ``out``."""
+    out = Path(out)
+    t_start = time.perf_counter()
+    report = RunReport(out=out)
+    out.mkdir(parents=True, exist_ok=True)
+    for cfg in configs:
+        cid = cfg.config_id
+        report.config_ids.append(cid)
+        kernel = sim.build(cfg)
+        tables.write_experiments(out, [tables.experiment_row(cfg, kernel.info, versions())])
+        ranges = sim.chunk_ranges(cfg, shard, n_shards)
+        todo = [(lo, hi) for lo, hi in ranges if not tables.part_path(out, "runs", cid, lo, hi - 1).exists()]
+        report.chunks_skipped += len(ranges) - len(todo)
+        t0 = time.perf_counter()
+        tr = trace_seeds(cfg)
+        owns_traces = len(tr) and any(lo <= tr[0] < hi for lo, hi in ranges)
+        trace_path = tables.part_path(out, "traces", cid, int(tr[0]), int(tr[-1])) if len(tr) else None
+        if owns_traces and not trace_path.exists():
+            tables.write_atomic(_trace_tables(kernel, cfg), trace_path)
+        n_seeds = sum(hi - lo for lo, hi in todo)
+        bar = _Progress(n_seeds * cfg.train.steps, progress, desc=f"{cfg.name} [{cid}]")
+        try:
+            for lo, hi in todo:
+                res = sim.run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: bar(n * k))
+                tables.write_chunk(out, cid, lo, hi - 1, tables.chunk_tables(res, cfg.train.steps, cfg.detect.every))
+                report.chunks_done += 1
+        finally:
+            bar.close()
+        report.sim_s += time.perf_counter() - t0
+        report.seeds += n_seeds
+        report.seed_steps += n_seeds * cfg.train.steps
+    report.wall_s = time.perf_counter() - t_start
+    return report

@@ -1,0 +1,108 @@
+"""Human-readable and JSON summaries of a dataset (the printing side of ``jumpsim.stats``)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import stats, tables
+
+
+def _fmt_rate(x: float) -> str:
+    return "0" if x == 0 else f"{x:.3g}"
+
+
+def run_summary(report, configs) -> str:
+    """What ``jumpsim run`` prints when it finishes."""
+    runs = tables.read_table(report.out, "runs")
+    events = tables.read_table(report.out, "events")
+    lines = []
+    done = f"{report.chunks_done} chunk(s) simulated" + (f", {report.chunks_skipped} already done (resumed)" if report.chunks_skipped else "")
+    lines.append(f"jumpsim: {done} in {report.wall_s:.1f} s; {report.seed_steps:,} seed-steps at {report.seed_steps_per_s:,.0f} seed-steps/s (compilation included)")
+    for cfg in configs:
+        cid = cfg.config_id
+        r = runs[runs.config_id == cid]
+        e = events[events.config_id == cid]
+        n_div = int((r.status == "diverged").sum())
+        lines.append(f"\n{cfg.name} [{cid}]: {len(r)} seeds x {cfg.train.steps:,} steps, rank threshold {cfg.detect.threshold:g}{' (relative)' if cfg.detect.relative else ''}, persist {cfg.detect.persist}")
+        lines.append(f"  events: {int((e.direction == 'down').sum())} down, {int((e.direction == 'up').sum())} up; seeds with a down-jump: {int((r.n_down > 0).sum())}; diverged: {n_div}")
+        if len(r):
+            hist = r.initial_rank.value_counts().sort_index()
+            lines.append("  initial rank: " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
+            hist = r[r.status == "ok"].final_rank.value_counts().sort_index()
+            lines.append("  final rank:   " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
+    lines.append(f"\ntables: {report.out}/{{experiments.parquet,runs,events,passages,traces}}; next: jumpsim summarize {report.out}")
+    return "\n".join(lines)
+
+
+def summarize_json(out, level: float = 0.95) -> dict:
+    data = tables.read_dataset(out)
+    fp = stats.first_passage(data["runs"], data["passages"], level)
+    rates = stats.rates(data["runs"], data["events"], level)
+    km = stats.median_passage(data["runs"], data["passages"], level)
+    exps = data["experiments"]
+    return {
+        "dataset": str(out),
+        "level": level,
+        "experiments": [
+            {"config_id": r.config_id, "name": r.name, "horizon": int(r.horizon), "threshold": float(r.threshold)}
+            for r in exps.itertuples()
+        ],
+        "runs": stats.run_counts(data["runs"]).to_dict(orient="records"),
+        "first_passage": _records(fp),
+        "median_passage": _records(km),
+        "rates": _records(rates),
+    }
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    """DataFrame -> JSON-safe records (numpy scalars to Python, NaN to null)."""
+    out = []
+    for rec in df.to_dict(orient="records"):
+        clean = {}
+        for k, v in rec.items():
+            if isinstance(v, (np.integer,)):
+                v = int(v)
+            elif isinstance(v, (np.floating, float)):
+                v = None if math.isnan(v) else float(v)
+            clean[k] = v
+        out.append(clean)
+    return out
+
+
+def summarize_text(out, as_json: bool = False, level: float = 0.95) -> str:
+    s = summarize_json(out, level)
+    if as_json:
+        return json.dumps(s, indent=2)
+    pct = f"{level:.0%}"
+    lines = [f"dataset {s['dataset']}  ({pct} intervals)"]
+    names = {e["config_id"]: e for e in s["experiments"]}
+    for rc in s["runs"]:
+        cid = rc["config_id"]
+        e = names.get(cid, {"name": "?", "horizon": rc.get("horizon")})
+        lines.append(f"\n== {e['name']} [{cid}]: {rc['seeds']} seeds ({rc['diverged']} diverged), horizon {e['horizon']:,} steps")
+        fp = [r for r in s["first_passage"] if r["config_id"] == cid]
+        if fp:
+            lines.append(f"  P(rank <= level within horizon)     start  level      k/n       p   [{pct} Wilson]  [exact]")
+            for r in fp:
+                lines.append(
+                    f"  {'':35s}{r['start_rank']:5d}  {r['level']:5d}  {r['k']:>5d}/{r['n']:<5d} {r['p']:6.3f}   "
+                    f"[{r['p_low']:.3f}, {r['p_high']:.3f}]  [{r['p_low_exact']:.3f}, {r['p_high_exact']:.3f}]"
+                )
+        md = [r for r in s["median_passage"] if r["config_id"] == cid and r["median"] is not None]
+        for r in md:
+            lo = "?" if r["median_low"] is None else f"{r['median_low']:,.0f}"
+            hi = "?" if r["median_high"] is None else f"{r['median_high']:,.0f}"
+            lines.append(f"  median first passage from {r['start_rank']} to <= {r['level']}: {r['median']:,.0f} steps [{lo}, {hi}]")
+        rt = [r for r in s["rates"] if r["config_id"] == cid]
+        if rt:
+            lines.append(f"  jump rates (per step)        from -> to   count   exposure (steps)   rate       [{pct} exact Poisson]")
+            for r in rt:
+                lines.append(
+                    f"  {'':29s}{r['from_rank']:4d} -> {r['to_rank']:<4d}{r['count']:6d}   {r['exposure_steps']:16,d}   "
+                    f"{_fmt_rate(r['rate']):9s}  [{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}]"
+                )
+    return "\n".join(lines)

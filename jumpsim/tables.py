@@ -1,0 +1,271 @@
+"""Result tables: Arrow schemas, chunk -> tables, atomic Parquet parts, dataset reading.
+
+Layout (one directory per ``jumpsim run``)::
+
+    OUT/experiments.parquet
+    OUT/{runs,events,passages,traces}/config_id=<id>/part-<first seed>-<last seed>.parquet
+
+``config_id`` lives in the directory name only (hive partitioning): pandas, pyarrow.dataset,
+DuckDB and polars all read it back as a column, and storing it in the files too would make
+pandas' partition inference fail. Part names carry the seed range, not the shard or chunk
+number, so the same seeds always land in the same file whatever the sharding: reruns are
+idempotent and resumes can tell what is done. Each part is written to a dot-named temporary
+file and renamed into place, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from .kernel import ChunkResult
+
+SCHEMA_VERSION = 1
+TABLES = ("runs", "events", "passages", "traces")
+
+_f64_list = pa.list_(pa.float64())
+SCHEMAS = {
+    "runs": pa.schema(
+        [
+            ("seed", pa.int64()),
+            ("status", pa.string()),
+            ("steps", pa.int64()),
+            ("horizon", pa.int64()),
+            ("initial_rank", pa.int32()),
+            ("final_rank", pa.int32()),
+            ("min_rank", pa.int32()),
+            ("n_down", pa.int32()),
+            ("n_up", pa.int32()),
+            ("n_events", pa.int32()),
+            ("events_overflow", pa.int32()),
+            ("final_loss", pa.float64()),
+            ("final_test_error", pa.float64()),
+            ("final_singular_values", _f64_list),
+        ]
+    ),
+    "events": pa.schema(
+        [
+            ("seed", pa.int64()),
+            ("step", pa.int64()),
+            ("rank_before", pa.int32()),
+            ("rank_after", pa.int32()),
+            ("direction", pa.string()),
+        ]
+    ),
+    "passages": pa.schema(
+        [
+            ("seed", pa.int64()),
+            ("start_rank", pa.int32()),
+            ("level", pa.int32()),
+            ("step", pa.int64()),  # null: not reached by the horizon (right-censored)
+        ]
+    ),
+    "traces": pa.schema(
+        [
+            ("seed", pa.int64()),
+            ("step", pa.int64()),
+            ("rank", pa.int32()),
+            ("loss", pa.float64()),
+            ("test_error", pa.float64()),
+            ("singular_values", _f64_list),
+        ]
+    ),
+    "experiments": pa.schema(
+        [
+            ("config_id", pa.string()),
+            ("name", pa.string()),
+            ("config", pa.string()),  # normalized config as JSON text
+            ("threshold", pa.float64()),
+            ("relative_threshold", pa.bool_()),
+            ("horizon", pa.int64()),
+            ("start", pa.string()),  # JSON: facts about a shared start (init = "gd")
+            ("schema_version", pa.int32()),
+            ("jumpsim_version", pa.string()),
+            ("jax_version", pa.string()),
+            ("backend", pa.string()),
+            ("devices", pa.string()),
+            ("created", pa.string()),
+        ]
+    ),
+}
+for _name in SCHEMAS:
+    SCHEMAS[_name] = SCHEMAS[_name].with_metadata({"jumpsim_schema_version": str(SCHEMA_VERSION), "jumpsim_table": _name})
+
+
+class ChunkTables(NamedTuple):
+    runs: pa.Table
+    events: pa.Table
+    passages: pa.Table
+    traces: pa.Table
+
+
+def _table(name: str, cols: dict) -> pa.Table:
+    schema = SCHEMAS[name]
+    def col(f):
+        v = cols[f.name]
+        return v.cast(f.type) if isinstance(v, pa.Array) else pa.array(v, type=f.type)
+
+    return pa.table({f.name: col(f) for f in schema}, schema=schema)
+
+
+def chunk_tables(res: ChunkResult, horizon: int, every: int) -> ChunkTables:
+    """Rows of one finished chunk (traces only if ``res.trace`` is set)."""
+    s, d = res.state, res.state.det
+    seeds = res.seeds
+    diverged = np.asarray(s.diverged)
+    cap = d.ev_step.shape[1]
+    n_events = np.asarray(d.n_events)
+    runs = _table(
+        "runs",
+        {
+            "seed": seeds,
+            "status": np.where(diverged, "diverged", "ok"),
+            "steps": np.where(diverged, np.asarray(s.stop_step), horizon).astype(np.int64),
+            "horizon": np.full(len(seeds), horizon, np.int64),
+            "initial_rank": d.initial_rank,
+            "final_rank": d.rank,
+            "min_rank": d.min_rank,
+            "n_down": d.n_down,
+            "n_up": d.n_up,
+            "n_events": n_events,
+            "events_overflow": np.maximum(n_events - cap, 0).astype(np.int32),
+            "final_loss": np.asarray(s.loss, np.float64),
+            "final_test_error": np.asarray(s.test_error, np.float64),
+            "final_singular_values": list(np.asarray(s.sv, np.float64)),
+        },
+    )
+    kept = np.minimum(n_events, cap)
+    i, j = np.nonzero(np.arange(cap)[None, :] < kept[:, None])  # (seed slot, event slot), in order
+    before, after = np.asarray(d.ev_before)[i, j], np.asarray(d.ev_after)[i, j]
+    events = _table(
+        "events",
+        {
+            "seed": seeds[i],
+            "step": np.asarray(d.ev_step)[i, j].astype(np.int64),
+            "rank_before": before,
+            "rank_after": after,
+            "direction": np.where(after < before, "down", "up"),
+        },
+    )
+    start = np.asarray(d.initial_rank)
+    i, lv = np.nonzero(np.arange(d.passage.shape[1])[None, :] < start[:, None])  # levels below start
+    step = np.asarray(d.passage)[i, lv].astype(np.int64)
+    passages = _table(
+        "passages",
+        {"seed": seeds[i], "start_rank": start[i], "level": lv, "step": pa.array(step, mask=step < 0)},
+    )
+    if res.trace is None:
+        traces = SCHEMAS["traces"].empty_table()
+    else:
+        tr = res.trace  # (C, S, ...)
+        c, n = tr.rank.shape
+        traces = _table(
+            "traces",
+            {
+                "seed": np.tile(seeds, c),
+                "step": np.repeat(np.arange(c, dtype=np.int64) * every, n),
+                "rank": tr.rank.reshape(-1),
+                "loss": tr.loss.reshape(-1).astype(np.float64),
+                "test_error": tr.test_error.reshape(-1).astype(np.float64),
+                "singular_values": list(tr.sv.reshape(c * n, -1).astype(np.float64)),
+            },
+        )
+    return ChunkTables(runs, events, passages, traces)
+
+
+# --------------------------------------------------------------------------------------
+# writing
+
+
+def part_name(first_seed: int, last_seed: int) -> str:
+    """File name of the part holding seeds first..last (inclusive)."""
+    return f"part-{first_seed:010d}-{last_seed:010d}.parquet"
+
+
+def part_path(out: Path, table: str, config_id: str, first_seed: int, last_seed: int) -> Path:
+    return Path(out) / table / f"config_id={config_id}" / part_name(first_seed, last_seed)
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write to a dot-named temporary file (skipped by every reader), fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table.cast(SCHEMAS[table.schema.metadata[b"jumpsim_table"].decode()]), tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_chunk(out: Path, config_id: str, first_seed: int, last_seed: int, t: ChunkTables) -> None:
+    """Write the four parts of a chunk; ``runs`` last, so its presence marks the chunk done."""
+    for name in ("events", "passages", "traces", "runs"):
+        table = getattr(t, name)
+        if name == "traces" and table.num_rows == 0:
+            continue
+        write_atomic(table, part_path(out, name, config_id, first_seed, last_seed))
+
+
+def experiment_row(cfg, info: dict, versions: dict) -> pa.Table:
+    from .config import to_dict
+
+    return _table(
+        "experiments",
+        {
+            "config_id": [cfg.config_id],
+            "name": [cfg.name],
+            "config": [json.dumps(to_dict(cfg), sort_keys=True)],
+            "threshold": [cfg.detect.threshold],
+            "relative_threshold": [cfg.detect.relative],
+            "horizon": [cfg.train.steps],
+            "start": [json.dumps(info, sort_keys=True)],
+            "schema_version": [SCHEMA_VERSION],
+            **{k: [v] for k, v in versions.items()},
+        },
+    )
+
+
+def write_experiments(out: Path, rows: list[pa.Table]) -> None:
+    """Merge rows into OUT/experiments.parquet (one row per config_id, newest wins)."""
+    path = Path(out) / "experiments.parquet"
+    new = pa.concat_tables(rows)
+    if path.exists():
+        old = pq.read_table(path)
+        keep = ~np.isin(old["config_id"].to_numpy(zero_copy_only=False), new["config_id"].to_numpy(zero_copy_only=False))
+        new = pa.concat_tables([old.filter(pa.array(keep)).cast(SCHEMAS["experiments"]), new])
+    write_atomic(new, path)
+
+
+# --------------------------------------------------------------------------------------
+# reading
+
+
+def read_table(out: str | Path, name: str) -> pd.DataFrame:
+    """One table of a dataset as pandas, with ``config_id`` as a string column (empty frame
+    with the right columns when there are no parts)."""
+    root = Path(out) / name
+    schema = pa.unify_schemas([pa.schema([("config_id", pa.string())]), SCHEMAS[name]])
+    if name == "experiments":
+        path = Path(out) / "experiments.parquet"
+        return pq.read_table(path).to_pandas() if path.exists() else SCHEMAS[name].empty_table().to_pandas()
+    if not root.exists():
+        return schema.empty_table().to_pandas()
+    part = ds.partitioning(pa.schema([("config_id", pa.string())]), flavor="hive")
+    dataset = ds.dataset(root, format="parquet", partitioning=part, schema=schema)
+    return dataset.to_table().to_pandas()
+
+
+def read_dataset(out: str | Path) -> dict[str, pd.DataFrame]:
+    """All tables of a dataset directory: {"experiments", "runs", "events", "passages", "traces"}."""
+    return {name: read_table(out, name) for name in ("experiments", *TABLES)}

@@ -1,0 +1,123 @@
+"""The simulator kernel: keyed randomness, chunk invariance, divergence isolation, traces."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import jumpsim
+from jumpsim import kernel
+from jumpsim.tables import chunk_tables
+
+
+def _np(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x)
+
+
+def _assert_same_state(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(_np(x), _np(y))
+
+
+def _rows(state, idx):
+    return jax.tree.map(lambda x: _np(x)[idx], state)
+
+
+def test_seed_results_bit_identical_across_chunk_sizes(tiny):
+    """Seeds 0..11 in one chunk of 12, in chunks of 5, and seeds 3..7 alone: bit for bit."""
+    cfg = tiny("train.lr=0.2")
+    k = kernel.build(cfg)
+    full = kernel.run_chunk(k, cfg, np.arange(12))
+    parts = [kernel.run_chunk(k, cfg, np.arange(lo, min(lo + 5, 12))) for lo in range(0, 12, 5)]
+    joined = jax.tree.map(lambda *xs: np.concatenate([_np(x) for x in xs]), *[p.state for p in parts])
+    _assert_same_state(full.state, joined)
+    mid = kernel.run_chunk(k, cfg, np.arange(3, 8))
+    _assert_same_state(_rows(full.state, slice(3, 8)), mid.state)
+    # and the run moved: some seed changed rank
+    assert int(np.sum(full.state.det.n_events)) > 0
+
+
+def test_segmentation_of_horizon_does_not_change_results(tiny, monkeypatch):
+    cfg = tiny()
+    k = kernel.build(cfg)
+    a = kernel.run_chunk(k, cfg, np.arange(6))
+    monkeypatch.setattr(kernel, "segments", lambda n, target=20: [1] * n)
+    b = kernel.run_chunk(k, cfg, np.arange(6))
+    _assert_same_state(a.state, b.state)
+
+
+def test_float32_state_stays_float32(tiny):
+    cfg = tiny()
+    k = kernel.build(cfg)
+    s = kernel.run_chunk(k, cfg, np.arange(2)).state
+    assert all(w.dtype == np.float32 for w in s.params)
+    assert s.sv.dtype == np.float32 and s.loss.dtype == np.float32
+
+
+def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
+    cfg = tiny()
+    k = kernel.build(cfg)
+    seeds = jnp.arange(5, dtype=jnp.int32)
+    clean = k.init(seeds)
+    bad = k.init(seeds)
+    bad = bad._replace(params=tuple(w.at[2].multiply(1e6) for w in bad.params))  # seed 2 blows up
+    n_checks = cfg.train.steps // cfg.detect.every
+    clean, _ = k.advance(clean, jnp.int32(0), n_checks=n_checks)
+    bad, _ = k.advance(bad, jnp.int32(0), n_checks=n_checks)
+    clean, bad = jax.device_get(clean), jax.device_get(bad)
+    assert bool(bad.diverged[2]) and not bool(np.any(np.delete(bad.diverged, 2)))
+    assert 0 < int(bad.stop_step[2]) <= cfg.train.steps
+    keep = [0, 1, 3, 4]
+    _assert_same_state(_rows(clean, keep), _rows(bad, keep))
+    assert np.all(np.isfinite(bad.sv)) and np.all(np.isfinite(np.asarray(bad.params[0])))
+    # traces mark the diverged seed's checks with rank -1 and NaN
+    _, obs = k.advance(bad, jnp.int32(cfg.train.steps), n_checks=1, trace=True)
+    assert int(obs.rank[0, 2]) == -1 and np.isnan(obs.loss[0, 2]) and int(obs.rank[0, 0]) >= 0
+    res = kernel.ChunkResult(np.arange(5), bad, None)
+    runs = chunk_tables(res, cfg.train.steps, cfg.detect.every).runs.to_pandas()
+    assert list(runs.status) == ["ok", "ok", "diverged", "ok", "ok"]
+    assert runs.steps[2] == bad.stop_step[2] and (runs.steps[keep] == cfg.train.steps).all()
+
+
+def test_traces_replay_the_same_trajectories(tiny):
+    """The trace pass re-simulates the first seeds; its last check must equal the main run's
+    final state, and its ranks must replay the detector's events."""
+    cfg = tiny("detect.persist=1")
+    f = jumpsim.simulate(cfg)
+    assert (f["runs"].status == "ok").all()
+    tr, runs, ev = f["traces"], f["runs"], f["events"]
+    assert sorted(tr.seed.unique()) == [0, 1]
+    assert len(tr) == 2 * (cfg.train.steps // cfg.detect.every + 1)
+    for seed in (0, 1):
+        t = tr[tr.seed == seed].sort_values("step")
+        r = runs[runs.seed == seed].iloc[0]
+        last = t.iloc[-1]
+        assert last.step == cfg.train.steps and last.loss == r.final_loss
+        np.testing.assert_array_equal(np.asarray(last.singular_values), np.asarray(r.final_singular_values))
+        # with persist = 1 every change of the traced rank is an event
+        changes = t[t["rank"].diff().fillna(0) != 0]
+        e = ev[ev.seed == seed].sort_values("step")
+        assert list(changes.step) == list(e.step) and list(changes["rank"]) == list(e.rank_after)
+        assert len(e) > 0
+
+
+def test_gd_init_starts_every_seed_from_the_same_minimum(tiny):
+    cfg = tiny("model.init=\"gd\"", "model.gd_steps=3000", "model.gd_lr=0.1", "train.batch=\"full\"", "run.seeds=3", "run.chunk=3")
+    k = kernel.build(cfg)
+    assert k.info["start_grad_norm"] < 1e-3  # converged
+    s0 = jax.device_get(k.init(jnp.arange(3, dtype=jnp.int32)))
+    for w in s0.params:
+        assert np.all(w == w[0:1])
+    # full-batch GD from a minimum stays there: no events, identical seeds
+    res = kernel.run_chunk(k, cfg, np.arange(3))
+    assert int(np.sum(res.state.det.n_events)) == 0
+    assert np.all(res.state.det.rank == k.info["start_rank"])
+
+
+def test_float64_run(tiny):
+    cfg = tiny("run.dtype=\"float64\"", "run.seeds=3", "run.chunk=3")
+    res = kernel.run_chunk(kernel.build(cfg), cfg, np.arange(3))
+    assert res.state.params[0].dtype == np.float64

@@ -16,6 +16,9 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -24,6 +27,7 @@ from scipy import stats as sps
 # intervals
 
 
+@functools.lru_cache(maxsize=65536)  # many groups share (k, n): binomtest once per pair
 def proportion_ci(k: int, n: int, level: float = 0.95, method: str = "wilson") -> tuple[float, float]:
     """Interval for a binomial proportion: ``method`` "wilson" or "exact" (Clopper-Pearson)."""
     if n == 0:
@@ -32,15 +36,19 @@ def proportion_ci(k: int, n: int, level: float = 0.95, method: str = "wilson") -
     return float(ci.low), float(ci.high)
 
 
-def poisson_rate_ci(count: int, exposure: float, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) two-sided interval for a Poisson rate count/exposure. Zero events give
-    0 and a finite upper bound (chi2(level, 2)/2 / exposure, about 3.69/exposure at 95%)."""
-    if exposure <= 0:
-        return float("nan"), float("nan")
+def poisson_rate_ci(count, exposure, level: float = 0.95):
+    """Exact (Garwood) two-sided interval for a Poisson rate count/exposure (scalars or
+    arrays). Zero events give 0 and a finite upper bound, chi2_{1-a/2}(2)/2 / exposure (about
+    3.69/exposure at 95%); non-positive exposure gives NaN."""
+    count = np.asarray(count, dtype=float)
+    exposure = np.asarray(exposure, dtype=float)
     a = 1 - level
-    low = 0.0 if count == 0 else sps.chi2.ppf(a / 2, 2 * count) / 2
-    high = sps.chi2.ppf(1 - a / 2, 2 * count + 2) / 2
-    return float(low / exposure), float(high / exposure)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(count > 0, sps.chi2.ppf(a / 2, 2 * np.maximum(count, 1)) / 2, 0.0) / exposure
+        high = sps.chi2.ppf(1 - a / 2, 2 * count + 2) / 2 / exposure
+    bad = exposure <= 0
+    low, high = np.where(bad, np.nan, low), np.where(bad, np.nan, high)
+    return (float(low), float(high)) if low.ndim == 0 else (low, high)
 
 
 # --------------------------------------------------------------------------------------
@@ -72,8 +80,8 @@ def first_passage(runs: pd.DataFrame, passages: pd.DataFrame, level: float = 0.9
     g = df.groupby(["config_id", "start_rank", "level"], sort=True)
     out = g.agg(n=("seed", "size"), k=("reached", "sum"), n_diverged=("div_unreached", "sum"), horizon=("horizon", "max")).reset_index()
     out["p"] = out["k"] / out["n"]
-    w = [proportion_ci(k, n, level, "wilson") for k, n in zip(out["k"], out["n"])]
-    e = [proportion_ci(k, n, level, "exact") for k, n in zip(out["k"], out["n"])]
+    w = [proportion_ci(int(k), int(n), level, "wilson") for k, n in zip(out["k"], out["n"])]
+    e = [proportion_ci(int(k), int(n), level, "exact") for k, n in zip(out["k"], out["n"])]
     out["p_low"], out["p_high"] = [x[0] for x in w], [x[1] for x in w]
     out["p_low_exact"], out["p_high_exact"] = [x[0] for x in e], [x[1] for x in e]
     return out.sort_values(["config_id", "start_rank", "level"], ascending=[True, True, False])[cols].reset_index(drop=True)
@@ -94,7 +102,9 @@ def _km(times: np.ndarray, reached: np.ndarray, level: float):
         return None
     data = sps.CensoredData(uncensored=times[reached], right=times[~reached])
     res = sps.ecdf(data)
-    band = res.sf.confidence_interval(confidence_level=level, method="log-log")
+    with warnings.catch_warnings():  # the log-log band is undefined (NaN) where S is 0 or 1
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = res.sf.confidence_interval(confidence_level=level, method="log-log")
     return res.sf, band
 
 
@@ -190,8 +200,7 @@ def rates(runs: pd.DataFrame, events: pd.DataFrame, level: float = 0.95, burn_in
     df["count"] = df["count"].astype(np.int64)
     df["exposure_steps"] = df["exposure_steps"].astype(np.int64)
     df["rate"] = np.where(df["exposure_steps"] > 0, df["count"] / df["exposure_steps"].clip(lower=1), np.nan)
-    ci = [poisson_rate_ci(c, e, level) for c, e in zip(df["count"], df["exposure_steps"])]
-    df["rate_low"], df["rate_high"] = [x[0] for x in ci], [x[1] for x in ci]
+    df["rate_low"], df["rate_high"] = poisson_rate_ci(df["count"].to_numpy(), df["exposure_steps"].to_numpy(), level)
     return df.sort_values(["config_id", "from_rank", "to_rank"], ascending=[True, False, True])[cols].reset_index(drop=True)
 
 
@@ -216,8 +225,8 @@ def rate_ratio(count_a: int, exposure_a: float, count_b: int, exposure_b: float,
 def proportion_difference(k_a: int, n_a: int, k_b: int, n_b: int, level: float = 0.95) -> dict:
     """p_a - p_b with Newcombe's hybrid score interval (built from the two Wilson intervals)."""
     pa, pb = k_a / n_a, k_b / n_b
-    la, ua = proportion_ci(k_a, n_a, level)
-    lb, ub = proportion_ci(k_b, n_b, level)
+    la, ua = proportion_ci(int(k_a), int(n_a), level)
+    lb, ub = proportion_ci(int(k_b), int(n_b), level)
     d = pa - pb
     return {"difference": d, "low": d - np.hypot(pa - la, ub - pb), "high": d + np.hypot(ua - pa, pb - lb)}
 

@@ -1,0 +1,69 @@
+"""`jumpsim run`, `summarize` and `plot` end to end on a tiny config."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import jumpsim
+from jumpsim import cli
+
+from conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "tiny"
+    args = ["run", "--out", str(out), "--quiet"]
+    for o in TINY:
+        args += ["--set", o]
+    return out, args
+
+
+def test_run_writes_tables_and_prints_summary(ran, capsys):
+    out, args = ran
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "seed-steps/s" in text and "final rank:" in text and "events:" in text and str(out) in text
+    data = jumpsim.read_dataset(out)
+    assert len(data["runs"]) == 12 and len(data["experiments"]) == 1 and len(data["traces"]) > 0
+    # rerun: everything is already there, nothing is simulated again
+    assert cli.main(args) == 0
+    assert "already done" in capsys.readouterr().out
+    assert len(jumpsim.read_dataset(out)["runs"]) == 12
+
+
+def test_summarize_json_has_contract_fields(ran, capsys):
+    out, args = ran
+    if not (out / "runs").exists():
+        assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(["summarize", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    fp_fields = {"config_id", "start_rank", "level", "n", "k", "horizon", "p", "p_low", "p_high"}
+    rate_fields = {"config_id", "from_rank", "to_rank", "count", "exposure_steps", "rate", "rate_low", "rate_high"}
+    assert s["first_passage"] and fp_fields <= set(s["first_passage"][0])
+    assert s["rates"] and rate_fields <= set(s["rates"][0])
+    assert all(r["rate_high"] is not None and r["rate_high"] > 0 for r in s["rates"])
+    assert cli.main(["summarize", str(out)]) == 0
+    assert "P(rank <= level" in capsys.readouterr().out
+
+
+def test_plot_writes_png(ran, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out, args = ran
+    if not (out / "runs").exists():
+        assert cli.main(args) == 0
+    png = tmp_path / "f.png"
+    assert cli.main(["plot", str(out), "--out", str(png)]) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_console_script_one_line_error_no_traceback(tmp_path):
+    exe = [sys.executable, "-m", "jumpsim.cli"]
+    p = subprocess.run(exe + ["run", "--set", "model.depth=1", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "model.depth" in p.stderr
+    assert not (tmp_path / "x").exists()

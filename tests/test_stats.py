@@ -1,0 +1,186 @@
+"""Estimators on synthetic datasets with known rates: convergence and interval coverage.
+
+Synthetic data: a continuous-time Markov chain over rank levels 4 -> 3 -> 2 with an up-jump
+3 -> 4 and 2 absorbing (rates per step below), simulated exactly (Gillespie), jump times
+rounded up to whole steps, and written as the real tables (same schemas as the simulator).
+Each replicate is one config_id, so one call of the estimator handles all replicates.
+Coverage tolerances: 2000 replicates give a Monte Carlo standard error of 0.005 on a coverage
+of 0.95, so [0.93, 0.97] is +-4 standard errors (fixed seed: the test is deterministic).
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.linalg import expm
+
+import jumpsim
+from jumpsim import stats, tables
+
+A, B, C = 2e-4, 1e-4, 5e-5  # 4->3, 3->2, 3->4
+T = 10_000
+OUT = {4: [(3, A)], 3: [(2, B), (4, C)], 2: []}
+
+
+def simulate_ctmc(n_reps, n_seeds, seed=0):
+    """Tables (runs, events, passages) for n_reps replicates of n_seeds chains from rank 4."""
+    rng = np.random.default_rng(seed)
+    n = n_reps * n_seeds
+    state = np.full(n, 4)
+    t = np.zeros(n)
+    active = np.ones(n, bool)
+    ev_seed, ev_t, ev_from, ev_to = [], [], [], []
+    while active.any():
+        idx = np.nonzero(active)[0]
+        total = np.array([sum(r for _, r in OUT[s]) for s in state[idx]])
+        absorbed = total == 0
+        active[idx[absorbed]] = False
+        idx, total = idx[~absorbed], total[~absorbed]
+        t_new = t[idx] + rng.exponential(1 / total)
+        done = t_new > T
+        active[idx[done]] = False
+        idx, t_new, total = idx[~done], t_new[~done], total[~done]
+        u = rng.random(len(idx)) * total
+        to = np.array([OUT[s][0][0] if uu < OUT[s][0][1] else OUT[s][1][0] for s, uu in zip(state[idx], u)], dtype=int)
+        ev_seed.append(idx), ev_t.append(np.ceil(t_new)), ev_from.append(state[idx]), ev_to.append(to)
+        state[idx], t[idx] = to, t_new
+    ev = pd.DataFrame({"gseed": np.concatenate(ev_seed), "step": np.concatenate(ev_t).astype(np.int64),
+                       "rank_before": np.concatenate(ev_from), "rank_after": np.concatenate(ev_to)})
+    ev = ev.sort_values(["gseed", "step"], kind="stable")
+    ev["direction"] = np.where(ev.rank_after < ev.rank_before, "down", "up")
+    cid = lambda g: np.char.add("rep", (np.asarray(g) // n_seeds).astype(str))
+    ev["config_id"], ev["seed"] = cid(ev.gseed), ev.gseed % n_seeds
+    nd = ev[ev.direction == "down"].groupby("gseed").size().reindex(range(n), fill_value=0).to_numpy()
+    nu = ev[ev.direction == "up"].groupby("gseed").size().reindex(range(n), fill_value=0).to_numpy()
+    mn = ev.groupby("gseed").rank_after.min().reindex(range(n), fill_value=4).clip(upper=4).to_numpy()
+    g = np.arange(n)
+    runs = pd.DataFrame({"config_id": cid(g), "seed": g % n_seeds, "status": "ok", "steps": T, "horizon": T,
+                         "initial_rank": 4, "final_rank": state, "min_rank": mn, "n_down": nd, "n_up": nu,
+                         "n_events": nd + nu, "events_overflow": 0, "final_loss": np.nan, "final_test_error": np.nan,
+                         "final_singular_values": [np.zeros(4)] * n})
+    first = {lv: ev[ev.rank_after <= lv].groupby("gseed").step.min() for lv in range(4)}
+    pas = pd.concat([pd.DataFrame({"config_id": cid(g), "seed": g % n_seeds, "start_rank": 4, "level": lv,
+                                   "step": first[lv].reindex(range(n)).to_numpy()}) for lv in range(4)], ignore_index=True)
+    return runs, ev.drop(columns="gseed")[["config_id", "seed", "step", "rank_before", "rank_after", "direction"]], pas
+
+
+def truth_p(level):
+    """P(rank <= level within T) from the generator with the target set made absorbing."""
+    states = [4, 3, 2]
+    q = np.zeros((3, 3))
+    for i, s in enumerate(states):
+        if s <= level:
+            continue
+        for to, r in OUT[s]:
+            q[i, states.index(to)] += r
+            q[i, i] -= r
+    pt = expm(q * T)[0]
+    return sum(pt[i] for i, s in enumerate(states) if s <= level)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return simulate_ctmc(n_reps=2000, n_seeds=200, seed=1)
+
+
+def test_first_passage_probability_coverage(synthetic):
+    runs, ev, pas = synthetic
+    fp = stats.first_passage(runs, pas)
+    for level in (3, 2):
+        f = fp[fp.level == level]
+        p = truth_p(level)
+        assert len(f) == 2000 and 0.2 < p < 0.9
+        assert abs(f.p.mean() - p) < 0.003  # unbiased: SE of the mean is ~0.0006
+        cov_w = ((f.p_low <= p) & (p <= f.p_high)).mean()
+        cov_e = ((f.p_low_exact <= p) & (p <= f.p_high_exact)).mean()
+        assert 0.93 <= cov_w <= 0.97, (level, cov_w)
+        assert 0.93 <= cov_e <= 0.985, (level, cov_e)  # Clopper-Pearson is conservative by design
+
+
+def test_rate_coverage_and_one_way_bound(synthetic):
+    runs, ev, pas = synthetic
+    r = stats.rates(runs, ev)
+    for (fr, to), rate in {(4, 3): A, (3, 2): B, (3, 4): C}.items():
+        g = r[(r.from_rank == fr) & (r.to_rank == to)]
+        assert len(g) == 2000
+        est = g["count"].sum() / g.exposure_steps.sum()
+        assert abs(est / rate - 1) < 0.02, (fr, to, est)
+        cov = ((g.rate_low <= rate) & (rate <= g.rate_high)).mean()
+        assert 0.93 <= cov <= 0.97, (fr, to, cov)
+    up = r[(r.from_rank == 2) & (r.to_rank == 3)]  # never happens: rate 0, finite upper bound
+    assert len(up) == 2000 and (up["count"] == 0).all() and (up.rate == 0).all()
+    np.testing.assert_allclose(up.rate_high * up.exposure_steps, 3.6889, rtol=1e-4)
+
+
+def test_kaplan_meier_median_converges():
+    runs, ev, pas = simulate_ctmc(n_reps=1, n_seeds=4000, seed=2)
+    m = stats.median_passage(runs, pas)
+    row = m[m.level == 3].iloc[0]
+    true_median = np.log(2) / A  # exit from 4 is exponential(A)
+    assert row.median_low <= true_median <= row.median_high
+    assert abs(row["median"] / true_median - 1) < 0.05
+    curves = stats.survival_curves(runs, pas)
+    c = curves[curves.level == 3]
+    s_at = c[c.step <= 2000].survival.iloc[-1]
+    assert abs(s_at - np.exp(-A * 2000)) < 0.02
+
+
+def test_censored_seed_never_counts_as_reached():
+    runs, ev, pas = simulate_ctmc(n_reps=1, n_seeds=50, seed=3)
+    late = pas.step.notna()
+    # move some passages beyond the horizon of a run that stopped early (divergence)
+    runs = runs.copy()
+    runs.loc[:9, "status"], runs.loc[:9, "steps"] = "diverged", 100
+    pas = pas.copy()
+    pas.loc[pas.seed < 10, "step"] = np.nan
+    fp = stats.first_passage(runs, pas)
+    f3 = fp[fp.level == 3].iloc[0]
+    assert f3.k == int(pas[(pas.level == 3)].step.notna().sum()) and f3.n == 50
+    assert f3.n_diverged == 10
+    km = stats.survival_curves(runs, pas)
+    assert (km[(km.level == 3)].survival.iloc[1:] < 1).all()
+    assert late.any()
+
+
+def test_zero_events_give_finite_upper_bounds():
+    lo, hi = stats.poisson_rate_ci(0, 1e6)
+    assert lo == 0 and 3e-6 < hi < 4e-6
+    lo, hi = stats.proportion_ci(0, 200)
+    assert lo == 0 and 0 < hi < 0.03
+
+
+def test_compare_detects_a_rate_difference():
+    r1, e1, p1 = simulate_ctmc(n_reps=1, n_seeds=300, seed=4)
+    global A
+    a0 = A
+    try:
+        OUT[4] = [(3, 2 * a0)]
+        r2, e2, p2 = simulate_ctmc(n_reps=1, n_seeds=300, seed=5)
+    finally:
+        OUT[4] = [(3, a0)]
+    r2 = r2.assign(config_id="fast")
+    e2 = e2.assign(config_id="fast")
+    p2 = p2.assign(config_id="fast")
+    runs, ev, pas = pd.concat([r1, r2]), pd.concat([e1, e2]), pd.concat([p1, p2])
+    c = stats.compare(runs, pas, ev, "fast", "rep0", start_rank=4, level_rank=3)
+    rr = c["down_rate_ratio"]
+    assert rr["low"] <= 2.0 <= rr["high"] and rr["low"] > 1.3 and rr["p_value"] < 1e-6
+    assert c["logrank_p_value"] < 1e-6 and c["p_difference"]["low"] > 0
+    same = stats.compare(runs, pas, ev, "rep0", "rep0", start_rank=4, level_rank=3)
+    assert same["down_rate_ratio"]["low"] <= 1 <= same["down_rate_ratio"]["high"] and same["logrank_p_value"] > 0.5
+
+
+def test_estimators_read_the_real_layout(tmp_path):
+    """Synthetic tables written with the real schemas and part layout, read back, same answers."""
+    runs, ev, pas = simulate_ctmc(n_reps=3, n_seeds=40, seed=6)
+    for cid in runs.config_id.unique():
+        for name, df in (("runs", runs), ("events", ev), ("passages", pas)):
+            d = df[df.config_id == cid].drop(columns="config_id")
+            t = tables._table(name, {c: (d[c].to_numpy() if c != "step" or name != "passages" else pd.array(d[c], dtype="Int64")) for c in d.columns})
+            tables.write_atomic(t, tables.part_path(tmp_path, name, cid, 0, 39))
+    data = jumpsim.read_dataset(tmp_path)
+    a = stats.rates(data["runs"], data["events"])
+    b = stats.rates(runs, ev)
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False)
+    fa = stats.first_passage(data["runs"], data["passages"])
+    fb = stats.first_passage(runs, pas)
+    np.testing.assert_array_equal(fa.k.to_numpy(), fb.k.to_numpy())

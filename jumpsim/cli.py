@@ -96,9 +96,22 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def use_all_cpu_cores() -> None:
+    """Ask XLA for one host device per usable core (set before JAX starts its backend), so
+    that seeds are split over the cores as over GPUs. ``JUMPSIM_CPU_DEVICES=N`` overrides;
+    an explicit ``--xla_force_host_platform_device_count`` in XLA_FLAGS is left alone.
+    On a GPU machine this only adds idle CPU devices: the seeds go to the GPUs."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    n = os.environ.get("JUMPSIM_CPU_DEVICES") or str(len(os.sched_getaffinity(0)))
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
 
+    use_all_cpu_cores()
     try:
         args = _parser().parse_args(argv)
         return {"run": _cmd_run, "summarize": _cmd_summarize, "plot": _cmd_plot}[args.command](args)

@@ -24,6 +24,12 @@ from . import problem as problem_lib
 from .config import Config
 
 ROOT_KEY = 0  # fold_in(key(ROOT_KEY), seed id): seed i means the same noise in every experiment
+# Seeds per device are padded to a multiple of LANES. XLA's CPU code vectorises the vmapped
+# matrix-vector products across seeds, and seeds in a partial vector (the loop remainder) are
+# rounded differently in the last bit; with full vectors only, a seed's trajectory is bit
+# for bit the same whatever the chunk size or the number of devices. 16 float32 lanes is the
+# widest vector (AVX-512); padding costs at most 15 extra seeds per device.
+LANES = 16
 
 
 class SeedState(NamedTuple):
@@ -56,6 +62,13 @@ class Kernel(NamedTuple):
     advance: Callable
     start_params: model.Params | None  # shared start (init = "gd" or "file"), else None
     info: dict  # facts about the start (gd residual gradient, rank), for the experiments table
+    n_devices: int  # seed batches are padded to a multiple of this
+
+
+def seed_mesh(devices=None) -> jax.sharding.Mesh:
+    """1-D mesh "seeds" over the given devices (default: all local devices, i.e. the GPUs,
+    or the host devices that ``jumpsim`` asks XLA for on a CPU, one per core)."""
+    return jax.sharding.Mesh(np.array(jax.local_devices() if devices is None else devices), ("seeds",))
 
 
 def dtype_of(cfg: Config):
@@ -101,8 +114,9 @@ def _start_params(cfg: Config, prob: problem_lib.Problem, dtype) -> tuple[model.
     return p, info
 
 
-def build(cfg: Config, prob: problem_lib.Problem | None = None) -> Kernel:
-    """Compile-ready functions for one experiment (see ``Kernel``)."""
+def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) -> Kernel:
+    """Compile-ready functions for one experiment (see ``Kernel``), with the seed axis split
+    over ``devices`` (default: all local devices)."""
     prob = problem_lib.make(cfg) if prob is None else prob
     dtype = dtype_of(cfg)
     n, m = prob.shape
@@ -171,10 +185,7 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None) -> Kernel:
     steps_v = jax.vmap(steps_one, in_axes=(0, None))
     check_v = jax.vmap(check_one, in_axes=(0, None))
 
-    @partial(jax.jit, static_argnames=("n_checks", "trace"), donate_argnums=0)
-    def advance(states: SeedState, t0, n_checks: int, trace: bool = False):
-        """Run ``n_checks`` checks of K steps from step ``t0`` for every seed in the batch."""
-
+    def advance_local(states: SeedState, t0, n_checks: int, trace: bool):
         def body(states, c):
             t = t0 + c * dc.every
             states = steps_v(states, t)
@@ -183,8 +194,20 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None) -> Kernel:
 
         return jax.lax.scan(body, states, jnp.arange(n_checks, dtype=jnp.int32))
 
-    init = jax.jit(jax.vmap(init_one))
-    return Kernel(init=init, advance=advance, start_params=start, info=info)
+    mesh = seed_mesh(devices)
+    seeds_spec = jax.sharding.PartitionSpec("seeds")
+    trace_spec = jax.sharding.PartitionSpec(None, "seeds")
+
+    @partial(jax.jit, static_argnames=("n_checks", "trace"), donate_argnums=0)
+    def advance(states: SeedState, t0, n_checks: int, trace: bool = False):
+        """Run ``n_checks`` checks of K steps from step ``t0`` for every seed in the batch;
+        the seed axis is split over the local devices (no communication: seeds are
+        independent)."""
+        local = partial(advance_local, n_checks=n_checks, trace=trace)
+        return jax.shard_map(local, mesh=mesh, in_specs=(seeds_spec, jax.sharding.PartitionSpec()), out_specs=(seeds_spec, trace_spec if trace else None))(states, t0)
+
+    init = jax.jit(jax.vmap(init_one), out_shardings=jax.sharding.NamedSharding(mesh, seeds_spec))
+    return Kernel(init=init, advance=advance, start_params=start, info=info, n_devices=mesh.size)
 
 
 # --------------------------------------------------------------------------------------
@@ -221,22 +244,25 @@ def segments(n_checks: int, target: int = 20) -> list[int]:
 def run_chunk(kernel: Kernel, cfg: Config, seeds: np.ndarray, trace: bool = False, on_segment: Callable[[int], None] | None = None) -> ChunkResult:
     """Simulate the given seed ids to the horizon. ``on_segment(n_steps)`` reports progress."""
     every = cfg.detect.every
-    states = kernel.init(jnp.asarray(seeds, jnp.int32))
+    n = len(seeds)
+    padded = np.concatenate([seeds, np.repeat(seeds[-1:], -n % (LANES * kernel.n_devices))])
+    states = kernel.init(jnp.asarray(padded, jnp.int32))
     traces = []
     if trace:
         s0 = jax.device_get(states)
         traces.append(Observation(s0.det.rank[None], s0.loss[None], s0.test_error[None], s0.sv[None]))
     t0 = 0
-    for n in segments(cfg.train.steps // every):
-        states, obs = kernel.advance(states, jnp.asarray(t0, jnp.int32), n_checks=n, trace=trace)
+    for c in segments(cfg.train.steps // every):
+        states, obs = kernel.advance(states, jnp.asarray(t0, jnp.int32), n_checks=c, trace=trace)
         if trace:
             traces.append(jax.device_get(obs))
-        t0 += n * every
+        t0 += c * every
         if on_segment is not None:
             jax.block_until_ready(states)
-            on_segment(n * every)
-    trace_out = jax.tree.map(lambda *xs: np.concatenate(xs), *traces) if trace else None
-    return ChunkResult(np.asarray(seeds, np.int64), jax.device_get(states), trace_out)
+            on_segment(c * every)
+    trace_out = jax.tree.map(lambda *xs: np.concatenate(xs)[:, :n], *traces) if trace else None
+    final = jax.tree.map(lambda x: x[:n], jax.device_get(states))
+    return ChunkResult(np.asarray(seeds, np.int64), final, trace_out)
 
 
 def iter_chunks(cfg: Config, kernel: Kernel | None = None, shard: int = 0, n_shards: int = 1, on_segment=None) -> Iterator[tuple[tuple[int, int], ChunkResult]]:

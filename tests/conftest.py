@@ -1,4 +1,13 @@
-"""Shared fixtures: tiny configs that compile and run in seconds on 2 CPU cores."""
+"""Shared fixtures: tiny configs that compile and run in seconds on 2 CPU cores.
+
+The whole suite runs on two forced host devices (as the CLI does on a 2-core machine), so the
+sharded path is what every test exercises; single-device runs use ``devices=[one]``.
+"""
+
+import os
+
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
 
 import jumpsim  # noqa: F401  (enables float64 before any test builds arrays)
 import pytest

@@ -26,18 +26,30 @@ def _rows(state, idx):
     return jax.tree.map(lambda x: _np(x)[idx], state)
 
 
-def test_seed_results_bit_identical_across_chunk_sizes(tiny):
-    """Seeds 0..11 in one chunk of 12, in chunks of 5, and seeds 3..7 alone: bit for bit."""
-    cfg = tiny("train.lr=0.2")
+@pytest.mark.parametrize("batch", [1, 3])
+def test_seed_results_bit_identical_across_chunk_sizes(tiny, batch):
+    """Seeds 0..20 in one chunk, in chunks of 5 (last one partial), and seeds 3..5 alone,
+    on two devices and on one: bit for bit."""
+    cfg = tiny("train.lr=0.15", f"train.batch={batch}")
     k = kernel.build(cfg)
-    full = kernel.run_chunk(k, cfg, np.arange(12))
-    parts = [kernel.run_chunk(k, cfg, np.arange(lo, min(lo + 5, 12))) for lo in range(0, 12, 5)]
+    full = kernel.run_chunk(k, cfg, np.arange(21))
+    parts = [kernel.run_chunk(k, cfg, np.arange(lo, min(lo + 5, 21))) for lo in range(0, 21, 5)]
     joined = jax.tree.map(lambda *xs: np.concatenate([_np(x) for x in xs]), *[p.state for p in parts])
     _assert_same_state(full.state, joined)
-    mid = kernel.run_chunk(k, cfg, np.arange(3, 8))
-    _assert_same_state(_rows(full.state, slice(3, 8)), mid.state)
-    # and the run moved: some seed changed rank
+    k1 = kernel.build(cfg, devices=jax.local_devices()[:1])
+    mid = kernel.run_chunk(k1, cfg, np.arange(3, 6))
+    _assert_same_state(_rows(full.state, slice(3, 6)), mid.state)
+    # and the run moved: seeds changed rank
     assert int(np.sum(full.state.det.n_events)) > 0
+
+
+def test_two_devices_bit_identical_to_one(tiny):
+    assert jax.local_device_count() == 2
+    cfg = tiny("train.lr=0.2")
+    one = kernel.run_chunk(kernel.build(cfg, devices=jax.local_devices()[:1]), cfg, np.arange(7))
+    two = kernel.run_chunk(kernel.build(cfg), cfg, np.arange(7))  # 7 seeds: padded to 8
+    _assert_same_state(one.state, two.state)
+    assert len(two.seeds) == 7 and two.state.det.rank.shape == (7,)
 
 
 def test_segmentation_of_horizon_does_not_change_results(tiny, monkeypatch):
@@ -60,7 +72,7 @@ def test_float32_state_stays_float32(tiny):
 def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     cfg = tiny()
     k = kernel.build(cfg)
-    seeds = jnp.arange(5, dtype=jnp.int32)
+    seeds = jnp.arange(32, dtype=jnp.int32)  # a multiple of LANES x devices, as run_chunk pads
     clean = k.init(seeds)
     bad = k.init(seeds)
     bad = bad._replace(params=tuple(w.at[2].multiply(1e6) for w in bad.params))  # seed 2 blows up
@@ -70,15 +82,15 @@ def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     clean, bad = jax.device_get(clean), jax.device_get(bad)
     assert bool(bad.diverged[2]) and not bool(np.any(np.delete(bad.diverged, 2)))
     assert 0 < int(bad.stop_step[2]) <= cfg.train.steps
-    keep = [0, 1, 3, 4]
+    keep = [i for i in range(32) if i != 2]
     _assert_same_state(_rows(clean, keep), _rows(bad, keep))
     assert np.all(np.isfinite(bad.sv)) and np.all(np.isfinite(np.asarray(bad.params[0])))
     # traces mark the diverged seed's checks with rank -1 and NaN
     _, obs = k.advance(bad, jnp.int32(cfg.train.steps), n_checks=1, trace=True)
     assert int(obs.rank[0, 2]) == -1 and np.isnan(obs.loss[0, 2]) and int(obs.rank[0, 0]) >= 0
-    res = kernel.ChunkResult(np.arange(5), bad, None)
+    res = kernel.ChunkResult(np.arange(32), bad, None)
     runs = chunk_tables(res, cfg.train.steps, cfg.detect.every).runs.to_pandas()
-    assert list(runs.status) == ["ok", "ok", "diverged", "ok", "ok"]
+    assert list(runs.status[:4]) == ["ok", "ok", "diverged", "ok"] and (runs.status == "ok").sum() == 31
     assert runs.steps[2] == bad.stop_step[2] and (runs.steps[keep] == cfg.train.steps).all()
 
 
@@ -108,7 +120,7 @@ def test_gd_init_starts_every_seed_from_the_same_minimum(tiny):
     cfg = tiny("model.init=\"gd\"", "model.gd_steps=3000", "model.gd_lr=0.1", "train.batch=\"full\"", "run.seeds=3", "run.chunk=3")
     k = kernel.build(cfg)
     assert k.info["start_grad_norm"] < 1e-3  # converged
-    s0 = jax.device_get(k.init(jnp.arange(3, dtype=jnp.int32)))
+    s0 = jax.device_get(k.init(jnp.arange(4, dtype=jnp.int32)))
     for w in s0.params:
         assert np.all(w == w[0:1])
     # full-batch GD from a minimum stays there: no events, identical seeds

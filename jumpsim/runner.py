@@ -75,10 +75,16 @@ class RunReport:
     chunks_skipped: int = 0
     wall_s: float = 0.0
     sim_s: float = 0.0  # wall time of simulated chunks (compilation included)
+    steady_seed_steps: int = 0  # seed-steps after the first segment of each experiment,
+    steady_s: float = 0.0  # and their wall time: the rate without compilation
 
     @property
     def seed_steps_per_s(self) -> float:
         return self.seed_steps / self.sim_s if self.sim_s > 0 else float("nan")
+
+    @property
+    def steady_seed_steps_per_s(self) -> float:
+        return self.steady_seed_steps / self.steady_s if self.steady_s > 0 else float("nan")
 
 
 class _Progress:
@@ -121,10 +127,19 @@ def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 
         if owns_traces and not trace_path.exists():
             tables.write_atomic(_trace_tables(kernel, cfg), trace_path)
         n_seeds = sum(hi - lo for lo, hi in todo)
+        last = [None]
+
+        def clock(seed_steps):  # time between segments, skipping the first (it compiles)
+            now = time.perf_counter()
+            if last[0] is not None:
+                report.steady_seed_steps += seed_steps
+                report.steady_s += now - last[0]
+            last[0] = now
+
         bar = _Progress(n_seeds * cfg.train.steps, progress, desc=f"{cfg.name} [{cid}]")
         try:
             for lo, hi in todo:
-                res = sim.run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: bar(n * k))
+                res = sim.run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar(n * k), clock(n * k)))
                 tables.write_chunk(out, cid, lo, hi - 1, tables.chunk_tables(res, cfg.train.steps, cfg.detect.every))
                 report.chunks_done += 1
         finally:

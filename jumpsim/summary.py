@@ -21,7 +21,10 @@ def run_summary(report, configs) -> str:
     events = tables.read_table(report.out, "events")
     lines = []
     done = f"{report.chunks_done} chunk(s) simulated" + (f", {report.chunks_skipped} already done (resumed)" if report.chunks_skipped else "")
-    lines.append(f"jumpsim: {done} in {report.wall_s:.1f} s; {report.seed_steps:,} seed-steps at {report.seed_steps_per_s:,.0f} seed-steps/s (compilation included)")
+    rate = f"{report.seed_steps_per_s:,.0f} seed-steps/s overall"
+    if report.steady_s > 0:
+        rate += f", {report.steady_seed_steps_per_s:,.0f} after compilation"
+    lines.append(f"jumpsim: {done} in {report.wall_s:.1f} s; {report.seed_steps:,} seed-steps, {rate}")
     for cfg in configs:
         cid = cfg.config_id
         r = runs[runs.config_id == cid]
@@ -73,6 +76,28 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _first_passage_lines(rows: list[dict], pct: str) -> list[str]:
+    """Text rows per start rank: levels that every seed reached collapse into one line, then
+    each level some but not all seeds reached, then the first level nobody reached (its upper
+    bound is informative). The JSON keeps every level."""
+    lines = []
+    for start in sorted({r["start_rank"] for r in rows}):
+        group = sorted((r for r in rows if r["start_rank"] == start), key=lambda r: -r["level"])
+        full = [r for r in group if r["k"] == r["n"]]
+        if full:
+            lo = full[-1]
+            span = f"{full[0]['level']}..{lo['level']}" if len(full) > 1 else f"{lo['level']}"
+            lines.append(f"  {'':35s}{start:5d}  {span:>6s} all {lo['n']} seeds    (p >= {lo['p_low']:.3f}, {pct} Wilson)")
+        partial = [r for r in group if 0 < r["k"] < r["n"]]
+        none = [r for r in group if r["k"] == 0][:1]
+        for r in partial + none:
+            lines.append(
+                f"  {'':35s}{start:5d}  {r['level']:6d}  {r['k']:>5d}/{r['n']:<5d} {r['p']:6.3f}   "
+                f"[{r['p_low']:.3f}, {r['p_high']:.3f}]  [{r['p_low_exact']:.3f}, {r['p_high_exact']:.3f}]"
+            )
+    return lines
+
+
 def summarize_text(out, as_json: bool = False, level: float = 0.95) -> str:
     s = summarize_json(out, level)
     if as_json:
@@ -86,14 +111,14 @@ def summarize_text(out, as_json: bool = False, level: float = 0.95) -> str:
         lines.append(f"\n== {e['name']} [{cid}]: {rc['seeds']} seeds ({rc['diverged']} diverged), horizon {e['horizon']:,} steps")
         fp = [r for r in s["first_passage"] if r["config_id"] == cid]
         if fp:
-            lines.append(f"  P(rank <= level within horizon)     start  level      k/n       p   [{pct} Wilson]  [exact]")
-            for r in fp:
-                lines.append(
-                    f"  {'':35s}{r['start_rank']:5d}  {r['level']:5d}  {r['k']:>5d}/{r['n']:<5d} {r['p']:6.3f}   "
-                    f"[{r['p_low']:.3f}, {r['p_high']:.3f}]  [{r['p_low_exact']:.3f}, {r['p_high_exact']:.3f}]"
-                )
+            lines.append(f"  P(rank <= level within horizon)     start   level      k/n       p   [{pct} Wilson]  [exact]")
+            lines += _first_passage_lines(fp, pct)
         md = [r for r in s["median_passage"] if r["config_id"] == cid and r["median"] is not None]
-        for r in md:
+        lowest = {}
+        for r in md:  # the median time to the lowest level each start rank reached for most seeds
+            if r["start_rank"] not in lowest or r["level"] < lowest[r["start_rank"]]["level"]:
+                lowest[r["start_rank"]] = r
+        for r in lowest.values():
             lo = "?" if r["median_low"] is None else f"{r['median_low']:,.0f}"
             hi = "?" if r["median_high"] is None else f"{r['median_high']:,.0f}"
             lines.append(f"  median first passage from {r['start_rank']} to <= {r['level']}: {r['median']:,.0f} steps [{lo}, {hi}]")

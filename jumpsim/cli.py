@@ -15,6 +15,10 @@ class UsageError(Exception):
     """Bad command-line arguments (exit 2)."""
 
 
+class DatasetWriteError(Exception):
+    """The output directory cannot be written (exit 1)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, instead of usage + message
         raise UsageError(message)
@@ -49,11 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, help="shortcut for --set train.steps=T")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     r.add_argument("--shard", help="I/N: run only shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
+    r.add_argument("--append", action="store_true", help="allow adding a different experiment to an existing --out")
+    r.add_argument("--cache", metavar="DIR", help="persistent compilation cache (default: $JUMPSIM_CACHE if set)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("summarize", help="jump probabilities and rates of a dataset")
     s.add_argument("dir")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    c = sub.add_parser("check", help="verify a dataset: schemas, every seed exactly once, consistency")
+    c.add_argument("dir")
     pl = sub.add_parser("plot", help="figure of a dataset (needs the 'plot' extra)")
     pl.add_argument("dir")
     pl.add_argument("--out", help="PNG file (default DIR/summary.png)")
@@ -73,8 +81,18 @@ def _cmd_run(args) -> int:
 
     from . import runner, summary
 
+    cache = args.cache or os.environ.get("JUMPSIM_CACHE")
+    if cache:  # e.g. a shared directory for every task of a Slurm array
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     out = args.out or os.path.join("results", configs[0].name)
-    report = runner.run(configs, out, shard, n_shards, progress=not args.quiet)
+    runner.check_target(configs, out, args.append)  # refuse before computing anything
+    try:
+        report = runner.run(configs, out, shard, n_shards, progress=not args.quiet, append=args.append)
+    except OSError as e:
+        raise DatasetWriteError(f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); finished chunks are kept, rerun the same command to resume") from None
     print(summary.run_summary(report, configs))
     return 0
 
@@ -86,6 +104,20 @@ def _cmd_summarize(args) -> int:
         raise UsageError(f"--level: must be in (0, 1) (got {args.level})")
     print(summary.summarize_text(args.dir, args.json, args.level))
     return 0
+
+
+def _cmd_check(args) -> int:
+    from . import check
+
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"check: {args.dir} is not a directory")
+    problems, facts = check.check_dataset(args.dir)
+    for line in facts:
+        print(line)
+    for line in problems:
+        print(f"PROBLEM: {line}")
+    print(f"{args.dir}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
 
 
 def _cmd_plot(args) -> int:
@@ -114,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores()
     try:
         args = _parser().parse_args(argv)
-        return {"run": _cmd_run, "summarize": _cmd_summarize, "plot": _cmd_plot}[args.command](args)
+        return {"run": _cmd_run, "summarize": _cmd_summarize, "plot": _cmd_plot, "check": _cmd_check}[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 2
+    except DatasetWriteError as e:
+        print(f"jumpsim: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("jumpsim: interrupted; finished chunks are on disk, rerun the same command to resume", file=sys.stderr)
         return 130

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from . import kernel as sim
 from . import tables
-from .config import Config
+from .config import Config, ConfigError
 
 
 def versions() -> dict:
@@ -106,12 +106,43 @@ class _Progress:
             self.bar.close()
 
 
-def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True) -> RunReport:
-    """Simulate every config (a sweep gives several) into the dataset directory ``out``."""
+def check_target(configs: list[Config], out: str | Path, append: bool = False) -> None:
+    """Refuse, before anything is computed or written, a dataset directory that holds other
+    experiments (unless ``append``) or parts of the same experiment cut into different
+    chunks (they would duplicate seeds). Raises ``ConfigError``."""
     out = Path(out)
+    existing = set(tables.config_ids(out))
+    new = [c.config_id for c in configs]
+    other = sorted(set(new) - existing)
+    if existing and other and not append:
+        raise ConfigError(
+            "--out",
+            f"{out} holds other experiment(s) ({', '.join(sorted(existing))}); pass --append to add "
+            f"{', '.join(other)} beside them, or choose another --out",
+        )
+    for cfg in configs:
+        done = tables.part_ranges(out, "runs", cfg.config_id)
+        for lo, hi in sim.chunk_ranges(cfg):
+            clash = [r for r in done if r != (lo, hi - 1) and r[0] <= hi - 1 and lo <= r[1]]
+            if clash:
+                raise ConfigError(
+                    "run.chunk",
+                    f"{out} already has seeds {clash[0][0]}..{clash[0][1]} of {cfg.config_id} in a part that does not "
+                    f"match chunk {lo}..{hi - 1}; rerun with the run.chunk and run.seed_offset it was written with",
+                )
+
+
+def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True, append: bool = False) -> RunReport:
+    """Simulate every config (a sweep gives several) into the dataset directory ``out``.
+
+    Chunks whose ``runs`` part already exists are skipped, so rerunning the same command
+    resumes a killed job; see ``check_target`` for what is refused."""
+    out = Path(out)
+    check_target(configs, out, append)
     t_start = time.perf_counter()
     report = RunReport(out=out)
     out.mkdir(parents=True, exist_ok=True)
+    tables.remove_stale_temporaries(out)
     for cfg in configs:
         cid = cfg.config_id
         report.config_ids.append(cid)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import NamedTuple
 
@@ -194,10 +196,17 @@ def part_path(out: Path, table: str, config_id: str, first_seed: int, last_seed:
     return Path(out) / table / f"config_id={config_id}" / part_name(first_seed, last_seed)
 
 
+_HOST = socket.gethostname().replace(".", "_")
+_TMP = re.compile(r"^\..*\.tmp-(?P<host>[^.]+)-(?P<pid>\d+)$")
+_PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
+
+
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write to a dot-named temporary file (skipped by every reader), fsync, then rename."""
+    """Write to a dot-named temporary file (skipped by every reader), fsync, then rename.
+    The temporary name carries host and pid, so writers on a shared file system never
+    collide and stale files of killed writers can be recognised."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}")
     try:
         pq.write_table(table.cast(SCHEMAS[table.schema.metadata[b"jumpsim_table"].decode()]), tmp)
         with open(tmp, "rb") as f:
@@ -206,6 +215,51 @@ def write_atomic(table: pa.Table, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def temporaries(out: str | Path) -> list[Path]:
+    """Temporary files left in a dataset (by writers that are running or were killed)."""
+    return sorted(p for p in Path(out).rglob(".*.tmp-*") if _TMP.match(p.name))
+
+
+def remove_stale_temporaries(out: str | Path) -> int:
+    """Delete temporaries of writers on this host that are no longer running; returns how
+    many. Those of other hosts may belong to a live shard and are left alone."""
+    n = 0
+    for p in temporaries(out):
+        m = _TMP.match(p.name)
+        if m["host"] != _HOST:
+            continue
+        try:
+            os.kill(int(m["pid"]), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def config_ids(out: str | Path) -> list[str]:
+    """config_ids present in a dataset (experiments table or any partition directory)."""
+    out = Path(out)
+    ids = set()
+    if (out / "experiments.parquet").exists():
+        ids |= set(pq.read_table(out / "experiments.parquet", columns=["config_id"])["config_id"].to_pylist())
+    for name in TABLES:
+        if (out / name).is_dir():
+            ids |= {d.name.split("=", 1)[1] for d in (out / name).iterdir() if d.name.startswith("config_id=")}
+    return sorted(ids)
+
+
+def part_ranges(out: str | Path, table: str, config_id: str) -> list[tuple[int, int]]:
+    """(first seed, last seed) of every part file of one table and config, sorted."""
+    d = Path(out) / table / f"config_id={config_id}"
+    if not d.is_dir():
+        return []
+    return sorted((int(m[1]), int(m[2])) for m in (_PART.match(p.name) for p in d.iterdir()) if m)
 
 
 def write_chunk(out: Path, config_id: str, first_seed: int, last_seed: int, t: ChunkTables) -> None:

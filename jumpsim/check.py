@@ -1,0 +1,107 @@
+"""``jumpsim check``: verify a dataset directory and say exactly what is missing or wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from . import tables
+
+
+def _expected_seeds(cfg: dict) -> tuple[int, int]:
+    r = cfg["run"]
+    return r["seed_offset"], r["seed_offset"] + r["seeds"]
+
+
+def _ranges(seeds: np.ndarray) -> str:
+    """Compact text of a sorted set of seed ids, e.g. '0..9, 20, 30..31'."""
+    if len(seeds) == 0:
+        return ""
+    cuts = np.nonzero(np.diff(seeds) != 1)[0]
+    starts = np.r_[seeds[0], seeds[cuts + 1]]
+    ends = np.r_[seeds[cuts], seeds[-1]]
+    parts = [f"{a}" if a == b else f"{a}..{b}" for a, b in zip(starts, ends)]
+    return ", ".join(parts[:8]) + (f", ... ({len(parts)} ranges)" if len(parts) > 8 else "")
+
+
+def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
+    """(problems, facts). Problems: unreadable or mis-typed part files, temporary files,
+    seeds missing or present more than once per config (against the seeds the newest run of
+    that config asked for), parts whose rows lie outside their name's seed range, runs parts
+    without their events/passages parts, and events or passages inconsistent with runs."""
+    out = Path(out)
+    problems: list[str] = []
+    facts: list[str] = []
+    for p in tables.temporaries(out):
+        problems.append(f"temporary file {p.relative_to(out)} (left by a killed or running writer; rerun the command, or delete it if no writer runs)")
+    exp_path = out / "experiments.parquet"
+    if not exp_path.exists():
+        return problems + [f"{exp_path} is missing: not a jumpsim dataset, or its run was killed before it started"], facts
+    experiments = pq.read_table(exp_path).to_pandas()
+    for cid in tables.config_ids(out):
+        if cid not in set(experiments.config_id):
+            problems.append(f"config_id={cid}: parts without a row in experiments.parquet")
+    for row in experiments.itertuples():
+        cid = row.config_id
+        cfg = json.loads(row.config)
+        lo, hi = _expected_seeds(cfg)
+        frames = {}
+        for name in ("runs", "events", "passages"):
+            parts = []
+            for a, b in tables.part_ranges(out, name, cid):
+                path = tables.part_path(out, name, cid, a, b)
+                try:
+                    t = pq.read_table(path)
+                except Exception as e:
+                    problems.append(f"{path.relative_to(out)}: unreadable ({e.__class__.__name__}: {e})")
+                    continue
+                if not t.schema.remove_metadata().equals(tables.SCHEMAS[name].remove_metadata()):
+                    problems.append(f"{path.relative_to(out)}: schema differs from jumpsim's {name} schema v{tables.SCHEMA_VERSION}")
+                    continue
+                seeds = t["seed"].to_numpy()
+                if len(seeds) and (seeds.min() < a or seeds.max() > b):
+                    problems.append(f"{path.relative_to(out)}: holds seeds outside {a}..{b}")
+                parts.append(t.to_pandas())
+            frames[name] = parts
+        runs_ranges = set(tables.part_ranges(out, "runs", cid))
+        for name in ("events", "passages"):
+            missing = runs_ranges - set(tables.part_ranges(out, name, cid))
+            for a, b in sorted(missing):
+                problems.append(f"config_id={cid}: {name} part for seeds {a}..{b} is missing (its runs part exists)")
+        if not frames["runs"]:
+            problems.append(f"config_id={cid}: no runs parts; expected seeds {lo}..{hi - 1}")
+            continue
+        import pandas as pd
+
+        runs = pd.concat(frames["runs"], ignore_index=True)
+        seeds = np.sort(runs.seed.to_numpy())
+        uniq, counts = np.unique(seeds, return_counts=True)
+        dup = uniq[counts > 1]
+        if len(dup):
+            problems.append(f"config_id={cid}: seeds present more than once: {_ranges(dup)}")
+        expected = np.arange(lo, hi)
+        missing = np.setdiff1d(expected, uniq)
+        if len(missing):
+            problems.append(f"config_id={cid}: {len(missing)} of {hi - lo} seeds missing: {_ranges(missing)}")
+        extra = np.setdiff1d(uniq, expected)
+        facts.append(f"config_id={cid} ({row.name}): {len(uniq)} seeds, {int((runs.status == 'diverged').sum())} diverged" + (f", {len(extra)} beyond the newest request ({_ranges(extra)})" if len(extra) else ""))
+        events = pd.concat(frames["events"], ignore_index=True) if frames["events"] else tables.SCHEMAS["events"].empty_table().to_pandas()
+        passages = pd.concat(frames["passages"], ignore_index=True) if frames["passages"] else tables.SCHEMAS["passages"].empty_table().to_pandas()
+        r = runs.set_index("seed")
+        n_ev = events.groupby("seed").size().reindex(r.index, fill_value=0)
+        kept = r.n_events - r.events_overflow
+        bad = r.index[(n_ev != kept)]
+        if len(bad):
+            problems.append(f"config_id={cid}: events table disagrees with runs.n_events for seeds {_ranges(np.sort(bad.to_numpy()))}")
+        down = events[events.direction == "down"].groupby("seed").size().reindex(r.index, fill_value=0)
+        bad = r.index[(r.events_overflow == 0) & (down != r.n_down)]
+        if len(bad):
+            problems.append(f"config_id={cid}: down events disagree with runs.n_down for seeds {_ranges(np.sort(bad.to_numpy()))}")
+        n_pas = passages.groupby("seed").size().reindex(r.index, fill_value=0)
+        bad = r.index[n_pas != r.initial_rank]
+        if len(bad):
+            problems.append(f"config_id={cid}: passages rows != initial_rank for seeds {_ranges(np.sort(bad.to_numpy()))}")
+    return problems, facts

@@ -83,9 +83,3 @@ def update(d: DetectorState, observed: jax.Array, step: jax.Array, persist: int)
         ev_after=put(d.ev_after, observed),
         passage=jnp.where(fire & (d.passage < 0) & (levels >= observed), cand_step, d.passage),
     )
-
-
-def numerical_rank(sv: jax.Array, threshold: float, relative: bool) -> jax.Array:
-    """#{sigma_i > tau}, tau absolute or relative to sigma_max. sv: (k,) descending."""
-    tau = threshold * sv[0] if relative else threshold
-    return jnp.sum(sv > tau).astype(jnp.int32)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import detector, model, schedules
+from . import detector, model, schedules, spectrum
 from . import problem as problem_lib
 from .config import Config
 
@@ -40,13 +40,14 @@ class SeedState(NamedTuple):
     det: detector.DetectorState
     diverged: jax.Array  # () bool
     stop_step: jax.Array  # () int32: step at which divergence was detected, else -1
-    sv: jax.Array  # (k,) singular values at the last finite check
+    last_params: model.Params  # parameters at the last finite check (final singular values)
     loss: jax.Array  # () train MSE on Omega at the last finite check
     test_error: jax.Array  # () MSE on the unobserved entries (nan if none)
 
 
 class Observation(NamedTuple):
-    """Values at one check (one seed): what the traces table records."""
+    """Values at one check (one seed): what the traces table records. ``sv`` is only computed
+    for traces (shape (0,) otherwise): the detector counts ranks without an SVD."""
 
     rank: jax.Array
     loss: jax.Array
@@ -60,6 +61,7 @@ class Kernel(NamedTuple):
 
     init: Callable
     advance: Callable
+    final_sv: Callable  # states -> (seeds, min(n, m)) singular values at the last finite check
     start_params: model.Params | None  # shared start (init = "gd" or "file"), else None
     info: dict  # facts about the start (gd residual gradient, rank), for the experiments table
     n_devices: int  # seed batches are padded to a multiple of this
@@ -75,8 +77,9 @@ def dtype_of(cfg: Config):
     return jnp.dtype(cfg.run.dtype)
 
 
-def observe(params: model.Params, prob: problem_lib.Problem, cfg: Config, dtype) -> tuple[jax.Array, Observation]:
-    """Finite flag and observation of one seed's parameters."""
+def observe(params: model.Params, prob: problem_lib.Problem, cfg: Config, dtype, with_sv: bool = False) -> tuple[jax.Array, Observation]:
+    """Finite flag and observation of one seed's parameters; the rank is an inertia count
+    (``spectrum.numerical_rank``), the singular values are computed only ``with_sv``."""
     a = model.end_to_end(params)
     finite = jnp.all(jnp.isfinite(a)) & jnp.all(jnp.array([jnp.all(jnp.isfinite(w)) for w in params]))
     a = jnp.where(finite, a, 0.0)
@@ -85,8 +88,8 @@ def observe(params: model.Params, prob: problem_lib.Problem, cfg: Config, dtype)
     n_test = prob.mask.size - prob.n_observed
     loss = jnp.sum(jnp.where(mask, err, 0.0)) / prob.n_observed
     test = jnp.sum(jnp.where(mask, 0.0, err)) / n_test if n_test else jnp.asarray(jnp.nan, dtype)
-    sv = model.singular_values(a)
-    rank = detector.numerical_rank(sv, cfg.detect.threshold, cfg.detect.relative)
+    sv = spectrum.singular_values(a) if with_sv else jnp.zeros((0,), dtype)
+    rank = spectrum.numerical_rank(a, cfg.detect.threshold, cfg.detect.relative)
     return finite, Observation(rank, loss, test, sv)
 
 
@@ -107,7 +110,7 @@ def _start_params(cfg: Config, prob: problem_lib.Problem, dtype) -> tuple[model.
     p = gd(p0, rows, cols, vals)
     g = model.full_grads(p, rows, cols, vals, scale)
     gnorm = float(jnp.sqrt(sum(jnp.sum((gi + 2 * ridge * w) ** 2) for gi, w in zip(g, p))))
-    finite, obs = observe(p, prob, cfg, dtype)
+    finite, obs = observe(p, prob, cfg, dtype, with_sv=True)
     if not bool(finite):
         raise FloatingPointError(f"model.gd_lr = {mc.gd_lr:g}: gradient descent to the start minimum diverged")
     info = {"start_grad_norm": gnorm, "start_rank": int(obs.rank), "start_singular_values": np.asarray(obs.sv, np.float64).tolist()}
@@ -138,7 +141,7 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
             params = start
         _, obs = observe(params, prob, cfg, dtype)
         det = detector.init(obs.rank, max_rank, dc.max_events)
-        return SeedState(params, step_key, det, jnp.array(False), jnp.array(-1, jnp.int32), obs.sv, obs.loss, obs.test_error)
+        return SeedState(params, step_key, det, jnp.array(False), jnp.array(-1, jnp.int32), params, obs.loss, obs.test_error)
 
     def sgd_step(params, key, t):
         if tc.batch is None:
@@ -150,8 +153,8 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
         ridge = jnp.asarray(ridge_fn(t), dtype)
         return model.sgd_update(params, grads, lr, ridge)
 
-    def check_one(s: SeedState, t) -> tuple[SeedState, Observation]:
-        finite, obs = observe(s.params, prob, cfg, dtype)
+    def check_one(s: SeedState, t, trace: bool) -> tuple[SeedState, Observation]:
+        finite, obs = observe(s.params, prob, cfg, dtype, with_sv=trace)
         newly = ~finite & ~s.diverged
         diverged = s.diverged | ~finite
         det = detector.update(s.det, obs.rank, t, dc.persist)
@@ -162,7 +165,7 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
             det=keep(s.det, det),
             diverged=diverged,
             stop_step=jnp.where(newly, t, s.stop_step),
-            sv=keep(s.sv, obs.sv),
+            last_params=keep(s.last_params, s.params),
             loss=keep(s.loss, obs.loss),
             test_error=keep(s.test_error, obs.test_error),
         )
@@ -183,13 +186,13 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
         return s._replace(params=params)
 
     steps_v = jax.vmap(steps_one, in_axes=(0, None))
-    check_v = jax.vmap(check_one, in_axes=(0, None))
+    check_v = jax.vmap(check_one, in_axes=(0, None, None))
 
     def advance_local(states: SeedState, t0, n_checks: int, trace: bool):
         def body(states, c):
             t = t0 + c * dc.every
             states = steps_v(states, t)
-            states, obs = check_v(states, t + dc.every)
+            states, obs = check_v(states, t + dc.every, trace)
             return states, (obs if trace else None)
 
         return jax.lax.scan(body, states, jnp.arange(n_checks, dtype=jnp.int32))
@@ -207,7 +210,12 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
         return jax.shard_map(local, mesh=mesh, in_specs=(seeds_spec, jax.sharding.PartitionSpec()), out_specs=(seeds_spec, trace_spec if trace else None))(states, t0)
 
     init = jax.jit(jax.vmap(init_one), out_shardings=jax.sharding.NamedSharding(mesh, seeds_spec))
-    return Kernel(init=init, advance=advance, start_params=start, info=info, n_devices=mesh.size)
+
+    def sv_one(params):
+        return spectrum.singular_values(model.end_to_end(params))
+
+    final_sv = jax.jit(jax.shard_map(lambda s: jax.vmap(sv_one)(s.last_params), mesh=mesh, in_specs=(seeds_spec,), out_specs=seeds_spec))
+    return Kernel(init=init, advance=advance, final_sv=final_sv, start_params=start, info=info, n_devices=mesh.size)
 
 
 # --------------------------------------------------------------------------------------
@@ -219,6 +227,7 @@ class ChunkResult(NamedTuple):
 
     seeds: np.ndarray
     state: SeedState
+    sv: np.ndarray  # (S, min(n, m)) singular values at each seed's last finite check
     trace: Observation | None  # (n_checks + 1, S, ...) including the check at step 0
 
 
@@ -250,7 +259,8 @@ def run_chunk(kernel: Kernel, cfg: Config, seeds: np.ndarray, trace: bool = Fals
     traces = []
     if trace:
         s0 = jax.device_get(states)
-        traces.append(Observation(s0.det.rank[None], s0.loss[None], s0.test_error[None], s0.sv[None]))
+        sv0 = np.asarray(kernel.final_sv(states))
+        traces.append(Observation(s0.det.rank[None], s0.loss[None], s0.test_error[None], sv0[None]))
     t0 = 0
     for c in segments(cfg.train.steps // every):
         states, obs = kernel.advance(states, jnp.asarray(t0, jnp.int32), n_checks=c, trace=trace)
@@ -261,8 +271,9 @@ def run_chunk(kernel: Kernel, cfg: Config, seeds: np.ndarray, trace: bool = Fals
             jax.block_until_ready(states)
             on_segment(c * every)
     trace_out = jax.tree.map(lambda *xs: np.concatenate(xs)[:, :n], *traces) if trace else None
+    sv = np.asarray(kernel.final_sv(states))[:n]
     final = jax.tree.map(lambda x: x[:n], jax.device_get(states))
-    return ChunkResult(np.asarray(seeds, np.int64), final, trace_out)
+    return ChunkResult(np.asarray(seeds, np.int64), final, sv, trace_out)
 
 
 def iter_chunks(cfg: Config, kernel: Kernel | None = None, shard: int = 0, n_shards: int = 1, on_segment=None) -> Iterator[tuple[tuple[int, int], ChunkResult]]:

@@ -121,30 +121,6 @@ def sgd_update(params: Params, grads: Params, lr, ridge) -> Params:
     return tuple(w - lr * (g + 2.0 * ridge * w) for w, g in zip(params, grads))
 
 
-def _svd_values(a: jax.Array) -> jax.Array:
-    return jnp.linalg.svd(a, compute_uv=False)
-
-
-@jax.custom_batching.custom_vmap
-def singular_values(a: jax.Array) -> jax.Array:
-    """Singular values of (n, m) in descending order, length min(n, m).
-
-    SVD, not eigvalsh of A^T A: the Gram route squares the condition number and loses the
-    small singular values the rank count is about. Under vmap this is one batched LAPACK/
-    cuSOLVER call, except on a CPU split into several devices: there jaxlib's batched SVD
-    parallelises over a thread pool that the devices already occupy, and inside a loop it
-    deadlocks (seen with jax 0.10 on 2 cores), so each device maps over its seeds in turn.
-    """
-    return _svd_values(a)
-
-
-@singular_values.def_vmap
-def _singular_values_vmap(axis_size, in_batched, a):
-    if jax.default_backend() == "cpu" and jax.local_device_count() > 1:
-        return jax.lax.map(_svd_values, a), True
-    return jax.vmap(_svd_values)(a), True
-
-
 def gradient_descent(params: Params, rows, cols, values, scale: float, lr: float, ridge: float, steps: int) -> Params:
     """Full-batch gradient descent for ``steps`` steps (one trajectory, jitted scan)."""
 

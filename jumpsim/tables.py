@@ -141,7 +141,7 @@ def chunk_tables(res: ChunkResult, horizon: int, every: int) -> ChunkTables:
             "events_overflow": np.maximum(n_events - cap, 0).astype(np.int32),
             "final_loss": np.asarray(s.loss, np.float64),
             "final_test_error": np.asarray(s.test_error, np.float64),
-            "final_singular_values": list(np.asarray(s.sv, np.float64)),
+            "final_singular_values": list(np.asarray(res.sv, np.float64)),
         },
     )
     kept = np.minimum(n_events, cap)

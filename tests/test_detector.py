@@ -55,12 +55,6 @@ def test_event_buffer_overflow_keeps_counting():
     assert len(events(d)) == 4 and events(d)[:2] == [(10, 3, 2), (20, 2, 3)]
 
 
-def test_numerical_rank_absolute_and_relative():
-    sv = jnp.array([10.0, 1.0, 0.05, 0.001])
-    assert int(detector.numerical_rank(sv, 0.01, False)) == 3
-    assert int(detector.numerical_rank(sv, 0.01, True)) == 2  # tau = 0.1
-
-
 def test_vmapped_detector_matches_per_seed():
     seqs = np.array([[4, 3, 3, 3, 2, 2, 2], [4, 4, 4, 4, 4, 4, 4], [4, 5, 5, 5, 5, 4, 4]])
     d = jax.vmap(lambda r: detector.init(r, 6, 8))(jnp.asarray(seqs[:, 0]))

@@ -66,7 +66,7 @@ def test_float32_state_stays_float32(tiny):
     k = kernel.build(cfg)
     s = kernel.run_chunk(k, cfg, np.arange(2)).state
     assert all(w.dtype == np.float32 for w in s.params)
-    assert s.sv.dtype == np.float32 and s.loss.dtype == np.float32
+    assert all(w.dtype == np.float32 for w in s.last_params) and s.loss.dtype == np.float32
 
 
 def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
@@ -84,11 +84,12 @@ def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     assert 0 < int(bad.stop_step[2]) <= cfg.train.steps
     keep = [i for i in range(32) if i != 2]
     _assert_same_state(_rows(clean, keep), _rows(bad, keep))
-    assert np.all(np.isfinite(bad.sv)) and np.all(np.isfinite(np.asarray(bad.params[0])))
+    assert all(np.all(np.isfinite(np.asarray(w))) for w in bad.last_params + bad.params)
+    assert np.all(np.isfinite(np.asarray(k.final_sv(bad))))
     # traces mark the diverged seed's checks with rank -1 and NaN
     _, obs = k.advance(bad, jnp.int32(cfg.train.steps), n_checks=1, trace=True)
     assert int(obs.rank[0, 2]) == -1 and np.isnan(obs.loss[0, 2]) and int(obs.rank[0, 0]) >= 0
-    res = kernel.ChunkResult(np.arange(32), bad, None)
+    res = kernel.ChunkResult(np.arange(32), bad, np.asarray(k.final_sv(bad)), None)
     runs = chunk_tables(res, cfg.train.steps, cfg.detect.every).runs.to_pandas()
     assert list(runs.status[:4]) == ["ok", "ok", "diverged", "ok"] and (runs.status == "ok").sum() == 31
     assert runs.steps[2] == bad.stop_step[2] and (runs.steps[keep] == cfg.train.steps).all()

@@ -1,0 +1,90 @@
+"""Host memory of a long `jumpsim run`: a million seeds streamed in chunks stay flat.
+
+    python benchmarks/memory.py                      # 10^6 seeds x 100 steps, chunks of 65536
+    python benchmarks/memory.py --seeds 200000 --chunk 16384
+
+Runs `jumpsim run` in a child process and samples its resident set size (VmRSS) every 0.2 s,
+then reports the RSS after the first chunk was written and the peak over the whole run. Flat
+means the peak stays close to the first-chunk level, whatever the number of chunks. Writes
+JSON beside the other results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=1_000_000)
+    p.add_argument("--chunk", type=int, default=65536)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = Path(tmp) / "ds"
+        cmd = [sys.executable, "-m", "jumpsim.cli", "run", "--quiet", "--out", str(ds), "--seeds", str(args.seeds),
+               "--steps", str(args.steps), "--set", f"run.chunk={args.chunk}", "--set", "detect.every=100", "--set", "run.trace_seeds=0"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=subprocess.PIPE, text=True)
+        samples = []  # (seconds, chunks written, rss MiB)
+        while proc.poll() is None:
+            r = rss_mib(proc.pid)
+            runs = ds / "runs"
+            done = sum(1 for _ in runs.rglob("part-*.parquet")) if runs.exists() else 0
+            if r is not None:
+                samples.append((time.perf_counter() - t0, done, r))
+            time.sleep(0.2)
+        out = proc.stdout.read()
+        wall = time.perf_counter() - t0
+        disk = sum(f.stat().st_size for f in ds.rglob("*.parquet")) / 2**20
+    if proc.returncode != 0:
+        print(out)
+        return proc.returncode
+    after_first = [r for _, d, r in samples if d >= 1]
+    n_chunks = -(-args.seeds // args.chunk)
+    res = {
+        "seeds": args.seeds, "chunk": args.chunk, "chunks": n_chunks, "steps": args.steps, "wall_s": wall,
+        "rss_after_first_chunk_mib": after_first[0] if after_first else None,
+        "rss_peak_mib": max(r for _, _, r in samples),
+        "rss_last_mib": samples[-1][2],
+        "dataset_mib": disk,
+        "samples": samples[:: max(1, len(samples) // 200)],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "summary": out.strip().splitlines()[0] if out.strip() else "",
+    }
+    print(f"{args.seeds:,} seeds in {n_chunks} chunks of {args.chunk:,}, {args.steps} steps: {wall:.0f} s; "
+          f"RSS after first chunk {res['rss_after_first_chunk_mib']:.0f} MiB, peak {res['rss_peak_mib']:.0f} MiB, last {res['rss_last_mib']:.0f} MiB; dataset {disk:.0f} MiB")
+    print(res["summary"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    import jax
+
+    dev = jax.devices()[0].device_kind.replace(" ", "_").lower()
+    path = args.out / f"memory-{dev}-{args.seeds}-{res['date'][:10]}.json"
+    path.write_text(json.dumps(res, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    s.add_argument("--burn-in", type=int, default=0, metavar="STEPS", help="count rates only from this step on (skip a transient)")
     c = sub.add_parser("check", help="verify a dataset: schemas, every seed exactly once, consistency")
     c.add_argument("dir")
     pl = sub.add_parser("plot", help="figure of a dataset (needs the 'plot' extra)")
@@ -102,7 +103,11 @@ def _cmd_summarize(args) -> int:
 
     if not 0 < args.level < 1:
         raise UsageError(f"--level: must be in (0, 1) (got {args.level})")
-    print(summary.summarize_text(args.dir, args.json, args.level))
+    if args.burn_in < 0:
+        raise UsageError(f"--burn-in: must be >= 0 (got {args.burn_in})")
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"summarize: {args.dir} is not a directory")
+    print(summary.summarize_text(args.dir, args.json, args.level, args.burn_in))
     return 0
 
 

@@ -21,8 +21,9 @@ def _pyplot():
 
 
 def plot_dataset(out: str | Path, path: str | Path | None = None, level: float = 0.95, max_levels: int = 4) -> Path:
-    """Three panels: Kaplan-Meier first-passage curves with log-log bands (the ``max_levels``
-    highest levels below the most common start rank of each experiment), numerical rank over
+    """Three panels: Kaplan-Meier first-passage curves with log-log bands (up to
+    ``max_levels`` levels, evenly spread between the first level below the most common start
+    rank of each experiment and the lowest level reached), numerical rank over
     time of the traced seeds, and their singular values over time (log scale). Returns the
     PNG path (default OUT/summary.png)."""
     plt = _pyplot()
@@ -35,7 +36,9 @@ def plot_dataset(out: str | Path, path: str | Path | None = None, level: float =
     for cid, c in curves.groupby("config_id"):
         start = runs[runs.config_id == cid].initial_rank.mode().iloc[0]
         c = c[c.start_rank == start]
-        for lv in sorted(c.level.unique(), reverse=True)[:max_levels]:
+        reached = sorted(c[c.survival < 1].level.unique(), reverse=True) or sorted(c.level.unique(), reverse=True)[:1]
+        pick = [reached[int(round(i))] for i in np.linspace(0, len(reached) - 1, min(max_levels, len(reached)))]
+        for lv in dict.fromkeys(pick):  # evenly spread from the first level below the start to the lowest reached
             g = c[c.level == lv]
             label = f"{names.get(cid, cid)}: {start} -> <= {lv}"
             line = ax.step(g.step, 1 - g.survival, where="post", label=label)[0]

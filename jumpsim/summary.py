@@ -41,15 +41,16 @@ def run_summary(report, configs) -> str:
     return "\n".join(lines)
 
 
-def summarize_json(out, level: float = 0.95) -> dict:
+def summarize_json(out, level: float = 0.95, burn_in: int = 0) -> dict:
     data = tables.read_dataset(out)
     fp = stats.first_passage(data["runs"], data["passages"], level)
-    rates = stats.rates(data["runs"], data["events"], level)
+    rates = stats.rates(data["runs"], data["events"], level, burn_in)
     km = stats.median_passage(data["runs"], data["passages"], level)
     exps = data["experiments"]
     return {
         "dataset": str(out),
         "level": level,
+        "burn_in": burn_in,
         "experiments": [
             {"config_id": r.config_id, "name": r.name, "horizon": int(r.horizon), "threshold": float(r.threshold)}
             for r in exps.itertuples()
@@ -98,8 +99,8 @@ def _first_passage_lines(rows: list[dict], pct: str) -> list[str]:
     return lines
 
 
-def summarize_text(out, as_json: bool = False, level: float = 0.95) -> str:
-    s = summarize_json(out, level)
+def summarize_text(out, as_json: bool = False, level: float = 0.95, burn_in: int = 0) -> str:
+    s = summarize_json(out, level, burn_in)
     if as_json:
         return json.dumps(s, indent=2)
     pct = f"{level:.0%}"
@@ -124,7 +125,7 @@ def summarize_text(out, as_json: bool = False, level: float = 0.95) -> str:
             lines.append(f"  median first passage from {r['start_rank']} to <= {r['level']}: {r['median']:,.0f} steps [{lo}, {hi}]")
         rt = [r for r in s["rates"] if r["config_id"] == cid]
         if rt:
-            lines.append(f"  jump rates (per step)        from -> to   count   exposure (steps)   rate       [{pct} exact Poisson]")
+            lines.append(f"  jump rates (per step{f', from step {burn_in:,}' if burn_in else ''})        from -> to   count   exposure (steps)   rate       [{pct} exact Poisson]")
             for r in rt:
                 lines.append(
                     f"  {'':29s}{r['from_rank']:4d} -> {r['to_rank']:<4d}{r['count']:6d}   {r['exposure_steps']:16,d}   "

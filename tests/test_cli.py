@@ -49,6 +49,10 @@ def test_summarize_json_has_contract_fields(ran, capsys):
     assert all(r["rate_high"] is not None and r["rate_high"] > 0 for r in s["rates"])
     assert cli.main(["summarize", str(out)]) == 0
     assert "P(rank <= level" in capsys.readouterr().out
+    # a burn-in covering the whole horizon leaves no exposure at all
+    assert cli.main(["summarize", str(out), "--json", "--burn-in", "100000"]) == 0
+    assert json.loads(capsys.readouterr().out)["rates"] == []
+    assert cli.main(["summarize", str(out / "nope")]) == 2
 
 
 def test_plot_writes_png(ran, tmp_path, capsys):
@@ -60,6 +64,16 @@ def test_plot_writes_png(ran, tmp_path, capsys):
     assert cli.main(["plot", str(out), "--out", str(png)]) == 0
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_compilation_cache_option_fills_the_cache(tmp_path):
+    """In a child process: the cache is process-wide JAX state."""
+    args = [sys.executable, "-m", "jumpsim.cli", "run", "--out", str(tmp_path / "d"), "--quiet", "--cache", str(tmp_path / "cache")]
+    for o in TINY + ["run.seeds=4", "train.steps=100"]:
+        args += ["--set", o]
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert any((tmp_path / "cache").iterdir())
 
 
 def test_console_script_one_line_error_no_traceback(tmp_path):

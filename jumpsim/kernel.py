@@ -21,7 +21,7 @@ import numpy as np
 
 from . import detector, model, schedules, spectrum
 from . import problem as problem_lib
-from .config import Config
+from .config import Config, ConfigError
 
 ROOT_KEY = 0  # fold_in(key(ROOT_KEY), seed id): seed i means the same noise in every experiment
 # Seeds per device are padded to a multiple of LANES. XLA's CPU code vectorises the vmapped
@@ -112,7 +112,7 @@ def _start_params(cfg: Config, prob: problem_lib.Problem, dtype) -> tuple[model.
     gnorm = float(jnp.sqrt(sum(jnp.sum((gi + 2 * ridge * w) ** 2) for gi, w in zip(g, p))))
     finite, obs = observe(p, prob, cfg, dtype, with_sv=True)
     if not bool(finite):
-        raise FloatingPointError(f"model.gd_lr = {mc.gd_lr:g}: gradient descent to the start minimum diverged")
+        raise ConfigError("model.gd_lr", f"gradient descent to the start minimum diverged at gd_lr = {mc.gd_lr:g}; use a smaller step")
     info = {"start_grad_norm": gnorm, "start_rank": int(obs.rank), "start_singular_values": np.asarray(obs.sv, np.float64).tolist()}
     return p, info
 

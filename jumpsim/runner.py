@@ -141,12 +141,12 @@ def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 
     check_target(configs, out, append)
     t_start = time.perf_counter()
     report = RunReport(out=out)
+    kernels = [sim.build(cfg) for cfg in configs]  # a failing gd start writes nothing
     out.mkdir(parents=True, exist_ok=True)
     tables.remove_stale_temporaries(out)
-    for cfg in configs:
+    for cfg, kernel in zip(configs, kernels):
         cid = cfg.config_id
         report.config_ids.append(cid)
-        kernel = sim.build(cfg)
         tables.write_experiments(out, [tables.experiment_row(cfg, kernel.info, versions())])
         ranges = sim.chunk_ranges(cfg, shard, n_shards)
         todo = [(lo, hi) for lo, hi in ranges if not tables.part_path(out, "runs", cid, lo, hi - 1).exists()]

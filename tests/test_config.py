@@ -82,6 +82,15 @@ def test_malformed_files_exit_2(tmp_path, capsys):
     assert "W3" in capsys.readouterr().err
 
 
+def test_diverging_gd_start_exits_2_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", "--out", str(out), "--quiet", "--set", "model.init=gd", "--set", "model.gd_lr=5000.0", "--set", "train.ridge=0", "--set", "model.gd_steps=200"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "model.gd_lr" in err and err.strip().count("\n") == 0
+    assert not out.exists()
+
+
 def test_bad_arguments_exit_2(capsys):
     assert cli.main(["run", "--shard", "3/2"]) == 2
     assert "--shard" in capsys.readouterr().err

@@ -130,6 +130,24 @@ def test_gd_init_starts_every_seed_from_the_same_minimum(tiny):
     assert np.all(res.state.det.rank == k.info["start_rank"])
 
 
+def test_compiled_program_highest_precision_donated_no_collectives(tiny):
+    """Every product runs at HIGHEST precision (no TF32 on GPUs), the state is donated, and
+    the devices never talk to each other."""
+    import re
+
+    cfg = tiny()
+    k = kernel.build(cfg)
+    states = k.init(jnp.arange(32, dtype=jnp.int32))
+    lowered = k.advance.lower(states, jnp.int32(0), n_checks=2)
+    text = lowered.as_text()
+    dots = re.findall(r"stablehlo.dot_general[^\n]*", text)
+    assert dots and all("precision = [HIGHEST, HIGHEST]" in d for d in dots)
+    n_state = len(jax.tree.leaves(states))
+    assert text.count("jax.buffer_donor = true") == n_state
+    hlo = lowered.compile().as_text()
+    assert not re.search(r"all-reduce|all-gather|collective-permute|all-to-all|reduce-scatter", hlo)
+
+
 def test_float64_run(tiny):
     cfg = tiny("run.dtype=\"float64\"", "run.seeds=3", "run.chunk=3")
     res = kernel.run_chunk(kernel.build(cfg), cfg, np.arange(3))

@@ -2,7 +2,9 @@
 # The whole GPU benchmark in a few minutes, without network access.
 #   bash benchmarks/gpu.sh [OUTDIR]        (default benchmarks/results)
 # Needs jax with CUDA plus jumpsim's pure-Python dependencies (optax, pandas, pyarrow, scipy,
-# tqdm) importable; run from the repository root. Writes JSON + markdown named after the card.
+# tqdm) importable (the lent H100/H200 image has them all, with jax 0.11); run from the
+# repository root. Writes JSON + markdown named after the card.
+# A dry run on a CPU: JUMPSIM_BENCH_SWEEP=quick JUMPSIM_MEMORY_ARGS="--seeds 4000 --chunk 1000" bash benchmarks/gpu.sh /tmp/x
 set -euo pipefail
 out=${1:-benchmarks/results}
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)" PYTHONUNBUFFERED=1
@@ -12,8 +14,8 @@ import jax, jaxlib
 print("jax", jax.__version__, "jaxlib", jaxlib.__version__, "backend", jax.default_backend(), jax.devices())
 PY
 # 1. precision: float32 singular values on the GPU against float64 numpy (no TF32 in products)
-python3 -m pytest -q -p no:cacheprovider tests/test_model.py -k "precision or structured" 2>&1 | tail -3 | tee -a "$out/gpu-info.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_spectrum.py tests/test_model.py -k "float32_vs_numpy or numerical_rank or structured or analytic" 2>&1 | tail -3 | tee -a "$out/gpu-info.txt"
 # 2. throughput sweep (seeds up to 262k, batch, depth, size) and the rank-check share
-timeout 420 python3 benchmarks/bench.py --sweep gpu --out "$out"
+timeout 420 python3 benchmarks/bench.py --sweep "${JUMPSIM_BENCH_SWEEP:-gpu}" --out "$out"
 # 3. a million seeds streamed in chunks: host memory stays flat
-timeout 240 python3 benchmarks/memory.py --seeds 1000000 --chunk 262144 --steps 1000 --out "$out"
+timeout 240 python3 benchmarks/memory.py ${JUMPSIM_MEMORY_ARGS:---seeds 1000000 --chunk 262144 --steps 1000} --out "$out"

@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     s.add_argument("--burn-in", type=int, default=0, metavar="STEPS", help="count rates only from this step on (skip a transient)")
+    cp = sub.add_parser("compare", help="two experiments of a dataset: probabilities, log-rank test, rate ratio")
+    cp.add_argument("dir")
+    cp.add_argument("a", help="config_id (or unique prefix, or name) of experiment A")
+    cp.add_argument("b", help="config_id (or unique prefix, or name) of experiment B")
+    cp.add_argument("--start", type=int, help="starting rank (default: the most common initial rank of A)")
+    cp.add_argument("--to", type=int, dest="to_level", help="level: first passage to rank <= this (default: start - 1)")
+    cp.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    cp.add_argument("--burn-in", type=int, default=0, metavar="STEPS", help="count rates only from this step on")
+    cp.add_argument("--json", action="store_true")
     c = sub.add_parser("check", help="verify a dataset: schemas, every seed exactly once, consistency")
     c.add_argument("dir")
     pl = sub.add_parser("plot", help="figure of a dataset (needs the 'plot' extra)")
@@ -111,6 +120,46 @@ def _cmd_summarize(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    import json
+
+    from . import stats, tables
+
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"compare: {args.dir} is not a directory")
+    data = tables.read_dataset(args.dir)
+    exps = data["experiments"]
+
+    def resolve(key):
+        hit = exps[(exps.config_id == key) | (exps.name == key) | exps.config_id.str.startswith(key)]
+        if len(hit) != 1:
+            known = ", ".join(f"{r.config_id} ({r.name})" for r in exps.itertuples())
+            raise UsageError(f"compare: {key!r} matches {len(hit)} experiments; known: {known}")
+        return hit.config_id.iloc[0]
+
+    a, b = resolve(args.a), resolve(args.b)
+    runs = data["runs"]
+    start = args.start if args.start is not None else int(runs[runs.config_id == a].initial_rank.mode().iloc[0])
+    to = args.to_level if args.to_level is not None else start - 1
+    try:
+        res = stats.compare(runs, data["passages"], data["events"], a, b, start, to, args.level, args.burn_in)
+    except ValueError as e:
+        raise UsageError(f"compare: {e}") from None
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    d, rr = res["p_difference"], res["down_rate_ratio"]
+    pct = f"{args.level:.0%}"
+    print(f"A = {a}, B = {b}: first passage from rank {start} to <= {to} within the horizon")
+    print(f"  P_A = {res['p_a']:.4f}, P_B = {res['p_b']:.4f}; P_A - P_B = {d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({pct} Newcombe)")
+    print(f"  log-rank test of the passage-time curves: p = {res['logrank_p_value']:.3g}")
+    if rr is None:
+        print(f"  down-jump rate ratio: undefined (no time spent at rank {start} in one of them)")
+    else:
+        print(f"  down-jump rate out of rank {start}, A/B = {rr['ratio']:.3g} [{rr['low']:.3g}, {rr['high']:.3g}] ({pct} exact conditional), p = {rr['p_value']:.3g}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     from . import check
 
@@ -151,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores()
     try:
         args = _parser().parse_args(argv)
-        return {"run": _cmd_run, "summarize": _cmd_summarize, "plot": _cmd_plot, "check": _cmd_check}[args.command](args)
+        return {"run": _cmd_run, "summarize": _cmd_summarize, "plot": _cmd_plot, "check": _cmd_check, "compare": _cmd_compare}[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 2

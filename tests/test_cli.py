@@ -66,6 +66,24 @@ def test_plot_writes_png(ran, tmp_path, capsys):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+def test_compare_two_experiments(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["run", "--out", str(out), "--quiet"]
+    for o in TINY + ["run.seeds=32", "run.chunk=32"]:
+        args += ["--set", o]
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[sweep]\n"train.lr" = [0.05, 0.1]\n')
+    assert cli.main(["run", str(cfg)] + args[1:]) == 0
+    ids = list(jumpsim.read_table(out, "experiments").config_id)
+    capsys.readouterr()
+    assert cli.main(["compare", str(out), ids[0][:6], ids[1], "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"p_a", "p_b", "p_difference", "logrank_p_value", "down_rate_ratio"} <= set(res)
+    assert cli.main(["compare", str(out), ids[0], ids[1]]) == 0
+    assert "log-rank" in capsys.readouterr().out
+    assert cli.main(["compare", str(out), "nope", ids[1]]) == 2
+
+
 def test_compilation_cache_option_fills_the_cache(tmp_path):
     """In a child process: the cache is process-wide JAX state."""
     args = [sys.executable, "-m", "jumpsim.cli", "run", "--out", str(tmp_path / "d"), "--quiet", "--cache", str(tmp_path / "cache")]

@@ -1,7 +1,6 @@
 """`jumpsim run`, `summarize` and `plot` end to end on a tiny config."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 
 import jumpsim
@@ -152,3 +151,26 @@ def test_float64_run(tiny):
     cfg = tiny("run.dtype=\"float64\"", "run.seeds=3", "run.chunk=3")
     res = kernel.run_chunk(kernel.build(cfg), cfg, np.arange(3))
     assert res.state.params[0].dtype == np.float64
+
+
+def test_schedules_act_at_their_boundaries(tiny):
+    """A piecewise lr equals the constant first value up to its boundary and departs from it
+    after; a periodic ridge changes the trajectory."""
+    const = tiny("train.lr=0.1")
+    piece = tiny("train.lr.kind=piecewise", "train.lr.values=[0.1, 0.02]", "train.lr.boundaries=[200]")
+    periodic = tiny("train.ridge.kind=periodic", "train.ridge.low=0.01", "train.ridge.high=0.05", "train.ridge.period=100")
+    seeds = jnp.arange(16, dtype=jnp.int32)
+
+    def states_at(cfg, checks):
+        k = kernel.build(cfg)
+        s, _ = k.advance(k.init(seeds), jnp.int32(0), n_checks=checks)
+        return jax.device_get(s.params)
+
+    every = const.detect.every
+    a, b = states_at(const, 200 // every), states_at(piece, 200 // every)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    a, b = states_at(const, 300 // every), states_at(piece, 300 // every)
+    assert not np.array_equal(a[0], b[0])
+    c = states_at(periodic, 300 // every)
+    assert not np.array_equal(a[0], c[0])

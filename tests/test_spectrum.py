@@ -40,7 +40,6 @@ def test_numerical_rank_equals_float64_svd_count(shape, dtype):
     relative."""
     n, m = shape
     p = min(n, m)
-    rng = np.random.default_rng(p)
     cases = [
         [15.0, 10.0] + [1e-6] * (p - 2),
         [15.0, 10.0, 0.011, 0.009] + [0.0] * (p - 4),

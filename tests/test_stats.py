@@ -150,7 +150,6 @@ def test_zero_events_give_finite_upper_bounds():
 
 def test_compare_detects_a_rate_difference():
     r1, e1, p1 = simulate_ctmc(n_reps=1, n_seeds=300, seed=4)
-    global A
     a0 = A
     try:
         OUT[4] = [(3, 2 * a0)]

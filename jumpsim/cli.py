@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `jumpsim summarize DIR | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except DatasetWriteError as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 1

@@ -36,7 +36,7 @@ def run_summary(report, configs) -> str:
             hist = r.initial_rank.value_counts().sort_index()
             lines.append("  initial rank: " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
             hist = r[r.status == "ok"].final_rank.value_counts().sort_index()
-            lines.append("  final rank:   " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
+            lines.append("  final rank:   " + (", ".join(f"{k}: {v}" for k, v in hist.items()) or "none (every seed diverged)"))
     lines.append(f"\ntables: {report.out}/{{experiments.parquet,runs,events,passages,traces}}; next: jumpsim summarize {report.out}")
     return "\n".join(lines)
 

@@ -98,3 +98,20 @@ def test_console_script_one_line_error_no_traceback(tmp_path):
     p = subprocess.run(exe + ["run", "--set", "model.depth=1", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "model.depth" in p.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_plot_without_matplotlib_says_what_is_missing(ran, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_mpl(name, *a, **k):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_mpl)
+    out, _ = ran
+    assert cli.main(["plot", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'jumpsim[plot]'" in err and err.strip().count("\n") == 0

@@ -72,6 +72,24 @@ def fmt_rate(c, e, lo, hi) -> str:
     return f"{c} in {e:,} steps: {c / e if e else float('nan'):.3g} [{lo:.3g}, {hi:.3g}] per step"
 
 
+def configs_with_runs(data: dict):
+    """(config_id, config dict, runs of that config) for every experiment that has runs."""
+    r = data["runs"]
+    for cid, c in zip(data["experiments"].config_id, data["experiments"].config):
+        rr = r[r.config_id == cid]
+        if not rr.empty:  # not simulated (yet) otherwise
+            yield cid, json.loads(c), rr
+
+
+def down_rate(exp_: pd.DataFrame, counts: pd.DataFrame, cid: str, rank: int) -> tuple[int, int, float, float]:
+    """(down-jumps out of ``rank``, steps spent at ``rank``, 95 % Poisson interval) of one config,
+    from ``stats.exposure``."""
+    cnt = int(counts[(counts.config_id == cid) & (counts.rank_before == rank) & (counts.rank_after < rank)]["count"].sum())
+    e = int(exp_[(exp_.config_id == cid) & (exp_["rank"] == rank)].exposure_steps.sum())
+    lo, hi = stats.poisson_rate_ci(cnt, e)
+    return cnt, e, lo, hi
+
+
 def label(exps: pd.DataFrame, cid: str, keys: list[str]) -> str:
     cfg = json.loads(exps.set_index("config_id").loc[cid, "config"])
     parts = []
@@ -160,14 +178,10 @@ def report(out: Path, timings: dict, start_info: dict) -> str:
         lines += ["## (b) SGD escapes from the rank-3 minimum", "",
                   "| eta | seeds | diverged | P(rank <= 2 within 100k steps) | down-jumps out of rank 3 / steps at rank 3 |", "|---|---|---|---|---|"]
         rows = []
-        for cid in exps.config_id:
+        for cid, _, rr in configs_with_runs(data):
             f = fp[(fp.config_id == cid) & (fp.start_rank == 3) & (fp.level == 2)].iloc[0]
-            cnt = int(counts[(counts.config_id == cid) & (counts.rank_before == 3) & (counts.rank_after < 3)]["count"].sum())
-            e = int(exp_[(exp_.config_id == cid) & (exp_["rank"] == 3)].exposure_steps.sum())
-            lo, hi = stats.poisson_rate_ci(cnt, e)
-            rr = r[r.config_id == cid]
             lab = label(exps, cid, ["train.lr"])
-            rate = fmt_rate(cnt, e, lo, hi)
+            rate = fmt_rate(*down_rate(exp_, counts, cid, 3))
             lines.append(f"| {lab} | {len(rr)} | {int((rr.status == 'diverged').sum())} | {fmt_p(f)} | {rate} |")
             rows.append({"config_id": cid, "setting": lab, "p": f.p, "p_low": f.p_low, "p_high": f.p_high, "diverged": int((rr.status == "diverged").sum())})
         pd.DataFrame(rows).to_parquet(out / "b_escape.parquet")
@@ -224,11 +238,9 @@ def report(out: Path, timings: dict, start_info: dict) -> str:
             exp_, counts = stats.exposure(r, ev, burn_in=50000)
             for d in (3, 4):
                 for rk in (4, 3):
-                    cnt = int(counts[(counts.config_id == ids[d]) & (counts.rank_before == rk) & (counts.rank_after < rk)]["count"].sum())
-                    e = int(exp_[(exp_.config_id == ids[d]) & (exp_["rank"] == rk)].exposure_steps.sum())
-                    if e:
-                        lo, hi = stats.poisson_rate_ci(cnt, e)
-                        lines.append(f"- depth {d}: down-jumps out of rank {rk} after step 50k: {fmt_rate(cnt, e, lo, hi)}")
+                    q = down_rate(exp_, counts, ids[d], rk)
+                    if q[1]:
+                        lines.append(f"- depth {d}: down-jumps out of rank {rk} after step 50k: {fmt_rate(*q)}")
         lines.append("")
 
     # (e)
@@ -237,11 +249,7 @@ def report(out: Path, timings: dict, start_info: dict) -> str:
         r, pas, exps = data["runs"], data["passages"], data["experiments"]
         fp = stats.first_passage(r, pas)
         rows = []
-        for cid, c in zip(exps.config_id, exps.config):
-            c = json.loads(c)
-            rr = r[r.config_id == cid]
-            if rr.empty:  # not simulated (yet)
-                continue
+        for cid, c, rr in configs_with_runs(data):
             start = int(rr.initial_rank.iloc[0])
             below = fp[(fp.config_id == cid) & (fp.level == start - 1)]
             p = float(below.p.iloc[0]) if len(below) else float("nan")
@@ -301,11 +309,7 @@ def report(out: Path, timings: dict, start_info: dict) -> str:
         lines += ["## (f) Schedules from the same rank-3 minimum (256 seeds, 100k steps)", "",
                   "| lr | ridge | diverged | final ranks (non-diverged) | P(rank <= 2) | median steps to rank <= 2 |", "|---|---|---|---|---|---|"]
         rows = []
-        for cid, c in zip(exps.config_id, exps.config):
-            c = json.loads(c)
-            rr = r[r.config_id == cid]
-            if rr.empty:
-                continue
+        for cid, c, rr in configs_with_runs(data):
             f = fp[(fp.config_id == cid) & (fp.start_rank == 3) & (fp.level == 2)].iloc[0]
             m = md[(md.config_id == cid) & (md.level == 2)]
             med = "not reached by half" if not len(m) or np.isnan(m["median"].iloc[0]) else f"{m['median'].iloc[0]:,.0f}"
@@ -320,22 +324,15 @@ def report(out: Path, timings: dict, start_info: dict) -> str:
     data = load("g_width_batch")
     if data is not None:
         r, pas, ev, exps = data["runs"], data["passages"], data["events"], data["experiments"]
-        rt = stats.rates(r, ev)
+        exp_, counts = stats.exposure(r, ev)
         fp = stats.first_passage(r, pas)
         lines += ["## (g) Width and batch size (eta 0.14, 128 seeds, 50k steps, each from its own GD minimum)", "",
                   "| width | batch | start rank | diverged | P(rank below start) | down-rate out of the start rank |", "|---|---|---|---|---|---|"]
         rows = []
-        for cid, c in zip(exps.config_id, exps.config):
-            c = json.loads(c)
-            rr = r[r.config_id == cid]
-            if rr.empty:  # not simulated (yet)
-                continue
+        for cid, c, rr in configs_with_runs(data):
             start = int(rr.initial_rank.iloc[0])
             f = fp[(fp.config_id == cid) & (fp.level == start - 1)]
-            down = rt[(rt.config_id == cid) & (rt.from_rank == start) & (rt.to_rank < start)]
-            e = int(rt[(rt.config_id == cid) & (rt.from_rank == start)].exposure_steps.max()) if len(rt[(rt.config_id == cid) & (rt.from_rank == start)]) else 0
-            cnt = int(down["count"].sum())
-            lo, hi = stats.poisson_rate_ci(cnt, e)
+            cnt, e, lo, hi = down_rate(exp_, counts, cid, start)
             fps = fmt_p(f.iloc[0]) if len(f) else "-"
             lines.append(f"| {c['model']['width']} | {c['train']['batch']} | {start} | {int((rr.status == 'diverged').sum())} | {fps} | {fmt_rate(cnt, e, lo, hi)} |")
             rows.append({"width": c["model"]["width"], "batch": c["train"]["batch"], "start_rank": start, "count": cnt, "exposure": e, "rate_low": lo, "rate_high": hi})

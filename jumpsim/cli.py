@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _require_dir(command: str, path: str) -> None:
+    if not os.path.isdir(path):
+        raise UsageError(f"{command}: {path} is not a directory")
+
+
 def _cmd_run(args) -> int:
     from . import config as config_lib
 
@@ -98,7 +103,6 @@ def _cmd_run(args) -> int:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     out = args.out or os.path.join("results", configs[0].name)
-    runner.check_target(configs, out, args.append)  # refuse before computing anything
     try:
         report = runner.run(configs, out, shard, n_shards, progress=not args.quiet, append=args.append)
     except OSError as e:
@@ -114,8 +118,7 @@ def _cmd_summarize(args) -> int:
         raise UsageError(f"--level: must be in (0, 1) (got {args.level})")
     if args.burn_in < 0:
         raise UsageError(f"--burn-in: must be >= 0 (got {args.burn_in})")
-    if not os.path.isdir(args.dir):
-        raise UsageError(f"summarize: {args.dir} is not a directory")
+    _require_dir("summarize", args.dir)
     print(summary.summarize_text(args.dir, args.json, args.level, args.burn_in))
     return 0
 
@@ -125,8 +128,7 @@ def _cmd_compare(args) -> int:
 
     from . import stats, tables
 
-    if not os.path.isdir(args.dir):
-        raise UsageError(f"compare: {args.dir} is not a directory")
+    _require_dir("compare", args.dir)
     data = tables.read_dataset(args.dir)
     exps = data["experiments"]
 
@@ -163,8 +165,7 @@ def _cmd_compare(args) -> int:
 def _cmd_check(args) -> int:
     from . import check
 
-    if not os.path.isdir(args.dir):
-        raise UsageError(f"check: {args.dir} is not a directory")
+    _require_dir("check", args.dir)
     problems, facts = check.check_dataset(args.dir)
     for line in facts:
         print(line)

@@ -308,11 +308,11 @@ def write_experiments(out: Path, rows: list[pa.Table]) -> None:
 def read_table(out: str | Path, name: str) -> pd.DataFrame:
     """One table of a dataset as pandas, with ``config_id`` as a string column (empty frame
     with the right columns when there are no parts)."""
-    root = Path(out) / name
-    schema = pa.unify_schemas([pa.schema([("config_id", pa.string())]), SCHEMAS[name]])
     if name == "experiments":
         path = Path(out) / "experiments.parquet"
         return pq.read_table(path).to_pandas() if path.exists() else SCHEMAS[name].empty_table().to_pandas()
+    root = Path(out) / name
+    schema = pa.unify_schemas([pa.schema([("config_id", pa.string())]), SCHEMAS[name]])
     if not root.exists():
         return schema.empty_table().to_pandas()
     part = ds.partitioning(pa.schema([("config_id", pa.string())]), flavor="hive")

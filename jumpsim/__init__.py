@@ -6,25 +6,22 @@ Public API::
     frames = jumpsim.simulate(cfg)       # {"runs", "events", "passages", "traces"}: DataFrames
     jumpsim.run([cfg], "results/exp")    # the same tables as a Parquet dataset on disk
     data = jumpsim.read_dataset("results/exp")
+
+float64 (the rank count's Gram matrix, ``run.dtype = "float64"``) is enabled only inside jumpsim's
+own calls (``dynamics.float64_scope``): importing jumpsim leaves the program's ``jax_enable_x64`` as it was.
 """
 
-__version__ = "0.1.0"
-
-import jax as _jax
-
-# float64 must be available for `run.dtype = "float64"` and for exact float64 references.
-# Every array jumpsim creates carries an explicit dtype, so float32 runs stay float32 and a
-# seed's float32 trajectory is the same whether or not something else needed float64.
-_jax.config.update("jax_enable_x64", True)
-
-from .config import Config, ConfigError, Schedule, config_id
+from .config import Config, Schedule, config_id
 from .config import load as load_configs
 from .config import load_one as load_config
+from .errors import ConfigError
 from .problem import Problem
 from .runner import run, simulate
 from .tables import read_dataset, read_table
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "Config",
     "ConfigError",
     "Problem",

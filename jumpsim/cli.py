@@ -196,7 +196,7 @@ def use_all_cpu_cores() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
+    from .errors import ConfigError
 
     use_all_cpu_cores()
     try:

@@ -21,15 +21,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from . import files
+from .errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; ``str()`` is one line naming the key."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"{key}: {message}" if key else message)
+ID_FORMAT = 1  # version of the normal form that config_id hashes (not a table schema version)
 
 
 # --------------------------------------------------------------------------------------
@@ -105,6 +100,12 @@ class TrainConfig:
     batch: int | None = 1  # None = full batch (gradient descent)
     loss: str = "mean"
     steps: int = 200_000
+    optimizer: str = "sgd"  # "sgd" | "momentum" | "adam"; the ridge is added to the gradient first (coupled)
+    momentum: float = 0.9  # "momentum": heavy-ball coefficient
+    nesterov: bool = False  # "momentum": Nesterov's variant
+    b1: float = 0.9  # "adam": first-moment decay
+    b2: float = 0.999  # "adam": second-moment decay
+    eps: float = 1e-8  # "adam": denominator offset
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class RunConfig:
     chunk: int = 1024
     dtype: str = "float32"
     trace_seeds: int = 8
+    backend: str = "xla"  # "xla" | "pallas" (fused K-step kernel, plain SGD only)
 
 
 @dataclass(frozen=True)
@@ -153,13 +155,16 @@ SECTIONS = {
 }
 # Settings that change how a run executes but not what it computes (excluded from config_id).
 EXECUTION_ONLY = {"run": {"seeds", "seed_offset", "chunk", "trace_seeds"}}
+# Keys added after the first datasets were written: they enter config_id only when set to a
+# non-default value, so the ids of earlier experiments (and their datasets) stay valid.
+LATER_KEYS = {
+    "train": {"optimizer", "momentum", "nesterov", "b1", "b2", "eps"},
+    "run": {"backend"},
+}
+OPTIMIZER_KEYS = {"sgd": (), "momentum": ("momentum", "nesterov"), "adam": ("b1", "b2", "eps")}
 
 # --------------------------------------------------------------------------------------
 # value checks (each returns the clean value or raises ConfigError naming the key)
-
-
-def _type_name(v: Any) -> str:
-    return type(v).__name__
 
 
 def _int(key, v, lo=None, hi=None):
@@ -200,6 +205,14 @@ def _bool(key, v):
 def _str(key, v):
     if not isinstance(v, str) or not v:
         raise ConfigError(key, f"must be a non-empty string (got {v!r})")
+    return v
+
+
+def _unit(key, v):
+    """A number in [0, 1) (momentum and moment decays)."""
+    v = _float(key, v, nonneg=True)
+    if v >= 1:
+        raise ConfigError(key, f"must be in [0, 1) (got {v:g})")
     return v
 
 
@@ -317,7 +330,24 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
         raise ConfigError("train.batch", f'must be an integer >= 1 or "full" (got {b!r})')
     loss = _choice("train.loss", s.get("loss", dt.loss), ("mean", "sum"))
     steps = _int("train.steps", s.get("steps", dt.steps), lo=1)
-    train = TrainConfig(lr=lr, ridge=ridge, batch=batch, loss=loss, steps=steps)
+    opt = _choice("train.optimizer", s.get("optimizer", dt.optimizer), tuple(OPTIMIZER_KEYS))
+    for other, keys in OPTIMIZER_KEYS.items():
+        for k in keys:
+            if k in s and other != opt:
+                raise ConfigError(f"train.{k}", f'only applies with train.optimizer = "{other}" (got "{opt}")')
+    train = TrainConfig(
+        lr=lr,
+        ridge=ridge,
+        batch=batch,
+        loss=loss,
+        steps=steps,
+        optimizer=opt,
+        momentum=_unit("train.momentum", s.get("momentum", dt.momentum)),
+        nesterov=_bool("train.nesterov", s.get("nesterov", dt.nesterov)),
+        b1=_unit("train.b1", s.get("b1", dt.b1)),
+        b2=_unit("train.b2", s.get("b2", dt.b2)),
+        eps=_float("train.eps", s.get("eps", dt.eps), positive=True),
+    )
 
     s = _section(raw, "detect")
     dd = d.detect
@@ -340,6 +370,7 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
         chunk=_int("run.chunk", s.get("chunk", dr.chunk), lo=1),
         dtype=_choice("run.dtype", s.get("dtype", dr.dtype), ("float32", "float64")),
         trace_seeds=_int("run.trace_seeds", s.get("trace_seeds", dr.trace_seeds), lo=0),
+        backend=_choice("run.backend", s.get("backend", dr.backend), ("xla", "pallas")),
     )
     if run.seed_offset + run.seeds > 2**31:
         raise ConfigError("run.seeds", f"seed_offset + seeds must be <= 2**31 (got {run.seed_offset + run.seeds})")
@@ -351,25 +382,18 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
 
 def _check_files(cfg: Config) -> None:
     """Open the problem and weight files now, so that a bad one fails before compiling."""
-    from . import model as model_lib
-    from . import problem as problem_lib
-
     p = cfg.problem
-    if p.file is not None:
-        n, m = problem_lib.load_npz(cfg.resolve(p.file)).target.shape
-        if p.rank > min(n, m):
-            raise ConfigError("problem.rank", f"must be <= min(n, m) = {min(n, m)} of problem.file (got {p.rank})")
+    n, m = problem_shape(cfg)
+    if p.file is not None and p.rank > min(n, m):
+        raise ConfigError("problem.rank", f"must be <= min(n, m) = {min(n, m)} of problem.file (got {p.rank})")
     if cfg.model.init == "file":
-        n, m = problem_shape(cfg)
-        model_lib.load_weights(cfg.resolve(cfg.model.init_file), n, m, cfg.model.depth, cfg.model.width)
+        files.load_weights(cfg.resolve(cfg.model.init_file), files.layer_shapes(n, m, cfg.model.depth, cfg.model.width))
 
 
 def problem_shape(cfg: Config) -> tuple[int, int]:
     if cfg.problem.file is None:
         return cfg.problem.n, cfg.problem.m
-    from . import problem as problem_lib
-
-    return problem_lib.load_npz(cfg.resolve(cfg.problem.file)).target.shape
+    return files.load_problem(cfg.resolve(cfg.problem.file))[0].shape
 
 
 # --------------------------------------------------------------------------------------
@@ -398,9 +422,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``--set`` overrides; one on a swept key (or inside a swept schedule) replaces that sweep."""
     raw = copy.deepcopy(raw)
     for text in overrides:
         parts, value = parse_override(text)
+        sweep = raw.get("sweep")
+        if isinstance(sweep, dict):
+            sweep.pop(".".join(parts[:2]), None)
         node = raw
         for i, p in enumerate(parts[:-1]):
             nxt = node.setdefault(p, {})
@@ -418,13 +446,32 @@ def parse_toml(text: str, source: str = "config") -> dict:
         raise ConfigError("", f"{source}: not valid TOML ({e})") from None
 
 
-def read_toml(path: str | Path) -> dict:
+def _merge(base: dict, top: dict) -> dict:
+    """Deep merge of TOML tables: ``top`` wins; a table in ``top`` merges into the same table of ``base``."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_toml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Parse a TOML config; a top-level ``extends = "base.toml"`` (relative to the file) merges the file over
+    that base (recursively), so experiments can share one problem definition. config_id sees only the result."""
     p = Path(path)
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("", f"{p}: cannot read config file ({e.__class__.__name__}: {e})") from None
-    return parse_toml(text, str(p))
+    raw = parse_toml(text, str(p))
+    if "extends" not in raw:
+        return raw
+    base = raw.pop("extends")
+    if not isinstance(base, str) or not base:
+        raise ConfigError("extends", f"{p}: must be the path of a TOML file (got {base!r})")
+    base_path = (p.parent / base).resolve()
+    if base_path in _seen:
+        raise ConfigError("extends", f"{p}: {base} extends itself (through {', '.join(map(str, _seen))})")
+    return _merge(read_toml(base_path, (*_seen, p.resolve())), raw)
 
 
 def expand(raw: dict, base_dir: str | Path = ".") -> list[Config]:
@@ -492,6 +539,9 @@ def to_dict(cfg: Config) -> dict:
         if name == "train":
             sec["lr"], sec["ridge"] = sched(cfg.train.lr), sched(cfg.train.ridge)
             sec["batch"] = "full" if cfg.train.batch is None else cfg.train.batch
+            for other, keys in OPTIMIZER_KEYS.items():  # parameters of the other optimizers do not act
+                for k in keys if other != cfg.train.optimizer else ():
+                    sec.pop(k)
         out[name] = {k: v for k, v in sec.items() if v is not None}
     return out
 
@@ -508,18 +558,20 @@ def config_id(cfg: Config) -> str:
     for section, keys in EXECUTION_ONLY.items():
         for k in keys:
             d[section].pop(k, None)
+    for section, keys in LATER_KEYS.items():
+        for k in keys:
+            if k in d[section] and d[section][k] == getattr(SECTIONS[section](), k):
+                d[section].pop(k)
     if cfg.problem.file:
         d["problem"]["file"] = _file_digest(cfg.resolve(cfg.problem.file))
     if cfg.model.init_file and cfg.model.init == "file":
         d["model"]["init_file"] = _file_digest(cfg.resolve(cfg.model.init_file))
     # keys that do not act under the chosen init do not split experiments
-    if cfg.model.init != "gd":
-        d["model"].pop("gd_steps"), d["model"].pop("gd_lr")
-    if cfg.model.init != "gd":
-        d["model"].pop("seed")  # only the gd start is drawn from model.seed
+    if cfg.model.init != "gd":  # only the gd start uses these (and is drawn from model.seed)
+        d["model"].pop("gd_steps"), d["model"].pop("gd_lr"), d["model"].pop("seed")
     if cfg.model.init == "file":
         d["model"].pop("init_scale")
     else:
         d["model"].pop("init_file", None)
-    text = json.dumps({"schema": SCHEMA_VERSION, **d}, sort_keys=True)
+    text = json.dumps({"schema": ID_FORMAT, **d}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -9,13 +9,11 @@ the small singular values that the rank count depends on.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from .config import ConfigError
+from .files import layer_shapes
 
 Params = tuple[jax.Array, ...]
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -26,11 +24,6 @@ def mm(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
-def layer_shapes(n: int, m: int, depth: int, width: int) -> list[tuple[int, int]]:
-    dims = [m] + [width] * (depth - 1) + [n]
-    return [(dims[l + 1], dims[l]) for l in range(depth)]
-
-
 def init_gaussian(key: jax.Array, n: int, m: int, depth: int, width: int, scale: float, dtype) -> Params:
     """W_l entries ~ N(0, scale^2 / fan_in)."""
     keys = jax.random.split(key, depth)
@@ -38,28 +31,6 @@ def init_gaussian(key: jax.Array, n: int, m: int, depth: int, width: int, scale:
         (scale / math.sqrt(shape[1])) * jax.random.normal(k, shape, dtype)  # Python float: stays weakly typed
         for k, shape in zip(keys, layer_shapes(n, m, depth, width))
     )
-
-
-def load_weights(path: str | Path, n: int, m: int, depth: int, width: int) -> tuple[np.ndarray, ...]:
-    """Arrays ``W1`` ... ``WL`` (W1 applied first) from an .npz; errors name model.init_file."""
-    key = "model.init_file"
-    try:
-        with np.load(path) as z:
-            names = [f"W{l + 1}" for l in range(depth)]
-            missing = [k for k in names if k not in z]
-            if missing:
-                raise ConfigError(key, f"{path}: missing arrays {missing} for depth {depth} (has {sorted(z.files)})")
-            ws = tuple(np.asarray(z[k], dtype=np.float64) for k in names)
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise ConfigError(key, f"cannot read {path} as .npz ({e.__class__.__name__}: {e})") from None
-    for l, (w, shape) in enumerate(zip(ws, layer_shapes(n, m, depth, width))):
-        if w.shape != shape:
-            raise ConfigError(key, f"{path}: W{l + 1} must have shape {shape} (got {w.shape})")
-        if not np.all(np.isfinite(w)):
-            raise ConfigError(key, f"{path}: W{l + 1} has non-finite entries")
-    return ws
 
 
 def end_to_end(params: Params) -> jax.Array:
@@ -134,7 +105,8 @@ def analytic_singular_value(a: float, lam_eff: float, depth: int) -> float:
     """Learned singular value s at the local minimum of (a - s)^2 + lam_eff L s^(2/L) that a
     balanced gradient descent reaches from above: the larger root of a = s + lam_eff
     s^((2-L)/L) when a >= a_min, else 0. lam_eff = ridge (sum loss) or ridge |Omega| (mean),
-    for a fully observed problem. (DESIGN section 1.)"""
+    for a fully observed problem. The A-space problem separates over singular values (the
+    DLN's representation cost is the Schatten-2/L quasi-norm; Wang & Jacot, arXiv 2305.16038)."""
     L = depth
     if L == 2:
         return max(a - lam_eff, 0.0)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .config import Config, ConfigError
+from . import files
+from .config import Config
 
 
 class Problem(NamedTuple):
@@ -51,31 +51,8 @@ def generate(n: int, m: int, rank: int, observed: float, seed: int) -> Problem:
     return from_arrays(a, flat.reshape(n, m))
 
 
-def load_npz(path: str | Path) -> Problem:
-    """Arrays ``target`` (n, m) float and ``mask`` (n, m) bool; errors name problem.file."""
-    key = "problem.file"
-    try:
-        with np.load(path) as z:
-            if "target" not in z or "mask" not in z:
-                raise ConfigError(key, f"{path}: must hold arrays 'target' and 'mask' (has {sorted(z.files)})")
-            target, mask = z["target"], z["mask"]
-    except ConfigError:
-        raise
-    except Exception as e:  # missing file, not an npz, pickled objects, ...
-        raise ConfigError(key, f"cannot read {path} as .npz ({e.__class__.__name__}: {e})") from None
-    if target.ndim != 2 or mask.shape != target.shape:
-        raise ConfigError(key, f"{path}: target and mask must be 2-D of the same shape (got {target.shape}, {mask.shape})")
-    if not np.issubdtype(target.dtype, np.number) or not np.all(np.isfinite(target)):
-        raise ConfigError(key, f"{path}: target must be finite numbers")
-    if mask.dtype != bool:
-        raise ConfigError(key, f"{path}: mask must be boolean (got {mask.dtype})")
-    if not mask.any():
-        raise ConfigError(key, f"{path}: mask observes no entry")
-    return from_arrays(target, mask)
-
-
 def make(cfg: Config) -> Problem:
     p = cfg.problem
     if p.file is not None:
-        return load_npz(cfg.resolve(p.file))
+        return from_arrays(*files.load_problem(cfg.resolve(p.file)))
     return generate(p.n, p.m, p.rank, p.observed, p.seed)

@@ -8,24 +8,28 @@ whose ``runs`` part exists (the ``runs`` part is written last).
 from __future__ import annotations
 
 import datetime
+import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from . import dynamics, tables
 from . import kernel as sim
-from . import tables
-from .config import Config, ConfigError
+from .config import Config
+from .errors import ConfigError
+from .tables import ChunkResult
+from .version import __version__
 
 
 def versions() -> dict:
-    from . import __version__
-
     return {
         "jumpsim_version": __version__,
         "jax_version": jax.__version__,
@@ -33,6 +37,66 @@ def versions() -> dict:
         "devices": ", ".join(sorted({d.device_kind for d in jax.devices()})) + f" x{jax.device_count()}",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# --------------------------------------------------------------------------------------
+# chunks and segments
+
+
+def chunk_ranges(cfg: Config, shard: int = 0, n_shards: int = 1) -> list[tuple[int, int]]:
+    """Global chunk boundaries [first, last) in seed ids; shard i/N owns a contiguous block of
+    chunks, so every seed belongs to exactly one (shard, chunk)."""
+    r = cfg.run
+    starts = list(range(r.seed_offset, r.seed_offset + r.seeds, r.chunk))
+    chunks = [(s, min(s + r.chunk, r.seed_offset + r.seeds)) for s in starts]
+    lo = len(chunks) * shard // n_shards
+    hi = len(chunks) * (shard + 1) // n_shards
+    return chunks[lo:hi]
+
+
+def segments(n_checks: int, target: int = 20) -> list[int]:
+    """Cut ``n_checks`` into at most ``target``+1 segments of (at most) two distinct lengths,
+    so the host can report progress with at most two compilations."""
+    seg = max(1, math.ceil(n_checks / target))
+    full, rem = divmod(n_checks, seg)
+    return [seg] * full + ([rem] if rem else [])
+
+
+@dynamics.with_float64
+def run_chunk(kernel: sim.Kernel, cfg: Config, seeds: np.ndarray, trace: bool = False, on_segment: Callable[[int], None] | None = None) -> ChunkResult:
+    """Simulate the given seed ids to the horizon. ``on_segment(n_steps)`` reports progress."""
+    every = cfg.detect.every
+    n = len(seeds)
+    padded = np.concatenate([seeds, np.repeat(seeds[-1:], -n % kernel.pad_to)])
+    states = kernel.init(jnp.asarray(padded, jnp.int32))
+    traces = []
+    if trace:
+        s0 = jax.device_get(states)
+        sv0 = np.asarray(kernel.final_sv(states))
+        traces.append(dynamics.Observation(s0.det.rank[None], s0.loss[None], s0.test_error[None], sv0[None]))
+    t0 = 0
+    for c in segments(cfg.train.steps // every):
+        states, obs = kernel.advance(states, jnp.asarray(t0, jnp.int32), n_checks=c, trace=trace)
+        if trace:
+            traces.append(jax.device_get(obs))
+        t0 += c * every
+        if on_segment is not None:
+            jax.block_until_ready(states)
+            on_segment(c * every)
+    trace_out = jax.tree.map(lambda *xs: np.concatenate(xs)[:, :n], *traces) if trace else None
+    sv = np.asarray(kernel.final_sv(states))[:n]
+    final = jax.tree.map(lambda x: x[:n], jax.device_get(states))
+    return ChunkResult(np.asarray(seeds, np.int64), final, sv, trace_out)
+
+
+def iter_chunks(cfg: Config, kernel: sim.Kernel | None = None, shard: int = 0, n_shards: int = 1, on_segment=None) -> Iterator[tuple[tuple[int, int], ChunkResult]]:
+    kernel = sim.build(cfg) if kernel is None else kernel
+    for lo, hi in chunk_ranges(cfg, shard, n_shards):
+        yield (lo, hi), run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=on_segment)
+
+
+# --------------------------------------------------------------------------------------
+# experiments to tables
 
 
 def trace_seeds(cfg: Config) -> np.ndarray:
@@ -44,15 +108,16 @@ def _trace_tables(kernel: sim.Kernel, cfg: Config) -> pa.Table:
     """Per-check traces of the first ``trace_seeds`` seeds. They are simulated again on their
     own with the per-check outputs on; keyed randomness makes them the very same
     trajectories as in the main run (tests check this)."""
-    res = sim.run_chunk(kernel, cfg, trace_seeds(cfg), trace=True)
+    res = run_chunk(kernel, cfg, trace_seeds(cfg), trace=True)
     return tables.chunk_tables(res, cfg.train.steps, cfg.detect.every).traces
 
 
+@dynamics.with_float64
 def simulate(cfg: Config) -> dict[str, pd.DataFrame]:
     """Run one experiment in memory; returns {"runs", "events", "passages", "traces"} as
     pandas DataFrames with a ``config_id`` column (the same rows ``run`` writes)."""
     kernel = sim.build(cfg)
-    parts = [tables.chunk_tables(res, cfg.train.steps, cfg.detect.every) for _, res in sim.iter_chunks(cfg, kernel)]
+    parts = [tables.chunk_tables(res, cfg.train.steps, cfg.detect.every) for _, res in iter_chunks(cfg, kernel)]
     out = {name: pa.concat_tables([getattr(p, name) for p in parts]) for name in ("runs", "events", "passages")}
     out["traces"] = _trace_tables(kernel, cfg) if cfg.run.trace_seeds else tables.SCHEMAS["traces"].empty_table()
     frames = {}
@@ -122,7 +187,7 @@ def check_target(configs: list[Config], out: str | Path, append: bool = False) -
         )
     for cfg in configs:
         done = tables.part_ranges(out, "runs", cfg.config_id)
-        for lo, hi in sim.chunk_ranges(cfg):
+        for lo, hi in chunk_ranges(cfg):
             clash = [r for r in done if r != (lo, hi - 1) and r[0] <= hi - 1 and lo <= r[1]]
             if clash:
                 raise ConfigError(
@@ -132,6 +197,7 @@ def check_target(configs: list[Config], out: str | Path, append: bool = False) -
                 )
 
 
+@dynamics.with_float64
 def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True, append: bool = False) -> RunReport:
     """Simulate every config (a sweep gives several) into the dataset directory ``out``.
 
@@ -148,7 +214,7 @@ def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 
         cid = cfg.config_id
         report.config_ids.append(cid)
         tables.write_experiments(out, [tables.experiment_row(cfg, kernel.info, versions())])
-        ranges = sim.chunk_ranges(cfg, shard, n_shards)
+        ranges = chunk_ranges(cfg, shard, n_shards)
         todo = [(lo, hi) for lo, hi in ranges if not tables.part_path(out, "runs", cid, lo, hi - 1).exists()]
         report.chunks_skipped += len(ranges) - len(todo)
         t0 = time.perf_counter()
@@ -170,7 +236,7 @@ def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 
         bar = _Progress(n_seeds * cfg.train.steps, progress, desc=f"{cfg.name} [{cid}]")
         try:
             for lo, hi in todo:
-                res = sim.run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar(n * k), clock(n * k)))
+                res = run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar(n * k), clock(n * k)))
                 tables.write_chunk(out, cid, lo, hi - 1, tables.chunk_tables(res, cfg.train.steps, cfg.detect.every))
                 report.chunks_done += 1
         finally:

@@ -88,9 +88,10 @@ def first_passage(runs: pd.DataFrame, passages: pd.DataFrame, level: float = 0.9
 
 
 def _passage_times(runs: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
-    """Per passage row: time (step reached, or censoring step) and whether it was reached."""
+    """Per passage row: time (step reached, or censoring step) and whether it was reached within
+    the seed's run (a passage dated after the run's end is censored there)."""
     df = passages.merge(runs[["config_id", "seed", "steps"]], on=["config_id", "seed"], how="left")
-    df["reached"] = df["step"].notna()
+    df["reached"] = df["step"].notna() & (df["step"] <= df["steps"])
     df["time"] = np.where(df["reached"], df["step"], df["steps"]).astype(float)
     return df
 

@@ -20,7 +20,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,19 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .kernel import ChunkResult
+from .errors import ConfigError
+
+
+class ChunkResult(NamedTuple):
+    """Host copy of a finished chunk (what ``runner.run_chunk`` returns and ``chunk_tables`` turns
+    into rows): seed ids (S,) int64, the final ``dynamics.SeedState`` as numpy, singular values
+    (S, min(n, m)) at each seed's last finite check, and per-check observations (n_checks + 1, S, ...)
+    including the check at step 0, or None."""
+
+    seeds: np.ndarray
+    state: Any
+    sv: np.ndarray
+    trace: Any
 
 SCHEMA_VERSION = 1
 TABLES = ("runs", "events", "passages", "traces")
@@ -98,6 +110,9 @@ SCHEMAS = {
         ]
     ),
 }
+# Columns every version of jumpsim wrote (schema version 1): a dataset without them is unreadable.
+# Columns added later are optional: older datasets read them as null.
+REQUIRED = {name: tuple(SCHEMAS[name].names) for name in SCHEMAS}
 for _name in SCHEMAS:
     SCHEMAS[_name] = SCHEMAS[_name].with_metadata({"jumpsim_schema_version": str(SCHEMA_VERSION), "jumpsim_table": _name})
 
@@ -305,18 +320,35 @@ def write_experiments(out: Path, rows: list[pa.Table]) -> None:
 # reading
 
 
+def _require_columns(name: str, where: Path, present: list[str]) -> None:
+    """Columns every jumpsim version wrote must be there; later ones are optional (read as null)."""
+    missing = [c for c in REQUIRED[name] if c not in present]
+    if missing:
+        raise ConfigError(str(where), f"the {name} table lacks column(s) {', '.join(missing)} (not written by jumpsim, or damaged)")
+
+
 def read_table(out: str | Path, name: str) -> pd.DataFrame:
-    """One table of a dataset as pandas, with ``config_id`` as a string column (empty frame
-    with the right columns when there are no parts)."""
+    """One table of a dataset as pandas, with ``config_id`` as a string column (empty frame with the
+    right columns when there are no parts). Columns added after a dataset was written read as null;
+    a part that lacks a column every version wrote raises ``ConfigError`` naming file and column."""
     if name == "experiments":
         path = Path(out) / "experiments.parquet"
-        return pq.read_table(path).to_pandas() if path.exists() else SCHEMAS[name].empty_table().to_pandas()
+        if not path.exists():
+            return SCHEMAS[name].empty_table().to_pandas()
+        t = pq.read_table(path)
+        _require_columns(name, path, t.column_names)
+        for f in SCHEMAS[name]:
+            if f.name not in t.column_names:
+                t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
+        return t.to_pandas()
     root = Path(out) / name
     schema = pa.unify_schemas([pa.schema([("config_id", pa.string())]), SCHEMAS[name]])
     if not root.exists():
         return schema.empty_table().to_pandas()
     part = ds.partitioning(pa.schema([("config_id", pa.string())]), flavor="hive")
     dataset = ds.dataset(root, format="parquet", partitioning=part, schema=schema)
+    for frag in dataset.get_fragments():
+        _require_columns(name, Path(frag.path), frag.physical_schema.names)
     return dataset.to_table().to_pandas()
 
 

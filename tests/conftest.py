@@ -9,8 +9,12 @@ import os
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
 
-import jumpsim  # noqa: F401  (enables float64 before any test builds arrays)
+import jax
 import pytest
+
+# The tests compare against float64 references built with jnp; jumpsim itself needs no global
+# x64 (it scopes float64 to its own calls: tests/test_dynamics.py checks that in a fresh process).
+jax.config.update("jax_enable_x64", True)
 
 from jumpsim import config as config_lib
 
@@ -37,6 +41,13 @@ def tiny_config(*overrides: str):
     return config_lib.load_one(None, TINY + list(overrides))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny():
+    """``tiny(*overrides) -> Config``: the small experiment with overrides."""
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """The small experiment as ``--set`` values (for the command line)."""
+    return list(TINY)

@@ -1,5 +1,7 @@
 """`jumpsim run`, `summarize` and `plot` end to end on a tiny config."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,22 +11,24 @@ import pytest
 import jumpsim
 from jumpsim import cli
 
-from conftest import TINY
+
+def _set(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory):
+def ran(tmp_path_factory, tiny_overrides):
+    """``jumpsim run`` of the tiny experiment, once per module: (out, args, printed summary)."""
     out = tmp_path_factory.mktemp("cli") / "tiny"
-    args = ["run", "--out", str(out), "--quiet"]
-    for o in TINY:
-        args += ["--set", o]
-    return out, args
+    args = ["run", "--out", str(out), "--quiet"] + _set(tiny_overrides)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli.main(args) == 0
+    return out, args, buf.getvalue()
 
 
 def test_run_writes_tables_and_prints_summary(ran, capsys):
-    out, args = ran
-    assert cli.main(args) == 0
-    text = capsys.readouterr().out
+    out, args, text = ran
     assert "seed-steps/s" in text and "final rank:" in text and "events:" in text and str(out) in text
     data = jumpsim.read_dataset(out)
     assert len(data["runs"]) == 12 and len(data["experiments"]) == 1 and len(data["traces"]) > 0
@@ -35,10 +39,7 @@ def test_run_writes_tables_and_prints_summary(ran, capsys):
 
 
 def test_summarize_json_has_contract_fields(ran, capsys):
-    out, args = ran
-    if not (out / "runs").exists():
-        assert cli.main(args) == 0
-    capsys.readouterr()
+    out, _, _ = ran
     assert cli.main(["summarize", str(out), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     fp_fields = {"config_id", "start_rank", "level", "n", "k", "horizon", "p", "p_low", "p_high"}
@@ -56,20 +57,17 @@ def test_summarize_json_has_contract_fields(ran, capsys):
 
 def test_plot_writes_png(ran, tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    out, args = ran
-    if not (out / "runs").exists():
-        assert cli.main(args) == 0
+    out, _, _ = ran
     png = tmp_path / "f.png"
     assert cli.main(["plot", str(out), "--out", str(png)]) == 0
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
-def test_compare_two_experiments(tmp_path, capsys):
+def test_compare_two_experiments(tmp_path, capsys, tiny_overrides):
     out = tmp_path / "sweep"
-    args = ["run", "--out", str(out), "--quiet"]
-    for o in TINY + ["run.seeds=32", "run.chunk=32"]:
-        args += ["--set", o]
+    sets = [o for o in tiny_overrides if not o.startswith("train.lr")]  # a --set on a swept key replaces the sweep
+    args = ["run", "--out", str(out), "--quiet"] + _set(sets + ["run.seeds=32", "run.chunk=32"])
     cfg = tmp_path / "s.toml"
     cfg.write_text('[sweep]\n"train.lr" = [0.05, 0.1]\n')
     assert cli.main(["run", str(cfg)] + args[1:]) == 0
@@ -83,11 +81,10 @@ def test_compare_two_experiments(tmp_path, capsys):
     assert cli.main(["compare", str(out), "nope", ids[1]]) == 2
 
 
-def test_compilation_cache_option_fills_the_cache(tmp_path):
+def test_compilation_cache_option_fills_the_cache(tmp_path, tiny_overrides):
     """In a child process: the cache is process-wide JAX state."""
     args = [sys.executable, "-m", "jumpsim.cli", "run", "--out", str(tmp_path / "d"), "--quiet", "--cache", str(tmp_path / "cache")]
-    for o in TINY + ["run.seeds=4", "train.steps=100"]:
-        args += ["--set", o]
+    args += _set(tiny_overrides + ["run.seeds=4", "train.steps=100"])
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert any((tmp_path / "cache").iterdir())
@@ -111,7 +108,39 @@ def test_plot_without_matplotlib_says_what_is_missing(ran, monkeypatch, capsys):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_mpl)
-    out, _ = ran
+    out, _, _ = ran
     assert cli.main(["plot", str(out)]) == 1
     err = capsys.readouterr().err
     assert "pip install 'jumpsim[plot]'" in err and err.strip().count("\n") == 0
+
+
+def test_summarize_names_a_missing_column_and_reads_older_datasets(ran, tmp_path, capsys):
+    """A dataset whose experiments table lacks a column every version wrote: one line naming the
+    table and column, exit 2. A column added later (absent from an older dataset) reads as null."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    out, _, _ = ran
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    exp = pq.read_table(bad / "experiments.parquet")
+    pq.write_table(exp.drop_columns(["name"]), bad / "experiments.parquet")
+    capsys.readouterr()
+    assert cli.main(["summarize", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "experiments table lacks column(s) name" in err and err.strip().count("\n") == 0
+    from jumpsim import tables
+
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    monkey = dict(tables.SCHEMAS)
+    try:  # pretend this version added a column to the runs table after the dataset was written
+        import pyarrow as pa
+
+        tables.SCHEMAS["runs"] = tables.SCHEMAS["runs"].append(pa.field("later", pa.float64()))
+        runs = jumpsim.read_table(old, "runs")
+    finally:
+        tables.SCHEMAS.clear()
+        tables.SCHEMAS.update(monkey)
+    assert "later" in runs.columns and runs["later"].isna().all() and len(runs) == 12

@@ -152,3 +152,33 @@ def test_normal_form_round_trips():
     d = json.loads(json.dumps(config_lib.to_dict(cfg)))
     again = config_lib.from_dict(d)
     assert dataclasses.replace(again, base_dir=cfg.base_dir) == cfg and again.config_id == cfg.config_id
+
+
+def test_set_on_a_swept_key_replaces_the_sweep(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('[sweep]\n"train.lr" = [0.05, 0.1]\n"model.depth" = [3, 4]\n')
+    assert len(config_lib.load(f)) == 4
+    configs = config_lib.load(f, ["train.lr=0.2"])
+    assert [(c.train.lr.values[0], c.model.depth) for c in configs] == [(0.2, 3), (0.2, 4)]
+    configs = config_lib.load(f, ["train.lr.kind=piecewise", "train.lr.values=[0.1, 0.05]", "train.lr.boundaries=[10]"])
+    assert len(configs) == 2 and all(c.train.lr.kind == "piecewise" for c in configs)
+
+
+def test_extends_merges_a_base_file_and_keeps_the_config_id(tmp_path):
+    (tmp_path / "base.toml").write_text("[problem]\nn = 8\nm = 7\n[train]\nlr = 0.1\nridge = 0.01\n")
+    (tmp_path / "exp.toml").write_text('extends = "base.toml"\nname = "x"\n[train]\nlr = 0.2\n')
+    (tmp_path / "flat.toml").write_text('name = "y"\n[problem]\nn = 8\nm = 7\n[train]\nlr = 0.2\nridge = 0.01\n')
+    a, b = config_lib.load_one(tmp_path / "exp.toml"), config_lib.load_one(tmp_path / "flat.toml")
+    assert (a.problem.n, a.problem.m, a.train.lr.values[0], a.train.ridge.values[0]) == (8, 7, 0.2, 0.01)
+    assert a.config_id == b.config_id
+    (tmp_path / "loop.toml").write_text('extends = "loop.toml"\n')
+    with pytest.raises(ConfigError, match="extends"):
+        config_lib.load(tmp_path / "loop.toml")
+    (tmp_path / "gone.toml").write_text('extends = "nothere.toml"\n')
+    with pytest.raises(ConfigError, match="nothere.toml"):
+        config_lib.load(tmp_path / "gone.toml")
+
+
+def test_config_ids_of_round_one_experiments_are_unchanged():
+    """Keys added later enter the hash only when set: the default experiment keeps its round-1 id."""
+    assert config_lib.load_one(None).config_id == "a37534da4439"

@@ -82,12 +82,16 @@ def test_gradient_descent_lands_on_analytic_singular_values(depth, loss):
 
 
 def test_analytic_singular_value_solves_critical_equation():
+    """Above a_min the value is a positive root of a = s + lam s^((2-L)/L) and a local minimum;
+    below a_min only s = 0 is left. Both sides are exercised for every depth."""
+    lam = 0.1
     for depth in (3, 4, 5):
-        lam = 0.1
-        for a in (0.8, 1.5, 3.0):
+        s_star = (lam * (depth - 2) / depth) ** (depth / (2 * depth - 2))
+        a_min = s_star * (2 * depth - 2) / (depth - 2)
+        for a in (1.01 * a_min, 1.5 * a_min, 3.0 * a_min):
             s = model.analytic_singular_value(a, lam, depth)
-            if s > 0:
-                assert abs(s + lam * s ** ((2 - depth) / depth) - a) < 1e-10
-                # local minimum: second derivative of (a-s)^2 + lam L s^(2/L) positive
-                d2 = 2 + 2 * lam * (2 / depth - 1) * s ** (2 / depth - 2)
-                assert d2 > 0
+            assert s > s_star
+            assert abs(s + lam * s ** ((2 - depth) / depth) - a) < 1e-10
+            d2 = 2 + 2 * lam * (2 / depth - 1) * s ** (2 / depth - 2)  # second derivative of (a-s)^2 + lam L s^(2/L)
+            assert d2 > 0
+        assert model.analytic_singular_value(0.99 * a_min, lam, depth) == 0.0

@@ -13,16 +13,17 @@ import pytest
 import jumpsim
 from jumpsim import check, cli, tables
 
-from conftest import TINY
-
-SLOW = TINY + ["run.seeds=96", "run.chunk=16", "train.steps=2000", "run.trace_seeds=3"]
 
 
-def _args(out, extra=()):
-    a = ["run", "--out", str(out), "--quiet"]
-    for o in SLOW:
-        a += ["--set", o]
-    return a + list(extra)
+@pytest.fixture(scope="module")
+def run_args(tiny_overrides):
+    """``run_args(out, extra) -> argv`` of `jumpsim run` for a 96-seed, 6-chunk version of the tiny experiment."""
+    sets = tiny_overrides + ["run.seeds=96", "run.chunk=16", "train.steps=2000", "run.trace_seeds=3"]
+
+    def args(out, extra=()):
+        return ["run", "--out", str(out), "--quiet"] + [a for o in sets for a in ("--set", o)] + list(extra)
+
+    return args
 
 
 def _sorted(df):
@@ -45,15 +46,15 @@ def assert_same_dataset(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, run_args):
     out = tmp_path_factory.mktemp("ref") / "ds"
-    assert cli.main(_args(out)) == 0
+    assert cli.main(run_args(out)) == 0
     return out
 
 
-def test_kill_at_any_moment_then_rerun_gives_the_same_tables(reference, tmp_path):
+def test_kill_at_any_moment_then_rerun_gives_the_same_tables(reference, tmp_path, run_args):
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "jumpsim.cli"] + _args(out)
+    cmd = [sys.executable, "-m", "jumpsim.cli"] + run_args(out)
     env = dict(os.environ, JUMPSIM_CPU_DEVICES="2")
     # kill 1: during start-up/compilation; kill 2: just after the first chunk landed
     p = subprocess.Popen(cmd, env=env)
@@ -79,10 +80,10 @@ def test_kill_at_any_moment_then_rerun_gives_the_same_tables(reference, tmp_path
     assert problems == []
 
 
-def test_union_of_shards_equals_single_run(reference, tmp_path, capsys):
+def test_union_of_shards_equals_single_run(reference, tmp_path, capsys, run_args):
     out = tmp_path / "ds"
     for i in range(3):
-        assert cli.main(_args(out, ["--shard", f"{i}/3"])) == 0
+        assert cli.main(run_args(out, ["--shard", f"{i}/3"])) == 0
     assert_same_dataset(out, reference)
     assert check.check_dataset(out)[0] == []
 
@@ -97,26 +98,26 @@ def test_slurm_array_environment_picks_the_shard(tmp_path, monkeypatch):
         cli._shard(None)
 
 
-def test_different_config_into_same_directory_is_refused(reference, tmp_path, capsys):
+def test_different_config_into_same_directory_is_refused(reference, tmp_path, capsys, run_args):
     out = tmp_path / "ds"
-    assert cli.main(_args(out, ["--seeds", "16"])) == 0
+    assert cli.main(run_args(out, ["--seeds", "16"])) == 0
     before = sorted(p.name for p in out.rglob("*"))
     capsys.readouterr()
-    assert cli.main(_args(out, ["--seeds", "16", "--set", "train.lr=0.05"])) == 2
+    assert cli.main(run_args(out, ["--seeds", "16", "--set", "train.lr=0.05"])) == 2
     err = capsys.readouterr().err
     assert "--append" in err and err.strip().count("\n") == 0
     assert sorted(p.name for p in out.rglob("*")) == before
-    assert cli.main(_args(out, ["--seeds", "16", "--set", "train.lr=0.05", "--append"])) == 0
+    assert cli.main(run_args(out, ["--seeds", "16", "--set", "train.lr=0.05", "--append"])) == 0
     assert len(jumpsim.read_table(out, "experiments")) == 2
     # same experiment, different chunking: refused (it would duplicate seeds)
-    assert cli.main(_args(out, ["--seeds", "16", "--set", "run.chunk=8"])) == 2
+    assert cli.main(run_args(out, ["--seeds", "16", "--set", "run.chunk=8"])) == 2
     assert "run.chunk" in capsys.readouterr().err
 
 
-def test_more_seeds_extend_the_same_dataset(tmp_path):
+def test_more_seeds_extend_the_same_dataset(tmp_path, run_args):
     out = tmp_path / "ds"
-    assert cli.main(_args(out, ["--seeds", "32"])) == 0
-    assert cli.main(_args(out, ["--seeds", "64"])) == 0
+    assert cli.main(run_args(out, ["--seeds", "32"])) == 0
+    assert cli.main(run_args(out, ["--seeds", "64"])) == 0
     runs = jumpsim.read_table(out, "runs")
     assert sorted(runs.seed) == list(range(64))
     assert check.check_dataset(out)[0] == []
@@ -145,7 +146,7 @@ def test_check_finds_missing_part_duplicate_seed_and_temporaries(reference, tmp_
     assert "temporary file" in text
 
 
-def test_unwritable_output_is_one_clear_line(tmp_path, capsys):
+def test_unwritable_output_is_one_clear_line(tmp_path, capsys, run_args):
     if os.geteuid() == 0:
         target = "/proc/jumpsim-cannot-write-here"  # root ignores permissions; /proc refuses
     else:
@@ -153,6 +154,6 @@ def test_unwritable_output_is_one_clear_line(tmp_path, capsys):
         ro.mkdir()
         ro.chmod(0o500)
         target = str(ro / "ds")
-    assert cli.main(_args(target, ["--seeds", "16"])) == 1
+    assert cli.main(run_args(target, ["--seeds", "16"])) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("jumpsim: error: cannot write to") and err.count("\n") == 0

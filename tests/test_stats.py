@@ -125,20 +125,39 @@ def test_kaplan_meier_median_converges():
 
 
 def test_censored_seed_never_counts_as_reached():
+    """Seeds that diverged before reaching a level are censored at their divergence step, and a
+    passage dated after the end of its seed's run (a foreign or inconsistent writer) is not a
+    passage within the horizon: both the proportion and the Kaplan-Meier curve must agree with a
+    product-limit estimate computed by hand."""
     runs, ev, pas = simulate_ctmc(n_reps=1, n_seeds=50, seed=3)
-    late = pas.step.notna()
-    # move some passages beyond the horizon of a run that stopped early (divergence)
-    runs = runs.copy()
+    runs, pas = runs.copy(), pas.copy()
+    lv3 = pas.level == 3
     runs.loc[:9, "status"], runs.loc[:9, "steps"] = "diverged", 100
-    pas = pas.copy()
-    pas.loc[pas.seed < 10, "step"] = np.nan
+    pas.loc[pas.seed < 10, "step"] = np.nan  # diverged before reaching anything
+    late = lv3 & pas.seed.between(10, 14) & pas.step.notna()
+    assert late.sum() >= 2  # seeds 10..14 mostly reach rank 3 within T (rate 2e-4, T = 1e4)
+    pas.loc[late, "step"] = T + 100  # beyond the horizon
+    inside = lv3 & pas.step.notna() & (pas.step <= T)
     fp = stats.first_passage(runs, pas)
     f3 = fp[fp.level == 3].iloc[0]
-    assert f3.k == int(pas[(pas.level == 3)].step.notna().sum()) and f3.n == 50
-    assert f3.n_diverged == 10
+    assert f3.k == int(inside.sum()) and f3.n == 50 and f3.n_diverged == 10
+    # product-limit by hand: event times of the seeds reached within their run, the rest censored at their end
+    steps = runs.set_index("seed").steps
+    p3 = pas[lv3].set_index("seed").step
+    reached = p3.notna() & (p3 <= steps)
+    times = np.where(reached, p3.fillna(0), steps.loc[p3.index]).astype(float)
+    surv, s = [], 1.0
+    event_times = np.unique(times[reached.to_numpy()])
+    for t in event_times:
+        at_risk = int((times >= t).sum())
+        s *= 1 - int(((times == t) & reached.to_numpy()).sum()) / at_risk
+        surv.append(s)
     km = stats.survival_curves(runs, pas)
-    assert (km[(km.level == 3)].survival.iloc[1:] < 1).all()
-    assert late.any()
+    k3 = km[(km.level == 3) & (km.step > 0)]
+    assert set(k3.step) == set(event_times) | {100.0, float(T)}  # drops at events; censoring times kept flat
+    got = k3.set_index("step").survival.loc[event_times].to_numpy()
+    np.testing.assert_allclose(got, surv, rtol=1e-12)
+    assert surv[-1] < 1
 
 
 def test_zero_events_give_finite_upper_bounds():

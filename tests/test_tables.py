@@ -10,10 +10,8 @@ from jumpsim import tables
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from conftest import tiny_config
-
-    cfg = tiny_config("run.chunk=5")
+def dataset(tmp_path_factory, tiny):
+    cfg = tiny("run.chunk=5")
     out = tmp_path_factory.mktemp("ds") / "d"
     jumpsim.run([cfg], out, progress=False)
     return cfg, out, jumpsim.simulate(cfg)

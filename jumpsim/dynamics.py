@@ -1,0 +1,341 @@
+"""SGD dynamics of ONE seed: state, init, K-step advance, observation and the detector update.
+
+The blackjax pattern: ``SeedState``/``Observation`` NamedTuples and pure functions of one seed that
+take plain arrays (``Data``) and small frozen records (``Dynamics``, ``Detection``), never the whole
+``Config``. ``kernel`` vmaps, shard_maps and jits them for brute-force runs; ``rare`` drives the very
+same functions as splitting particles. ``setup`` turns a ``Config`` into those records once.
+
+Randomness is keyed by position, never by batch: seed key = fold_in(root, seed id), the noise of
+step t = fold_in(step key of the seed, t). A seed's trajectory is therefore the same whatever the
+chunk size, the number of devices or where a run is cut (bit for bit on one CPU type or backend;
+XLA emits different code for other instruction sets and for GPUs).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import detector, files, model, schedules, spectrum
+from . import problem as problem_lib
+from .config import Config
+from .errors import ConfigError
+
+ROOT_KEY = 0  # fold_in(key(ROOT_KEY), seed id): seed i means the same noise in every experiment
+
+
+def float64_scope():
+    """Context in which float64 arrays exist, whatever the importing program chose.
+
+    jumpsim counts ranks on a float64 Gram matrix and offers float64 runs, but it does not flip
+    ``jax_enable_x64`` for the user's whole program: every entry point that builds or runs a
+    computation enters this scope (functions are traced inside it, so float64 stays float64
+    under ``jit``). Every array jumpsim creates has an explicit dtype, so float32 runs stay float32.
+    """
+    return jax.enable_x64(True)
+
+
+def with_float64(fn: Callable) -> Callable:
+    """Decorator: run ``fn`` inside ``float64_scope``."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with float64_scope():
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+# --------------------------------------------------------------------------------------
+# records
+
+
+class Data(NamedTuple):
+    """The problem on the device, in the run dtype. rows, cols: (k,) int32 observed entries;
+    values: (k,) their targets; target: (n, m); mask: (n, m) bool."""
+
+    rows: jax.Array
+    cols: jax.Array
+    values: jax.Array
+    target: jax.Array
+    mask: jax.Array
+
+    @property
+    def n_observed(self) -> int:
+        return self.rows.shape[0]
+
+
+def device_data(prob: problem_lib.Problem, dtype) -> Data:
+    return Data(
+        jnp.asarray(prob.rows, jnp.int32),
+        jnp.asarray(prob.cols, jnp.int32),
+        jnp.asarray(prob.values, dtype),
+        jnp.asarray(prob.target, dtype),
+        jnp.asarray(prob.mask),
+    )
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """How the regularized gradient G + 2 lambda W becomes a step (``train.optimizer``).
+
+    The update is the optax chain ``add_decayed_weights(2 lambda_t) -> direction -> scale(-eta_t)``:
+    for "sgd" (direction = identity) that is exactly W - eta (G + 2 lambda W), bit for bit the
+    hand-written form. The ridge is coupled (added to the gradient before momentum or Adam see
+    it), as in the paper's loss; decoupled weight decay (AdamW) is a different dynamics.
+    """
+
+    kind: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+    def direction(self) -> optax.GradientTransformation:
+        if self.kind == "momentum":
+            return optax.trace(decay=self.momentum, nesterov=self.nesterov)
+        if self.kind == "adam":
+            return optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps)
+        return optax.identity()
+
+    def transform(self, lr, ridge) -> optax.GradientTransformation:
+        """The update at one step, for the schedule values ``lr`` (eta_t) and ``ridge`` (lambda_t)."""
+        return optax.chain(optax.add_decayed_weights(2.0 * ridge), self.direction(), optax.scale(-lr))
+
+    def init(self, params: model.Params) -> optax.OptState:
+        """Optimizer state of one seed; it rides in ``SeedState`` (and Adam's count is the step t)."""
+        return self.transform(0.0, 0.0).init(params)
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """SGD settings of an experiment. batch: entries per step (None = full batch, gradient
+    descent); scale: data-loss factor (1 for the mean, |Omega| for the sum); lr, ridge:
+    step -> value, jittable; every: steps per check (K)."""
+
+    batch: int | None
+    scale: float
+    lr: Callable
+    ridge: Callable
+    optimizer: Optimizer
+    every: int
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Rank observation and jump detector settings (``[detect]``)."""
+
+    threshold: float
+    relative: bool
+    persist: int
+    max_events: int
+
+
+class SeedState(NamedTuple):
+    """State of ONE seed (a leading seed axis is added by vmap)."""
+
+    params: model.Params
+    opt_state: optax.OptState
+    key: jax.Array  # typed threefry key of this seed's step noise
+    det: detector.DetectorState
+    diverged: jax.Array  # () bool
+    stop_step: jax.Array  # () int32: step at which divergence was detected, else -1
+    last_params: model.Params  # parameters at the last finite check (final singular values)
+    loss: jax.Array  # () train MSE on Omega at the last finite check
+    test_error: jax.Array  # () MSE on the unobserved entries (nan if none)
+
+
+class Observation(NamedTuple):
+    """Values at one check (one seed): what the traces table records. ``sv`` is computed only
+    for traces (shape (0,) otherwise): the detector counts ranks without an SVD."""
+
+    rank: jax.Array
+    loss: jax.Array
+    test_error: jax.Array
+    sv: jax.Array
+
+
+# --------------------------------------------------------------------------------------
+# one seed
+
+
+def seed_keys(seed_id) -> tuple[jax.Array, jax.Array]:
+    """(init key, step key) of a seed: fold_in(root, seed id), split in two."""
+    root = jax.random.key(ROOT_KEY, impl="threefry2x32")
+    init_key, step_key = jax.random.split(jax.random.fold_in(root, seed_id))
+    return init_key, step_key
+
+
+def sgd_step(params: model.Params, opt_state, key: jax.Array, t, data: Data, dyn: Dynamics):
+    """One step at global step ``t``: sample ``batch`` observed entries with replacement (noise
+    fold_in(key, t)), structured minibatch gradient, optimizer update. Returns (params, opt_state)."""
+    if dyn.batch is None:
+        grads = model.full_grads(params, data.rows, data.cols, data.values, dyn.scale)
+    else:
+        idx = jax.random.randint(jax.random.fold_in(key, t), (dyn.batch,), 0, data.n_observed, dtype=jnp.int32)
+        grads, _ = model.minibatch_grads(params, data.rows[idx], data.cols[idx], data.values[idx], dyn.scale)
+    dtype = params[0].dtype
+    tx = dyn.optimizer.transform(jnp.asarray(dyn.lr(t), dtype), jnp.asarray(dyn.ridge(t), dtype))
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def advance(s: SeedState, t0, data: Data, dyn: Dynamics) -> SeedState:
+    """K = ``dyn.every`` SGD steps from step ``t0`` (a fixed-length scan, no branches)."""
+
+    def body(carry, t):
+        return sgd_step(*carry, s.key, t, data, dyn), None
+
+    (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), t0 + jnp.arange(dyn.every, dtype=jnp.int32))
+    return s._replace(params=params, opt_state=opt_state)
+
+
+def observe(params: model.Params, data: Data, detection: Detection, with_sv: bool = False) -> tuple[jax.Array, Observation]:
+    """Finite flag and observation of one seed's parameters. The rank is an inertia count of the
+    float64 Gram matrix (``spectrum.numerical_rank``); singular values only ``with_sv``."""
+    a = model.end_to_end(params)
+    finite = jnp.all(jnp.isfinite(a)) & jnp.all(jnp.array([jnp.all(jnp.isfinite(w)) for w in params]))
+    a = jnp.where(finite, a, 0.0)
+    err = (a - data.target) ** 2
+    n_obs = data.n_observed
+    n_test = data.mask.size - n_obs
+    loss = jnp.sum(jnp.where(data.mask, err, 0.0)) / n_obs
+    test = jnp.sum(jnp.where(data.mask, 0.0, err)) / n_test if n_test else jnp.asarray(jnp.nan, a.dtype)
+    sv = spectrum.singular_values(a) if with_sv else jnp.zeros((0,), a.dtype)
+    rank = spectrum.numerical_rank(a, detection.threshold, detection.relative)
+    return finite, Observation(rank, loss, test, sv)
+
+
+def init(params: model.Params, key: jax.Array, data: Data, dyn: Dynamics, detection: Detection, t0=0) -> SeedState:
+    """State of one seed at step ``t0`` from its parameters and step key; the observed rank counts as confirmed."""
+    _, obs = observe(params, data, detection)
+    det = detector.init(obs.rank, min(data.target.shape), detection.max_events, t0)
+    false, minus_one = jnp.array(False), jnp.array(-1, jnp.int32)
+    return SeedState(params, dyn.optimizer.init(params), key, det, false, minus_one, params, obs.loss, obs.test_error)
+
+
+def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False) -> tuple[SeedState, Observation]:
+    """Observe at step ``t`` and feed the detector. A seed whose weights are no longer finite is
+    marked diverged at this check and frozen (zero weights, detector and last values kept); its
+    observations are rank -1 and NaN from then on."""
+    finite, obs = observe(s.params, data, detection, with_sv=trace)
+    newly = ~finite & ~s.diverged
+    diverged = s.diverged | ~finite
+    det = detector.update(s.det, obs.rank, t, detection.persist)
+
+    def keep(old, new):
+        return jax.tree.map(lambda o, x: jnp.where(diverged, o, x), old, new)
+
+    s = SeedState(
+        params=jax.tree.map(lambda w: jnp.where(diverged, jnp.zeros_like(w), w), s.params),
+        opt_state=s.opt_state,
+        key=s.key,
+        det=keep(s.det, det),
+        diverged=diverged,
+        stop_step=jnp.where(newly, t, s.stop_step),
+        last_params=keep(s.last_params, s.params),
+        loss=keep(s.loss, obs.loss),
+        test_error=keep(s.test_error, obs.test_error),
+    )
+    nan = jnp.asarray(jnp.nan, obs.loss.dtype)
+    obs = Observation(
+        rank=jnp.where(diverged, -1, obs.rank),
+        loss=jnp.where(diverged, nan, obs.loss),
+        test_error=jnp.where(diverged, nan, obs.test_error),
+        sv=jnp.where(diverged, nan, obs.sv),
+    )
+    return s, obs
+
+
+def period(s: SeedState, t0, data: Data, dyn: Dynamics, detection: Detection, trace: bool = False):
+    """One check period: K steps from ``t0``, then the check at ``t0 + K``. Returns (state, observation)."""
+    return check(advance(s, t0, data, dyn), t0 + dyn.every, data, detection, trace)
+
+
+# --------------------------------------------------------------------------------------
+# an experiment's records, from its config
+
+
+class Setup(NamedTuple):
+    """Everything the per-seed functions need for one experiment. ``start``: the shared start
+    (init = "file" or "gd"), else None (each seed draws a gaussian start); ``info``: facts about a
+    gd start for the experiments table."""
+
+    data: Data
+    dynamics: Dynamics
+    detection: Detection
+    shapes: tuple[tuple[int, int], ...]
+    init_scale: float
+    start: model.Params | None
+    info: dict
+
+
+def dynamics_of(cfg: Config, n_observed: int) -> Dynamics:
+    tc = cfg.train
+    opt = Optimizer(tc.optimizer, tc.momentum, tc.nesterov, tc.b1, tc.b2, tc.eps)
+    scale = model.loss_scale(tc.loss, n_observed)
+    lr, ridge = schedules.make(tc.lr), schedules.make(tc.ridge)
+    return Dynamics(tc.batch, scale, lr, ridge, opt, cfg.detect.every, cfg.run.dtype)
+
+
+def detection_of(cfg: Config) -> Detection:
+    d = cfg.detect
+    return Detection(d.threshold, d.relative, d.persist, d.max_events)
+
+
+@with_float64
+def setup(cfg: Config, prob: problem_lib.Problem | None = None) -> Setup:
+    """The records of one experiment; runs the gradient descent of an init = "gd" start
+    (raises ConfigError naming model.gd_lr if it diverges)."""
+    prob = problem_lib.make(cfg) if prob is None else prob
+    dtype = jnp.dtype(cfg.run.dtype)
+    data = device_data(prob, dtype)
+    dyn, detection = dynamics_of(cfg, prob.n_observed), detection_of(cfg)
+    n, m = prob.shape
+    mc = cfg.model
+    shapes = tuple(files.layer_shapes(n, m, mc.depth, mc.width))
+    start, info = None, {}
+    if mc.init == "file":
+        start = tuple(jnp.asarray(w, dtype) for w in files.load_weights(cfg.resolve(mc.init_file), list(shapes)))
+    elif mc.init == "gd":
+        start, info = _gd_start(cfg, data, dyn, detection)
+    return Setup(data, dyn, detection, shapes, mc.init_scale, start, info)
+
+
+def _gd_start(cfg: Config, data: Data, dyn: Dynamics, detection: Detection) -> tuple[model.Params, dict]:
+    mc = cfg.model
+    dtype = jnp.dtype(cfg.run.dtype)
+    n, m = data.target.shape
+    p0 = model.init_gaussian(jax.random.key(mc.seed, impl="threefry2x32"), n, m, mc.depth, mc.width, mc.init_scale, dtype)
+    ridge = cfg.train.ridge.value_at(0)
+    gd = functools.partial(model.gradient_descent, scale=dyn.scale, lr=mc.gd_lr, ridge=ridge, steps=mc.gd_steps)
+    p = jax.jit(gd)(p0, data.rows, data.cols, data.values)
+    g = model.full_grads(p, data.rows, data.cols, data.values, dyn.scale)
+    gnorm = float(jnp.sqrt(sum(jnp.sum((gi + 2 * ridge * w) ** 2) for gi, w in zip(g, p))))
+    finite, obs = observe(p, data, detection, with_sv=True)
+    if not bool(finite):
+        raise ConfigError("model.gd_lr", f"gradient descent to the start minimum diverged at gd_lr = {mc.gd_lr:g}; use a smaller step")
+    sv = np.asarray(obs.sv, np.float64).tolist()
+    return p, {"start_grad_norm": gnorm, "start_rank": int(obs.rank), "start_singular_values": sv}
+
+
+def initial_params(su: Setup, init_key: jax.Array) -> model.Params:
+    """The shared start, or a gaussian start drawn from the seed's init key."""
+    if su.start is not None:
+        return su.start
+    (width, m), n = su.shapes[0], su.shapes[-1][0]
+    return model.init_gaussian(init_key, n, m, len(su.shapes), width, su.init_scale, jnp.dtype(su.dynamics.dtype))
+
+
+def init_seed(seed_id, su: Setup) -> SeedState:
+    """State of seed ``seed_id`` at step 0 (what ``jumpsim run`` simulates from)."""
+    init_key, step_key = seed_keys(seed_id)
+    return init(initial_params(su, init_key), step_key, su.data, su.dynamics, su.detection)

@@ -1,0 +1,121 @@
+"""The per-seed dynamics: callable for one seed without a kernel, the optax update, float64 scoping."""
+
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jumpsim import dynamics, kernel, model, runner
+
+
+def test_one_seed_without_a_kernel_follows_the_kernel(tiny):
+    """init_seed / period for ONE seed, jitted on their own, track seed 3 of a kernel run: same
+    ranks at every check and weights within 1e-4 after 400 steps (one seed is not the same XLA
+    program as a vmapped batch: last-bit differences, amplified by lr 0.1 SGD to ~1e-5 here)."""
+    cfg = tiny("detect.persist=1")
+    su = dynamics.setup(cfg)
+    period = jax.jit(lambda s, t: dynamics.period(s, t, su.data, su.dynamics, su.detection))
+    with dynamics.float64_scope():
+        s = dynamics.init_seed(3, su)
+        ranks = [int(s.det.rank)]
+        for c in range(cfg.train.steps // cfg.detect.every):
+            s, obs = period(s, jnp.int32(c * cfg.detect.every))
+            ranks.append(int(obs.rank))
+    k = kernel.build(cfg)
+    res = runner.run_chunk(k, cfg, np.arange(4), trace=True)
+    np.testing.assert_array_equal(ranks, res.trace.rank[:, 3])
+    for w, ref in zip(s.params, res.state.params):
+        np.testing.assert_allclose(np.asarray(w), ref[3], rtol=0, atol=1e-4)
+
+
+def _random_params(seed, dtype=jnp.float32):
+    return model.init_gaussian(jax.random.key(seed), 7, 5, 3, 6, 1.0, dtype)
+
+
+def test_optax_sgd_chain_is_the_hand_written_update_bit_for_bit():
+    params, grads = _random_params(0), _random_params(1)
+    opt = dynamics.Optimizer("sgd")
+    lr, ridge = jnp.float32(0.13), jnp.float32(3e-3)
+
+    @jax.jit
+    def via_optax(p, g):
+        import optax
+
+        updates, _ = opt.transform(lr, ridge).update(g, opt.init(p), p)
+        return optax.apply_updates(p, updates)
+
+    got, want = via_optax(params, grads), jax.jit(model.sgd_update)(params, grads, lr, ridge)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _final_params(cfg, steps):
+    su = dynamics.setup(cfg)
+    with dynamics.float64_scope():
+        s = dynamics.init_seed(0, su)
+        step = jax.jit(lambda s, t: dynamics.advance(s, t, su.data, su.dynamics))
+        for t0 in range(0, steps, cfg.detect.every):
+            s = step(s, jnp.int32(t0))
+    return s
+
+
+def test_momentum_zero_is_sgd_and_adam_counts_global_steps(tiny):
+    sgd = _final_params(tiny(), 200)
+    mom0 = _final_params(tiny('train.optimizer="momentum"', "train.momentum=0.0"), 200)
+    for a, b in zip(sgd.params, mom0.params):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    mom = _final_params(tiny('train.optimizer="momentum"', "train.momentum=0.5"), 200)
+    assert not np.array_equal(np.asarray(mom.params[0]), np.asarray(sgd.params[0]))
+    adam = _final_params(tiny('train.optimizer="adam"', "train.lr=0.01"), 200)
+    counts = [x for x in jax.tree.leaves(adam.opt_state) if x.dtype == jnp.int32]
+    assert counts and all(int(c) == 200 for c in counts)  # optimizer step count == global step t
+    assert all(np.all(np.isfinite(np.asarray(w))) for w in adam.params)
+
+
+def test_optimizer_keys_are_validated_and_enter_config_id_only_when_set(tiny):
+    from jumpsim.config import ConfigError
+
+    base = tiny()
+    assert tiny('train.optimizer="sgd"').config_id == base.config_id  # default: same experiment
+    assert tiny('train.optimizer="adam"').config_id != base.config_id
+    assert tiny('train.optimizer="momentum"', "train.momentum=0.5").config_id != tiny('train.optimizer="momentum"').config_id
+    for bad, key in [("train.momentum=0.5", "train.momentum"), ('train.optimizer="rmsprop"', "train.optimizer")]:
+        with pytest.raises(ConfigError, match=key):
+            tiny(bad)
+    with pytest.raises(ConfigError, match="train.b1"):
+        tiny('train.optimizer="adam"', "train.b1=1.0")
+
+
+def test_float64_rank_count_stays_float64_when_the_program_has_x64_off(tmp_path):
+    """In a fresh process with x64 off: importing jumpsim leaves it off, and the rank count inside
+    jumpsim's compiled run still uses the float64 Gram matrix. The start's singular values are
+    1000, 500 and 0.012 against tau = 0.01: a float32 Gram matrix (eigenvalue error ~1e-7 * 1000^2
+    = 0.1 >> 0.012^2 = 1.4e-4) cannot resolve the third, a float64 one sees rank 3."""
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    v, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    w1 = u @ np.diag([1000.0, 500.0, 0.012, 0, 0, 0]) @ v.T
+    np.savez(tmp_path / "w.npz", W1=w1, W2=np.eye(6), W3=np.eye(6))
+    code = textwrap.dedent(f"""
+        import jax, jax.numpy as jnp
+        import jumpsim
+        from jumpsim import spectrum
+        assert not jax.config.jax_enable_x64
+        cfg = jumpsim.load_config(None, ["problem.n=6", "problem.m=6", "model.width=6", 'model.init="file"',
+            'model.init_file="{tmp_path / 'w.npz'}"', "train.lr=1e-12", "train.ridge=0", "train.steps=10",
+            "detect.every=10", "detect.threshold=0.01", "run.seeds=2", "run.chunk=2", "run.trace_seeds=0"])
+        runs = jumpsim.simulate(cfg)["runs"]
+        assert not jax.config.jax_enable_x64
+        a32 = jnp.asarray({w1.tolist()!r}, jnp.float32)
+        naive = int(jax.jit(lambda a: spectrum.numerical_rank(a, 0.01, False))(a32))  # traced with x64 off
+        print(list(runs.initial_rank), list(runs.final_rank), naive)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    initial, final, naive = eval(p.stdout.strip().splitlines()[-1].replace("] [", "], [").replace("] ", "], "))
+    assert initial == [3, 3] and final == [3, 3]
+    assert naive != 3  # the same count traced outside jumpsim's scope drops to float32 and fails

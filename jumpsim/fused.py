@@ -159,7 +159,7 @@ def _make_kernel(depth: int, K: int, B: int, coef: float):
                 # forward: v_1 = e_j, v_2 = W_1[:, j], v_{l+1} = W_l v_l
                 ej = jnp.where(lax.broadcasted_iota(I32, (bs, s0[2]), 1) == _bcast(j, (bs, s0[2]), (0,)), ONE, ZERO)
                 mask = lax.broadcasted_iota(I32, s0, 2) == _bcast(j, s0, (0,))
-                x = jnp.sum(jnp.where(mask, ws[0], 0.0), axis=2)  # (bs, w_p)
+                x = jnp.sum(jnp.where(mask, ws[0], ZERO), axis=2)  # (bs, w_p)
                 vs = [ej]
                 for l in range(1, depth):
                     vs.append(x)
@@ -168,7 +168,7 @@ def _make_kernel(depth: int, K: int, B: int, coef: float):
                 # backward: u_L = e_i, u_{L-1} = W_L[i, :], u_{l} = W_{l+1}^T u_{l+1}
                 ei = jnp.where(lax.broadcasted_iota(I32, (bs, sL[1]), 1) == _bcast(i, (bs, sL[1]), (0,)), ONE, ZERO)
                 mask = lax.broadcasted_iota(I32, sL, 1) == _bcast(i, sL, (0,))
-                y = jnp.sum(jnp.where(mask, ws[-1], 0.0), axis=1)  # (bs, w_p)
+                y = jnp.sum(jnp.where(mask, ws[-1], ZERO), axis=1)  # (bs, w_p)
                 us = [ei]
                 for l in range(depth - 2, -1, -1):
                     us.insert(0, y)

@@ -218,6 +218,8 @@ def sgd_steps_pallas(params, rows, cols, vals, idx, lr, ridge, scale: float, *, 
     S, K, B = idx.shape
     n, width = params[-1].shape[1:]
     m = params[0].shape[2]
+    if jnp.shape(lr) != (K,) or jnp.shape(ridge) != (K,):
+        raise ValueError(f"lr and ridge must have shape (K,) = ({K},) (got {jnp.shape(lr)}, {jnp.shape(ridge)})")
     for w in params:
         if w.dtype != F32:
             raise TypeError(f"sgd_steps_pallas is float32 only (got {w.dtype})")
@@ -270,7 +272,7 @@ def bench(S: int, K: int, n: int = 20, m: int = 20, width: int = 20, depth: int 
     k_obs = max(1, (n * m) // 2) if k_obs is None else k_obs
     flat = jax.random.permutation(k_obs_key, n * m)[:k_obs].astype(I32)
     rows, cols = flat // m, flat % m
-    vals = jax.random.normal(k_obs_key, (k_obs,), F32)
+    vals = jax.random.normal(jax.random.fold_in(k_obs_key, 1), (k_obs,), F32)
     p1 = model.init_gaussian(k_init, n, m, depth, width, 1.0, F32)
     params = tuple(jnp.broadcast_to(w, (S, *w.shape)) + 0.01 * jax.random.normal(jax.random.fold_in(k_init, l), (S, *w.shape), F32)
                    for l, w in enumerate(p1))

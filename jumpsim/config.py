@@ -124,7 +124,7 @@ class RunConfig:
     chunk: int = 1024
     dtype: str = "float32"
     trace_seeds: int = 8
-    backend: str = "xla"  # "xla" | "pallas" (fused K-step kernel, plain SGD only)
+    backend: str = "xla"  # "xla" | "pallas" (fused K-step kernel, plain SGD on GPUs) | "pallas-interpret" (CPU tests)
 
 
 @dataclass(frozen=True)
@@ -370,7 +370,7 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
         chunk=_int("run.chunk", s.get("chunk", dr.chunk), lo=1),
         dtype=_choice("run.dtype", s.get("dtype", dr.dtype), ("float32", "float64")),
         trace_seeds=_int("run.trace_seeds", s.get("trace_seeds", dr.trace_seeds), lo=0),
-        backend=_choice("run.backend", s.get("backend", dr.backend), ("xla", "pallas")),
+        backend=_choice("run.backend", s.get("backend", dr.backend), ("xla", "pallas", "pallas-interpret")),
     )
     if run.seed_offset + run.seeds > 2**31:
         raise ConfigError("run.seeds", f"seed_offset + seeds must be <= 2**31 (got {run.seed_offset + run.seeds})")

@@ -37,7 +37,7 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
-from . import model
+from . import files, model
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -59,7 +59,7 @@ def _pow2(d: int) -> int:
 
 def padded_shapes(n: int, m: int, width: int, depth: int) -> list[tuple[int, int]]:
     """Layer shapes with both dimensions rounded up to powers of two (Triton tensor sizes)."""
-    return [(_pow2(o), _pow2(i)) for o, i in model.layer_shapes(n, m, depth, width)]
+    return [(_pow2(o), _pow2(i)) for o, i in files.layer_shapes(n, m, depth, width)]
 
 
 def seed_floats(n: int, m: int, width: int, depth: int) -> int:

@@ -12,11 +12,13 @@ from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from . import dynamics, model, spectrum
+from . import dynamics, fused, model, spectrum
 from . import problem as problem_lib
 from .config import Config
+from .errors import ConfigError
 
 # Seeds per device are padded to a multiple of LANES. XLA's CPU code vectorises the vmapped
 # matrix-vector products across seeds, and seeds in a partial vector (the loop remainder) are
@@ -59,17 +61,19 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
     """Compile-ready functions for one experiment, with the seed axis split over ``devices``."""
     su = dynamics.setup(cfg, prob)
     data, dyn, detection = su.data, su.dynamics, su.detection
+    mesh = seed_mesh(devices)
+    steps = _fused_steps(cfg, su, mesh) if cfg.run.backend != "xla" else jax.vmap(partial(dynamics.advance, data=data, dyn=dyn), in_axes=(0, None))
 
     def advance_local(states, t0, n_checks: int, trace: bool):
-        period = partial(dynamics.period, data=data, dyn=dyn, detection=detection, trace=trace)
+        check = jax.vmap(partial(dynamics.check, data=data, detection=detection, trace=trace), in_axes=(0, None))
 
         def body(states, c):
-            states, obs = jax.vmap(period, in_axes=(0, None))(states, t0 + c * dyn.every)
+            t = t0 + c * dyn.every
+            states, obs = check(steps(states, t), t + dyn.every)
             return states, (obs if trace else None)
 
         return jax.lax.scan(body, states, np.arange(n_checks, dtype=np.int32))
 
-    mesh = seed_mesh(devices)
     seeds, rep = jax.sharding.PartitionSpec("seeds"), jax.sharding.PartitionSpec()
 
     @partial(jax.jit, static_argnames=("n_checks", "trace"), donate_argnums=0)
@@ -78,7 +82,9 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
         split over the devices (no communication: seeds are independent)."""
         local = partial(advance_local, n_checks=n_checks, trace=trace)
         out_specs = (seeds, jax.sharding.PartitionSpec(None, "seeds") if trace else None)
-        return jax.shard_map(local, mesh=mesh, in_specs=(seeds, rep), out_specs=out_specs)(states, t0)
+        # pallas_call outputs carry no varying-axis type: shard_map's check is off for the fused path
+        check_vma = cfg.run.backend == "xla"
+        return jax.shard_map(local, mesh=mesh, in_specs=(seeds, rep), out_specs=out_specs, check_vma=check_vma)(states, t0)
 
     init = jax.jit(jax.vmap(partial(dynamics.init_seed, su=su)), out_shardings=jax.sharding.NamedSharding(mesh, seeds))
 
@@ -88,3 +94,26 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
     final_sv = jax.jit(jax.shard_map(sv_local, mesh=mesh, in_specs=(seeds,), out_specs=seeds))
     wrap = dynamics.with_float64
     return Kernel(wrap(init), wrap(advance), wrap(final_sv), su, LANES * mesh.size)
+
+
+def _fused_steps(cfg: Config, su: dynamics.Setup, mesh: jax.sharding.Mesh) -> Callable:
+    """``(states, t0) -> states``: the K SGD steps of a period for a batch of seeds by the fused Pallas
+    kernel (``run.backend = "pallas"``), with the same keyed draws and schedule values as the XLA path.
+    Raises ConfigError naming run.backend where it cannot run."""
+    interpret = cfg.run.backend == "pallas-interpret"
+    (width, m), n = su.shapes[0], su.shapes[-1][0]
+    platform = mesh.devices.flat[0].platform
+    why = fused.unsupported_reason(n, m, width, len(su.shapes), cfg.train.batch, cfg.run.dtype, cfg.train.optimizer, platform, interpret)
+    if why:
+        raise ConfigError("run.backend", why)
+    data, dyn = su.data, su.dynamics
+    ks = np.arange(dyn.every, dtype=np.int32)
+
+    def steps(states: dynamics.SeedState, t0) -> dynamics.SeedState:
+        t = t0 + ks
+        idx = fused.draw_indices(states.key, t0, dyn.every, dyn.batch, data.n_observed)
+        lr, ridge = (jnp.asarray(jax.vmap(f)(t), jnp.float32) for f in (dyn.lr, dyn.ridge))
+        params = fused.sgd_steps_pallas(states.params, data.rows, data.cols, data.values, idx, lr, ridge, dyn.scale, interpret=interpret)
+        return states._replace(params=params)
+
+    return steps

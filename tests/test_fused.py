@@ -214,3 +214,29 @@ def test_bench_runs():
     """Smoke test of the benchmark function only (interpret mode is not timed meaningfully)."""
     r = fused.bench(S=3, K=2, n=4, m=3, width=4, depth=2, reps=1, interpret=True)
     assert r["pallas"] > 0 and r["xla"] > 0 and r["max_rel_diff"] < RTOL
+
+
+def test_pallas_backend_through_the_kernel_gives_the_xla_runs_tables(tiny):
+    """run.backend = "pallas-interpret" through jumpsim.simulate: the same rank events as the XLA
+    path on the tiny config (weights agree to float32 rounding, see above), and the key splits
+    config_id while "xla" does not."""
+    import jumpsim
+
+    xla = tiny("run.seeds=4", "run.chunk=4", "run.trace_seeds=0", "train.steps=200")
+    pal = tiny("run.seeds=4", "run.chunk=4", "run.trace_seeds=0", "train.steps=200", 'run.backend="pallas-interpret"')
+    assert pal.config_id != xla.config_id and tiny('run.backend="xla"').config_id == tiny().config_id
+    a, b = jumpsim.simulate(xla), jumpsim.simulate(pal)
+    cols = ["seed", "step", "rank_before", "rank_after"]
+    assert len(a["events"]) > 0
+    assert a["events"][cols].reset_index(drop=True).equals(b["events"][cols].reset_index(drop=True))
+    np.testing.assert_allclose(np.stack(a["runs"].final_singular_values), np.stack(b["runs"].final_singular_values), rtol=1e-4, atol=1e-6)
+
+
+def test_pallas_backend_where_it_cannot_run_is_a_config_error(tiny):
+    from jumpsim import kernel
+    from jumpsim.errors import ConfigError
+
+    for bad, why in [('run.backend="pallas"', "interpret mode"), ('train.optimizer="adam"', "plain SGD")]:
+        cfg = tiny('run.backend="pallas"' if "optimizer" not in bad else 'run.backend="pallas-interpret"', bad)
+        with pytest.raises(ConfigError, match=f"run.backend: .*{why}"):
+            kernel.build(cfg)

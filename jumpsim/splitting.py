@@ -12,7 +12,7 @@ The caller supplies three pure functions for ONE particle; the engine vmaps and 
     advance(state, key, t) -> state    # one period; t: int32 period index (check t -> check t+1)
     score(state) -> float              # >= 1 is the target; NaN = diverged (never counts)
 
-Example (biased +-1 walk, reflecting at 0, target 8; exact answer by ``walk_probability`` style DP)::
+Example (biased +-1 walk, reflecting at 0, target 8; tests/test_splitting.py has the exact DP answer)::
 
     import jax, jax.numpy as jnp
     from jumpsim import splitting
@@ -46,17 +46,18 @@ Design:
 
 * Vectorised: all R*N particles of all replicas live in fixed-shape arrays (leading axes (R, N)). The
   host loops over iterations only; each iteration compacts the killed particles of every replica into
-  batches whose sizes are rounded up to 16 * 2^j or 24 * 2^j (few recompiles, <= 50% padding) and
+  batches whose sizes are rounded up to 16 * 2^j or 24 * 2^j, or an already compiled size up to
+  max(2x, 2048) (few recompiles, bounded padding), and
   simulates them in lockstep in one jitted ``while_loop`` over periods that exits once every particle
   has stopped (reached, diverged, returned to the basin, or at the horizon).
 * No snapshots per level: every particle keeps its ORIGIN (state, period, key) -- where it was
   created. A clone is made by REPLAYING the chosen survivor from the survivor's origin with the
   survivor's key until its first check with score > Z; that state becomes the clone's origin and the
   clone continues with its own fresh key, all inside the same lockstep loop (per-particle start
-  periods; periods before a particle's start are masked). Memory per particle: ~2 states in the
-  population (origin + nothing else persistent: the population stores ONE state, its origin, plus
-  key (8 B), origin period, level, first-hit period: ~20 B) and ~3 states while in a simulated
-  batch (start, current, new origin). I.e. ~1 state per particle at rest, ~3 per batch slot.
+  periods; periods before a particle's start are masked). Memory per particle: ONE state at rest (its
+  origin) + key data (8 B) + origin period, level, first-hit period (12 B); while a particle is in a
+  simulated batch ~3 more states (start / current, new origin, advance output) + ~30 B. A 5 kB state:
+  ~5 kB per particle plus ~15 kB per batch slot (bounded by ``max_batch``).
 * Replays must reproduce the survivor bit for bit: batches are padded to a multiple of 16 particles
   (XLA CPU rounds a partial vector remainder differently), and the key of period t is
   ``fold_in(particle_key, t)``, so a path depends only on its key and start. A replay that never
@@ -303,11 +304,10 @@ _COMPILED: dict = {}  # (advance, score) -> batch sizes compiled so far
 
 def _pad(spec, a: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices a..a+m-1 padded with copies of the last one to a batch size, and the valid mask. The size is
-    a batch size already compiled for these dynamics if one is >= m and at most 64x the bucket of m (no
-    recompile as replicas finish; the padding of these few tail iterations is cheap next to a compile),
-    else the bucket of m."""
+    a batch size already compiled for these dynamics if one is >= m and at most max(2 x bucket(m), 2048)
+    (fewer recompiles as replicas finish, at most 2x padding or 2048 lanes), else the bucket of m."""
     sizes = _COMPILED.setdefault((spec.advance, spec.score), set())
-    fits = [b for b in sizes if m <= b <= 64 * _bucket(m)]
+    fits = [b for b in sizes if m <= b <= max(2 * _bucket(m), 2048)]
     size = min(fits) if fits else _bucket(m)
     sizes.add(size)
     return np.minimum(np.arange(a, a + size), a + m - 1), np.arange(size) < m

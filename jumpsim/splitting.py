@@ -1,0 +1,687 @@
+"""Adaptive multilevel splitting (AMS / TAMS) for rare events of any keyed Markov chain.
+
+Two estimators share one engine (one kill / clone / lockstep-simulate implementation):
+
+* ``estimate``: fixed-horizon TAMS, P(max_{t<=T} score >= 1) and the curve p(T') for T' = 0..T;
+* ``estimate_rate``: rate form for small noise, k = flux of basin exits x P(target before basin),
+  with P(reach within T) = 1 - exp(-k T).
+
+The caller supplies three pure functions for ONE particle; the engine vmaps and jits them::
+
+    init(key) -> state                 # pytree
+    advance(state, key, t) -> state    # one period; t: int32 period index (check t -> check t+1)
+    score(state) -> float              # >= 1 is the target; NaN = diverged (never counts)
+
+Example (biased +-1 walk, reflecting at 0, target 8; tests/test_splitting.py has the exact DP answer)::
+
+    import jax, jax.numpy as jnp
+    from jumpsim import splitting
+
+    def init(key):
+        return jnp.int32(0)
+
+    def advance(x, key, t):
+        up = jax.random.uniform(key) < 0.3
+        return jnp.maximum(x + jnp.where(up, 1, -1), 0).astype(jnp.int32)
+
+    def score(x):
+        return x.astype(jnp.float32) / 8
+
+    res = splitting.estimate(init, advance, score, horizon=40, particles=32, replicas=20)
+    print(res.p, res.p_low, res.p_high, res.p_curve[-1], res.particle_steps)
+    rate = splitting.estimate_rate(init, advance, score, basin=1 / 8, interface=3 / 8, flux_trajectories=32,
+                                   flux_periods=500, particles=32, replicas=20)
+    print(rate.rate, rate.p_within(10_000))
+
+Method (Brehier, Lelievre, Rousset 2016; Cerou, Guyader 2007). Each replica holds N particles; a
+particle's level is the max score over its checks (NaN ignored). Per iteration: Z = k-th smallest level,
+k = ceil(alpha N); EVERY particle with level <= Z is killed (K >= k; K == N means the replica is extinct,
+estimate 0); log w += log(1 - K/N); each killed particle copies a uniformly drawn survivor at the
+survivor's FIRST check with score > Z (strictly) and continues from there with fresh randomness.
+Stop when Z >= 1; p = w * (#reached / N). Killing ties together and branching at "> Z" is what makes
+p unbiased for discrete-valued scores; ``_naive_ties=True`` (validation only) kills exactly k and
+branches at ">= Z", which is biased.
+
+Design:
+
+* Vectorised: all R*N particles of all replicas live in fixed-shape arrays (leading axes (R, N)). The
+  host loops over iterations only; each iteration compacts the killed particles of every replica into
+  batches whose sizes are rounded up to 16 * 2^j or 24 * 2^j, or an already compiled size up to
+  max(2x, 2048) (few recompiles, bounded padding), and
+  simulates them in lockstep in one jitted ``while_loop`` over periods that exits once every particle
+  has stopped (reached, diverged, returned to the basin, or at the horizon).
+* No snapshots per level: every particle keeps its ORIGIN (state, period, key) -- where it was
+  created. A clone is made by REPLAYING the chosen survivor from the survivor's origin with the
+  survivor's key until its first check with score > Z; that state becomes the clone's origin and the
+  clone continues with its own fresh key, all inside the same lockstep loop (per-particle start
+  periods; periods before a particle's start are masked). Memory per particle: ONE state at rest (its
+  origin) + key data (8 B) + origin period, level, first-hit period (12 B); while a particle is in a
+  simulated batch ~3 more states (start / current, new origin, advance output) + ~30 B. A 5 kB state:
+  ~5 kB per particle plus ~15 kB per batch slot (bounded by ``max_batch``).
+* Replays must reproduce the survivor bit for bit: batches are padded to a multiple of 16 particles
+  (XLA CPU rounds a partial vector remainder differently), and the key of period t is
+  ``fold_in(particle_key, t)``, so a path depends only on its key and start. A replay that never
+  exceeds Z raises ``RuntimeError``.
+* Keys (typed threefry): particle key = fold_in(fold_in(fold_in(key(seed), replica), iteration), slot),
+  iteration 0 = the initial population; ``init`` gets fold_in(particle key, 2^31 - 1). Replica ids are
+  global (``replica_offset + r``), so replicas can be run in parts and pooled with ``combine``: a run of
+  replicas 0..7 equals the combination of runs 0..3 and 4..7 exactly.
+* Resumable: after the initial population and after every iteration ``on_iteration(engine_state)`` gets
+  an ``EngineState`` (NamedTuple of arrays); ``save_state`` / ``load_state`` write / read its leaves
+  with ``np.savez``; ``estimate(..., state=loaded)`` finishes with the same answer bit for bit.
+
+Everything is in periods (one ``advance``); the caller converts to SGD steps. Scores are float32, periods
+int32, host bookkeeping float64/int64 numpy; works with jax_enable_x64 on or off.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import partial
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+IMPL = "threefry2x32"
+LANES = 16  # every simulated batch is a multiple of this (bit-for-bit replays, see module docstring)
+INIT_TAG = 2**31 - 1  # init(fold_in(particle key, INIT_TAG)): never a period index
+SURVIVOR_TAG = 2**31 - 2  # survivor draws of (replica, iteration): never a slot index
+FLUX_REPLICA = 2**31 - 3  # flux trajectories are "replica" FLUX_REPLICA, iteration 0, slot m
+NOHIT = np.int32(2**31 - 1)  # first-hit period of a particle that never reached the target
+MAX_BATCH = 1 << 16
+
+
+# --------------------------------------------------------------------------------------------- state / results
+
+
+class EngineState(NamedTuple):
+    """Whole engine state between iterations (R replicas x N particles). Device arrays: ``origin``,
+    ``origin_t``, ``key``; the rest are host numpy arrays."""
+
+    origin: Any  # pytree, leaves (R, N, ...): state where each particle was created (its branch point)
+    origin_t: Any  # (R, N) int32: period of that state
+    key: Any  # (R, N, 2) uint32: key data of the particle's own randomness
+    level: np.ndarray  # (R, N) float32: max score from the origin on (-inf if diverged at once)
+    hit: np.ndarray  # (R, N) int32: first check with score >= 1, NOHIT if none
+    log_w: np.ndarray  # (R,) float64: log of the product of (1 - K/N)
+    iteration: np.ndarray  # (R,) int32: kill steps done
+    done: np.ndarray  # (R,) bool
+    extinct: np.ndarray  # (R,) bool
+    capped: np.ndarray  # (R,) bool: stopped by max_iterations (biased estimate, reported)
+    steps: np.ndarray  # (R,) int64: periods simulated, replays included
+    period_capped: np.ndarray  # (R,) int64: particles stopped by the horizon (rate form: max_periods)
+    log_z: np.ndarray  # (R, I) float32: Z of each iteration (NaN after the last)
+    log_k: np.ndarray  # (R, I) int32: K of each iteration (-1 after the last)
+    replica: np.ndarray  # (R,) int32: global replica ids
+
+
+class TamsLog(NamedTuple):
+    z: np.ndarray  # (R, I) float32, NaN-padded
+    killed: np.ndarray  # (R, I) int32, -1-padded
+
+
+class Log10(NamedTuple):
+    mean: float  # mean of log10 p over replicas with p > 0
+    sd: float
+
+
+class TamsResult(NamedTuple):
+    p: float  # mean of replica estimates (extinct count as 0)
+    p_low: float  # Student-t interval on the mean at `level`, clipped at 0; NaN if R == 1 or all extinct
+    p_high: float
+    replica_p: np.ndarray  # (R,)
+    extinct: int
+    iterations: np.ndarray  # (R,)
+    particle_steps: int  # periods simulated in total, replays and clones included
+    reached: np.ndarray  # (R,) particles at or above the target at the end
+    p_curve: np.ndarray  # (T+1,) mean over replicas of p(T'), T' = 0..T
+    replica_p_curve: np.ndarray  # (R, T+1)
+    log: TamsLog
+    log10: Log10
+    capped: int  # replicas stopped by max_iterations
+    replica_ids: np.ndarray  # (R,) global ids
+    level: float  # confidence level of the intervals
+
+
+class RateResult(NamedTuple):
+    rate: float  # per period
+    rate_low: float  # delta method on log rate (Poisson flux + replica spread of p_ab)
+    rate_high: float
+    flux: float  # crossings per period of exposure
+    flux_crossings: int
+    flux_exposure: int  # periods before reaching the target, summed over flux trajectories
+    flux_overflow: int  # crossings not recorded (buffer full); counted in the flux, not used as starts
+    p_ab: float
+    p_ab_low: float
+    p_ab_high: float
+    replica_p_ab: np.ndarray  # (R,)
+    extinct: int
+    particle_steps: int  # flux + AMS periods, replays included
+    period_capped: int  # AMS particles stopped by max_periods (biased low if > 0)
+    capped: int  # replicas stopped by max_iterations
+    iterations: np.ndarray  # (R,)
+    log: TamsLog
+    replica_ids: np.ndarray
+    level: float
+
+    def p_within(self, periods) -> tuple[float, float, float]:
+        """P(reach the target within `periods` periods) = 1 - exp(-k T) with its interval."""
+        f = lambda k: -math.expm1(-k * periods) if np.isfinite(k) else float("nan")  # noqa: E731
+        return f(self.rate), f(self.rate_low), f(self.rate_high)
+
+
+# --------------------------------------------------------------------------------------------- keys, helpers
+
+
+def _wrap(kd):
+    return jax.random.wrap_key_data(kd, impl=IMPL)
+
+
+def _key_data(seed, replica, iteration, slot):
+    k = jax.random.key(seed, impl=IMPL)
+    for d in (replica, iteration, slot):
+        k = jax.random.fold_in(k, d)
+    return jax.random.key_data(k)
+
+
+def _select(mask, a, b):
+    """Per-particle where over pytrees: mask (B,), leaves (B, ...)."""
+    return jax.tree.map(lambda x, y: jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, y), a, b)
+
+
+def _bucket(n: int) -> int:
+    """Batch size for n particles: the smallest 16 * 2^j or 24 * 2^j >= n."""
+    b = LANES
+    while True:
+        if b >= n:
+            return b
+        if b * 3 // 2 >= n:
+            return b * 3 // 2
+        b *= 2
+
+
+def _flat(tree):
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+# --------------------------------------------------------------------------------------------- lockstep simulation
+
+
+class _Out(NamedTuple):
+    origin: Any  # (B, ...) state at the branch check (replays) or the start state (fresh)
+    origin_t: jax.Array  # (B,) int32
+    level: jax.Array  # (B,) float32
+    hit: jax.Array  # (B,) int32
+    steps: jax.Array  # (B,) int32 periods advanced (replay part included)
+    capped: jax.Array  # (B,) bool: still running at the horizon
+    failed: jax.Array  # (B,) bool: replay never exceeded z
+
+
+@partial(jax.jit, static_argnames=("advance", "score"))
+def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, valid, horizon, basin):
+    """Run a batch of B particles in lockstep, checks t = min(start_t) .. horizon.
+
+    A slot with ``replay`` follows ``replay_key`` from ``state`` (at check ``start_t``) until its first
+    check with score > z, which becomes its origin; from there (and from the start if not ``replay``)
+    it follows ``fresh_key``, tracking level = max score and the first check with score >= 1, and stops
+    at the target, at NaN, at score <= basin, or at the horizon. Shapes: state leaves (B, ...), start_t
+    (B,) int32, keys (B, 2) uint32, z (B,) float32, replay/valid (B,) bool; horizon, basin scalars.
+    """
+    vscore = jax.vmap(score)
+    vadvance = jax.vmap(advance, in_axes=(0, 0, None))
+    vfold = jax.vmap(lambda kd, t: jax.random.fold_in(_wrap(kd), t), in_axes=(0, None))
+    b = start_t.shape[0]
+    t0 = jnp.min(jnp.where(valid, start_t, horizon)).astype(jnp.int32)
+    neg = jnp.full((b,), -jnp.inf, jnp.float32)
+    carry0 = (t0, state, ~replay, valid, neg, jnp.full((b,), NOHIT, jnp.int32), state, start_t.astype(jnp.int32),
+              jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
+
+    def cond(c):
+        return (c[0] <= horizon) & jnp.any(c[3])
+
+    def body(c):
+        t, x, fresh, running, level, hit, origin, origin_t, steps, capped = c
+        active = running & (t >= start_t)
+        s = vscore(x).astype(jnp.float32)
+        nan = jnp.isnan(s)
+        s = jnp.where(nan, -jnp.inf, s)
+        branch = active & ~fresh & (s > z)
+        origin = _select(branch, x, origin)
+        origin_t = jnp.where(branch, t, origin_t)
+        fresh = fresh | branch
+        upd = active & fresh
+        level = jnp.where(upd, jnp.maximum(level, s), level)
+        hit = jnp.where(upd & (s >= 1) & (hit == NOHIT), t, hit)
+        stop = active & (nan | (upd & ((s >= 1) | (s <= basin))))
+        capped = capped | (upd & ~stop & (t == horizon))
+        running = running & ~stop & (t < horizon)
+        move = active & running
+        keys = jnp.where(fresh[:, None], fresh_key, replay_key)
+        x = _select(move, vadvance(x, vfold(keys, t), t), x)
+        return t + 1, x, fresh, running, level, hit, origin, origin_t, steps + move, capped
+
+    _, _, fresh, _, level, hit, origin, origin_t, steps, capped = jax.lax.while_loop(cond, body, carry0)
+    return _Out(origin, origin_t, level, hit, steps, capped, valid & ~fresh)
+
+
+@partial(jax.jit, static_argnames=("init", "n"))
+def _init_population(init, seed, replica, n):
+    """Initial particles of replicas `replica` (R,): states (R, n, ...) and key data (R, n, 2)."""
+    kd = jax.vmap(lambda r: jax.vmap(lambda j: _key_data(seed, r, 0, j))(jnp.arange(n)))(replica)
+    states = jax.vmap(jax.vmap(lambda k: init(jax.random.fold_in(_wrap(k), INIT_TAG))))(kd)
+    return states, kd
+
+
+@partial(jax.jit, static_argnames=("n",))
+def _survivor_draws(seed, replica, iteration, n_surv, n):
+    """(R, n) uniform draws in [0, n_surv[r]) keyed by (seed, replica, iteration)."""
+    def one(r, it, m):
+        k = _wrap(_key_data(seed, r, it, SURVIVOR_TAG))
+        return jax.random.randint(k, (n,), 0, jnp.maximum(m, 1), dtype=jnp.int32)
+
+    return jax.vmap(one)(replica, iteration, n_surv)
+
+
+class _Spec(NamedTuple):
+    advance: Callable
+    score: Callable
+    horizon: int
+    basin: float
+    n: int
+    k: int
+    seed: int
+    max_iterations: int
+    max_batch: int
+    naive_ties: bool
+
+
+_COMPILED: dict = {}  # (advance, score) -> batch sizes compiled so far
+
+
+def _pad(spec, a: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices a..a+m-1 padded with copies of the last one to a batch size, and the valid mask. The size is
+    a batch size already compiled for these dynamics if one is >= m and at most max(2 x bucket(m), 2048)
+    (fewer recompiles as replicas finish, at most 2x padding or 2048 lanes), else the bucket of m."""
+    sizes = _COMPILED.setdefault((spec.advance, spec.score), set())
+    fits = [b for b in sizes if m <= b <= max(2 * _bucket(m), 2048)]
+    size = min(fits) if fits else _bucket(m)
+    sizes.add(size)
+    return np.minimum(np.arange(a, a + size), a + m - 1), np.arange(size) < m
+
+
+@partial(jax.jit, static_argnames=("advance", "score"))
+def _batch(advance, score, origin, origin_t, key, src, dest, replay, valid, seed, replica, iteration, slot, z,
+           horizon, basin):
+    """One padded batch of B particles of the (R, N) population, all flat indices. Clones (``replay``):
+    replay the survivor src from its origin, branch at its first check with score > z, continue with the
+    fresh key of (replica, iteration, slot), and are written to dest (invalid slots dropped). Others: run
+    particle src fresh from its origin with its own key (the initial population). Returns the updated
+    (origin, origin_t, key) and the per-slot _Out (without states)."""
+    fresh = jax.vmap(_key_data, in_axes=(None, 0, 0, 0))(seed, replica, iteration, slot)
+    own = _flat(key)[src]
+    fresh = jnp.where(replay[:, None], fresh, own)
+    start = jax.tree.map(lambda x: _flat(x)[src], origin)
+    out = _simulate(advance, score, start, _flat(origin_t)[src], own, fresh, z, replay, valid, horizon, basin)
+    dest = jnp.where(valid & replay, dest, _flat(origin_t).shape[0])
+    put = lambda x, v: _flat(x).at[dest].set(v, mode="drop").reshape(x.shape)  # noqa: E731
+    return (jax.tree.map(put, origin, out.origin), put(origin_t, out.origin_t), put(key, fresh)), out._replace(origin=None)
+
+
+def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
+    """Simulate len(src) slots in padded batches of at most spec.max_batch; returns the new population and
+    host numpy (level, hit, steps, capped) per slot."""
+    n = len(src)
+    res = [np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int64)]
+    for a in range(0, n, spec.max_batch):
+        m = min(spec.max_batch, n - a)
+        i, valid = _pad(spec, a, m)
+        i32 = lambda v: jnp.asarray(v[i], jnp.int32)  # noqa: E731
+        pop, out = _batch(spec.advance, spec.score, *pop, i32(src), i32(dest), jnp.asarray(replay[i]),
+                          jnp.asarray(valid), jnp.int32(spec.seed), i32(replica), i32(iteration), i32(slot),
+                          jnp.asarray(z[i], jnp.float32), jnp.int32(spec.horizon), jnp.float32(spec.basin))
+        out = _host(out, m)
+        for r, v in zip(res, (out.level, out.hit, out.steps, out.capped)):
+            r[a:a + m] = v
+    return pop, res
+
+
+def _host(out, m):
+    """First m slots of a batch result as numpy; raise if a replay failed."""
+    out = jax.tree.map(lambda x: np.asarray(x)[:m], out)
+    if out.failed.any():
+        raise RuntimeError("splitting: a replayed survivor never exceeded Z; replays are not bit-for-bit "
+                           "reproducible (non-deterministic advance/score?) -- refusing to continue biased")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- engine
+
+
+def _start(spec: _Spec, states, keys, replica) -> EngineState:
+    """Engine state after running the initial population (states (R, N, ...), keys (R, N, 2)) fresh from
+    period 0."""
+    r, n = keys.shape[:2]
+    zeros = np.zeros(r * n, np.int32)
+    idx = np.arange(r * n)
+    pop = (states, jnp.zeros((r, n), jnp.int32), keys)
+    (states, origin_t, keys), (level, hit, steps, capped) = _run(spec, pop, idx, idx, zeros.astype(bool), zeros,
+                                                                 zeros, zeros, zeros.astype(np.float32))
+    return EngineState(
+        origin=states, origin_t=origin_t, key=keys, level=level.reshape(r, n), hit=hit.reshape(r, n),
+        log_w=np.zeros(r), iteration=np.zeros(r, np.int32), done=np.zeros(r, bool), extinct=np.zeros(r, bool),
+        capped=np.zeros(r, bool), steps=steps.reshape(r, n).sum(1), period_capped=capped.reshape(r, n).sum(1),
+        log_z=np.full((r, 0), np.nan, np.float32), log_k=np.full((r, 0), -1, np.int32),
+        replica=np.asarray(replica, np.int32))
+
+
+def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
+    """Kill / clone until every replica is done (Z >= 1, extinct, or max_iterations)."""
+    n, k = spec.n, spec.k
+    st = st._replace(**{f: np.array(getattr(st, f)) for f in EngineState._fields[3:]})  # private host copies
+    st = st._replace(origin=jax.tree.map(jnp.asarray, st.origin), origin_t=jnp.asarray(st.origin_t),
+                     key=jnp.asarray(st.key))
+    r_all = np.arange(len(st.replica))
+    while not st.done.all():
+        level = st.level
+        order = np.argsort(level, axis=1, kind="stable")
+        z = level[r_all, order[:, k - 1]]
+        live = ~st.done
+        finished = live & (z >= 1)
+        capped = live & ~finished & (st.iteration >= spec.max_iterations)
+        live &= ~finished & ~capped
+        if spec.naive_ties:  # kill exactly k (ties broken at random), branch at >= Z: biased, validation only
+            rng = np.random.default_rng([spec.seed, int(st.iteration.max()), int(st.replica[0])])
+            order = np.lexsort((rng.random(level.shape), level), axis=1)
+            killed = np.zeros(level.shape, bool)
+            np.put_along_axis(killed, order[:, :k], True, axis=1)
+            z_branch = np.nextafter(z.astype(np.float32), np.float32(-np.inf))
+        else:
+            killed = level <= z[:, None]
+            z_branch = z.astype(np.float32)
+        killed &= live[:, None]
+        n_killed = killed.sum(1)
+        extinct = live & (n_killed == n)
+        go = live & ~extinct
+        it = st.iteration + (go | extinct)
+        width = st.log_z.shape[1]
+        if it.max() > width:  # grow the per-iteration log
+            extra = max(width, 16)
+            st = st._replace(log_z=np.pad(st.log_z, ((0, 0), (0, extra)), constant_values=np.nan),
+                             log_k=np.pad(st.log_k, ((0, 0), (0, extra)), constant_values=-1))
+        rec = np.flatnonzero(go | extinct)
+        st.log_z[rec, it[rec] - 1] = z[rec]
+        st.log_k[rec, it[rec] - 1] = n_killed[rec]
+        log_w = st.log_w + np.where(go, np.log1p(-np.minimum(n_killed, n - 1) / n), 0.0)
+        steps = st.steps.copy()
+        period_capped = st.period_capped.copy()
+        level, hit = st.level.copy(), st.hit.copy()
+        origin, origin_t, key = st.origin, st.origin_t, st.key
+        killed &= go[:, None]
+        if go.any():
+            draws = np.asarray(_survivor_draws(jnp.int32(spec.seed), jnp.asarray(st.replica), jnp.asarray(it, jnp.int32),
+                                               jnp.asarray(n - n_killed, jnp.int32), n))
+            surv = np.argsort(killed, axis=1, kind="stable")  # survivors first, in slot order
+            src_local = np.take_along_axis(surv, draws, axis=1)
+            rr, jj = np.nonzero(killed)
+            dest = rr * n + jj
+            src = rr * n + src_local[rr, jj]
+            (origin, origin_t, key), (lv, ht, sp, cp) = _run(
+                spec, (origin, origin_t, key), src, dest, np.ones(len(rr), bool), st.replica[rr], it[rr], jj,
+                z_branch[rr])
+            level[rr, jj], hit[rr, jj] = lv, ht
+            np.add.at(steps, rr, sp)
+            np.add.at(period_capped, rr, cp)
+        st = st._replace(origin=origin, origin_t=origin_t, key=key, level=level, hit=hit, log_w=log_w,
+                         iteration=it.astype(np.int32), done=st.done | finished | capped | extinct,
+                         extinct=st.extinct | extinct, capped=st.capped | capped, steps=steps,
+                         period_capped=period_capped)
+        if on_iteration is not None:
+            on_iteration(st)
+    if st.capped.any():
+        warnings.warn(f"splitting: {int(st.capped.sum())} replica(s) hit max_iterations = {spec.max_iterations}; "
+                      "their estimates are biased", RuntimeWarning, stacklevel=3)
+    return st
+
+
+def _replica_p(st: EngineState) -> np.ndarray:
+    return np.where(st.extinct, 0.0, np.exp(st.log_w) * (st.level >= 1).mean(1))
+
+
+def _t_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Mean of x with a Student-t interval, clipped at 0; NaN interval if len(x) < 2 or all zero."""
+    m = float(x.mean())
+    if len(x) < 2 or not np.any(x > 0):
+        return m, float("nan"), float("nan")
+    half = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return m, max(m - half, 0.0), m + half
+
+
+def _log(st: EngineState) -> TamsLog:
+    return TamsLog(st.log_z.copy(), st.log_k.copy())
+
+
+def _check(particles, replicas, kill_fraction):
+    if particles < 2 or replicas < 1 or not 0 < kill_fraction < 1:
+        raise ValueError("need particles >= 2, replicas >= 1, 0 < kill_fraction < 1")
+    return math.ceil(kill_fraction * particles - 1e-9)
+
+
+# --------------------------------------------------------------------------------------------- fixed horizon
+
+
+def estimate(init, advance, score, *, horizon: int, particles: int, replicas: int, kill_fraction: float = 0.2,
+             seed: int = 0, level: float = 0.95, max_iterations: int = 10_000, state: EngineState | None = None,
+             on_iteration: Callable[[EngineState], Any] | None = None, replica_offset: int = 0,
+             max_batch: int = MAX_BATCH, _naive_ties: bool = False) -> TamsResult:
+    """Fixed-horizon TAMS estimate of P(max_{t=0..horizon} score(x_t) >= 1), x_0 = init(key).
+
+    `replicas` independent replicas of `particles` particles (global ids replica_offset + r); `state`
+    resumes from an ``EngineState`` given to `on_iteration` (same arguments required). `max_batch`
+    bounds the particles simulated at once (memory: ~3 states per batch slot). See the module docstring.
+    """
+    k = _check(particles, replicas, kill_fraction)
+    spec = _Spec(advance, score, int(horizon), -math.inf, particles, k, seed, max_iterations,
+                 max(LANES, max_batch // LANES * LANES), _naive_ties)
+    if state is None:
+        ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
+        states, keys = _init_population(init, jnp.int32(seed), jnp.asarray(ids), particles)
+        state = _start(spec, states, keys, ids)
+        if on_iteration is not None:
+            on_iteration(state)
+    st = _iterate(spec, state, on_iteration)
+    return _tams_result(st, horizon, level)
+
+
+def _tams_result(st: EngineState, horizon: int, level: float) -> TamsResult:
+    rp = _replica_p(st)
+    hit_by = (st.hit[:, :, None] <= np.arange(horizon + 1)[None, None, :]).mean(1)  # (R, T+1)
+    curve = np.where(st.extinct[:, None], 0.0, np.exp(st.log_w)[:, None] * hit_by)
+    return _summarise(rp, curve, st.extinct, st.iteration, int(st.steps.sum()), (st.level >= 1).sum(1),
+                      _log(st), int(st.capped.sum()), st.replica, level)
+
+
+def _summarise(rp, curve, extinct, iterations, steps, reached, log, capped, ids, level) -> TamsResult:
+    m, lo, hi = _t_interval(rp, level)
+    pos = rp[rp > 0]
+    l10 = np.log10(pos) if len(pos) else np.array([np.nan])
+    return TamsResult(m, lo, hi, rp, int(np.sum(extinct)), np.asarray(iterations), steps, np.asarray(reached),
+                      curve.mean(0), curve, log, Log10(float(l10.mean()), float(l10.std(ddof=1)) if len(l10) > 1
+                                                        else float("nan")), capped, np.asarray(ids), level)
+
+
+def _pad_logs(logs: Sequence[TamsLog]) -> TamsLog:
+    w = max(lg.z.shape[1] for lg in logs)
+    z = np.concatenate([np.pad(lg.z, ((0, 0), (0, w - lg.z.shape[1])), constant_values=np.nan) for lg in logs])
+    kk = np.concatenate([np.pad(lg.killed, ((0, 0), (0, w - lg.killed.shape[1])), constant_values=-1) for lg in logs])
+    return TamsLog(z, kk)
+
+
+def combine(results):
+    """Pool replica estimates of several runs (e.g. replica shards run as separate batch tasks) into one
+    result, as if the replicas had been run together. Works for ``TamsResult`` and ``RateResult`` (the
+    latter must share the flux phase: same seed and flux arguments)."""
+    results = list(results)
+    r0 = results[0]
+    cat = lambda f: np.concatenate([getattr(r, f) for r in results])  # noqa: E731
+    log = _pad_logs([r.log for r in results])
+    if isinstance(r0, TamsResult):
+        rp, curve = cat("replica_p"), cat("replica_p_curve")
+        return _summarise(rp, curve, sum(r.extinct for r in results), cat("iterations"),
+                          sum(r.particle_steps for r in results), cat("reached"), log,
+                          sum(r.capped for r in results), cat("replica_ids"), r0.level)
+    if any((r.flux_crossings, r.flux_exposure) != (r0.flux_crossings, r0.flux_exposure) for r in results):
+        raise ValueError("combine: rate results with different flux phases")
+    flux_steps = _flux_steps(r0)
+    ams_steps = sum(r.particle_steps - _flux_steps(r) for r in results)
+    return _rate_result(r0.flux_crossings, r0.flux_exposure, r0.flux_overflow, flux_steps, cat("replica_p_ab"),
+                        sum(r.extinct for r in results), ams_steps, sum(r.period_capped for r in results),
+                        sum(r.capped for r in results), cat("iterations"), log, cat("replica_ids"), r0.level)
+
+
+# --------------------------------------------------------------------------------------------- rate form
+
+
+class _Flux(NamedTuple):
+    crossings: jax.Array  # (B, C, ...) states at recorded crossings
+    count: jax.Array  # (B,) int32 crossings (recorded or not)
+    exposure: jax.Array  # (B,) int32 periods before reaching the target
+
+
+@partial(jax.jit, static_argnames=("advance", "score", "capacity"))
+def _flux_run(advance, score, state, key, valid, periods, basin, interface, capacity):
+    """Brute-force B trajectories for `periods` periods, recording basin exits (score >= interface after
+    score <= basin since the last exit) into a (B, capacity) buffer; a trajectory stops at the target or NaN."""
+    vscore = jax.vmap(score)
+    vadvance = jax.vmap(advance, in_axes=(0, 0, None))
+    vfold = jax.vmap(lambda kd, t: jax.random.fold_in(_wrap(kd), t), in_axes=(0, None))
+    b = valid.shape[0]
+    buf = jax.tree.map(lambda x: jnp.zeros((b, capacity) + x.shape[1:], x.dtype), state)
+    zi = jnp.zeros((b,), jnp.int32)
+    carry0 = (jnp.int32(0), state, valid, jnp.zeros((b,), bool), buf, zi, zi)
+    rows = jnp.arange(b)
+
+    def cond(c):
+        return (c[0] <= periods) & jnp.any(c[2])
+
+    def body(c):
+        t, x, alive, armed, buf, count, exposure = c
+        s = vscore(x).astype(jnp.float32)
+        nan = jnp.isnan(s)
+        cross = alive & armed & (s >= interface)
+        write = cross & (count < capacity)
+        slot = jnp.minimum(count, capacity - 1)
+        buf = jax.tree.map(lambda bf, v: bf.at[rows, slot].set(_select(write, v, bf[rows, slot])), buf, x)
+        count = count + cross
+        armed = (armed & ~cross) | (alive & (s <= basin))
+        alive = alive & ~nan & ~(s >= 1) & (t < periods)
+        x = _select(alive, vadvance(x, vfold(key, t), t), x)
+        return t + 1, x, alive, armed, buf, count, exposure + alive
+
+    _, _, _, _, buf, count, exposure = jax.lax.while_loop(cond, body, carry0)
+    return _Flux(buf, jnp.where(valid, count, 0), jnp.where(valid, exposure, 0))
+
+
+def _flux_steps(r: RateResult) -> int:
+    return r.flux_exposure  # periods advanced in the flux phase == exposure (stops at the target)
+
+
+def _rate_result(crossings, exposure, overflow, flux_steps, rp, extinct, ams_steps, period_capped, capped,
+                 iterations, log, ids, level) -> RateResult:
+    p, plo, phi = _t_interval(rp, level)
+    flux = crossings / exposure if exposure else float("nan")
+    rate = flux * p
+    if rate > 0 and len(rp) > 1:
+        var = 1 / crossings + rp.var(ddof=1) / (len(rp) * p * p)
+        half = stats.norm.ppf((1 + level) / 2) * math.sqrt(var)
+        lo, hi = rate * math.exp(-half), rate * math.exp(half)
+    else:
+        lo = hi = float("nan")
+    return RateResult(rate, lo, hi, flux, int(crossings), int(exposure), int(overflow), p, plo, phi, rp, int(extinct),
+                      int(flux_steps + ams_steps), int(period_capped), int(capped), np.asarray(iterations), log,
+                      np.asarray(ids), level)
+
+
+def estimate_rate(init, advance, score, *, basin: float, interface: float, flux_trajectories: int, flux_periods: int,
+                  particles: int, replicas: int, kill_fraction: float = 0.2, seed: int = 0, level: float = 0.95,
+                  max_periods: int = 100_000, max_iterations: int = 10_000, flux_capacity: int = 16,
+                  replica_offset: int = 0, state: EngineState | None = None,
+                  on_iteration: Callable[[EngineState], Any] | None = None, max_batch: int = MAX_BATCH) -> RateResult:
+    """Escape rate (per period) to score >= 1 from the basin score <= `basin`, k = flux * p_ab.
+
+    Flux: `flux_trajectories` brute-force runs of `flux_periods` periods from init; a crossing is a check
+    with score >= `interface` after having been in the basin since the last crossing (a trajectory that
+    starts above the basin counts only after entering it); flux = crossings / periods of exposure (before
+    the target). p_ab: AMS (same engine as ``estimate``) from the recorded crossing states (particle g =
+    replica * N + slot starts from crossing g mod #recorded), each particle running until score >= 1,
+    score <= basin, or `max_periods` (reported as ``period_capped``). ``advance`` must not depend on t
+    here (the AMS restarts the period count at 0). Interval: delta method on log k with
+    var = 1 / crossings + var(replica p_ab) / (R p_ab^2).
+    """
+    if not basin < interface < 1:
+        raise ValueError("need basin < interface < 1")
+    k = _check(particles, replicas, kill_fraction)
+    max_batch = max(LANES, max_batch // LANES * LANES)
+    spec = _Spec(advance, score, int(max_periods), float(basin), particles, k, seed, max_iterations, max_batch, False)
+    # flux phase
+    bufs, count, exposure = [], 0, 0
+    for a in range(0, flux_trajectories, max_batch):
+        m = min(max_batch, flux_trajectories - a)
+        size = _bucket(m)
+        ids = jnp.asarray(np.minimum(np.arange(a, a + size), flux_trajectories - 1), jnp.int32)
+        kd = jax.vmap(lambda j: _key_data(jnp.int32(seed), FLUX_REPLICA, 0, j))(ids)
+        x0 = jax.vmap(lambda kk: init(jax.random.fold_in(_wrap(kk), INIT_TAG)))(kd)
+        fl = _flux_run(advance, score, x0, kd, jnp.asarray(np.arange(size) < m), jnp.int32(flux_periods),
+                       jnp.float32(basin), jnp.float32(interface), flux_capacity)
+        cnt = np.asarray(fl.count)[:m]
+        rec = np.minimum(cnt, flux_capacity)
+        mask = np.arange(flux_capacity)[None, :] < rec[:, None]
+        rows, cols = np.nonzero(mask)  # trajectory-major order
+        bufs.append(jax.tree.map(lambda x: x[jnp.asarray(rows), jnp.asarray(cols)], fl.crossings))
+        count += int(cnt.sum())
+        exposure += int(np.asarray(fl.exposure)[:m].sum())
+    crossings = jax.tree.map(lambda *xs: jnp.concatenate(xs), *bufs)
+    n_rec = int(jax.tree.leaves(crossings)[0].shape[0])
+    overflow = count - n_rec
+    ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
+    if n_rec == 0:
+        warnings.warn("splitting: no crossing recorded in the flux phase; rate = 0", RuntimeWarning, stacklevel=2)
+        r = len(ids)
+        return _rate_result(count, exposure, overflow, exposure, np.zeros(r), 0, 0, 0, 0, np.zeros(r, np.int32),
+                            TamsLog(np.zeros((r, 0), np.float32), np.zeros((r, 0), np.int32)), ids, level)
+    if state is None:
+        g = (ids[:, None].astype(np.int64) * particles + np.arange(particles)[None, :]) % n_rec
+        states = jax.tree.map(lambda x: x[jnp.asarray(g, jnp.int32)], crossings)
+        keys = jax.vmap(lambda r: jax.vmap(lambda j: _key_data(jnp.int32(seed), r, 0, j))(jnp.arange(particles)))(
+            jnp.asarray(ids))
+        state = _start(spec, states, keys, ids)
+        if on_iteration is not None:
+            on_iteration(state)
+    st = _iterate(spec, state, on_iteration)
+    if st.period_capped.any():
+        warnings.warn(f"splitting: {int(st.period_capped.sum())} AMS particle(s) hit max_periods = {max_periods}",
+                      RuntimeWarning, stacklevel=2)
+    return _rate_result(count, exposure, overflow, exposure, _replica_p(st), int(st.extinct.sum()),
+                        int(st.steps.sum()), int(st.period_capped.sum()), int(st.capped.sum()), st.iteration,
+                        _log(st), st.replica, level)
+
+
+# --------------------------------------------------------------------------------------------- save / load
+
+
+def save_state(path, st: EngineState) -> None:
+    """Write an EngineState's leaves with np.savez (read back with ``load_state``)."""
+    leaves = jax.tree.leaves(st)
+    np.savez(path, *[np.asarray(x) for x in leaves])
+
+
+def load_state(path, init) -> EngineState:
+    """Read an EngineState written by ``save_state``; `init` gives the particle state's structure."""
+    shape = jax.eval_shape(init, jax.random.key(0, impl=IMPL))
+    treedef = jax.tree.structure(EngineState(shape, *range(len(EngineState._fields) - 1)))
+    with np.load(path) as f:
+        leaves = [f[f"arr_{i}"] for i in range(len(f.files))]
+    return jax.tree.unflatten(treedef, leaves)

@@ -1,0 +1,292 @@
+"""AMS / TAMS engine (jumpsim.splitting) against exact answers.
+
+Statistical tests use fixed seeds and |estimate - exact| < 5 standard errors: for an approximately
+normal mean that fails with probability 6e-7 < 1e-6 (the replica means below average >= 100 replicas).
+Chains are built by cached factories so tests share compiled programs (the engine caches jit per
+(advance, score) function object). Exact references are float64 numpy; the validation script
+benchmarks/splitting_validation.py imports them from here.
+"""
+
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from jumpsim import splitting
+
+# ------------------------------------------------------------------------------------------ chains and exact answers
+
+
+@lru_cache(maxsize=None)
+def walk(q: float, size: int):
+    """+-1 walk from 0, up with probability q (dyadic, so float32 `u < q` is exact), lazily reflecting at 0
+    (a step down from 0 stays at 0); integer score x / size: ties at every AMS iteration."""
+
+    def init(key):
+        return jnp.int32(0)
+
+    def advance(x, key, t):
+        up = jax.random.uniform(key, dtype=jnp.float32) < q
+        return jnp.maximum(x + jnp.where(up, 1, -1), 0).astype(jnp.int32)
+
+    def score(x):
+        return x.astype(jnp.float32) / size
+
+    return init, advance, score
+
+
+def walk_curve(q: float, size: int, horizon: int) -> np.ndarray:
+    """Exact P(walk reaches `size` by period T'), T' = 0..horizon (DP, `size` absorbing)."""
+    p = np.zeros(size + 1)
+    p[0] = 1.0
+    out = [0.0]
+    for _ in range(horizon):
+        n = np.zeros(size + 1)
+        n[size] = p[size]
+        n[1:] += q * p[:-1]
+        n[0] += (1 - q) * p[0]
+        n[:size - 1] += (1 - q) * p[1:size]
+        p = n
+        out.append(p[size])
+    return np.array(out)
+
+
+@lru_cache(maxsize=None)
+def ar1(a: float, s: float, c: float):
+    """x_{t+1} = a x_t + s N(0, 1), x_0 = 0, float32; score x / c (continuous: no ties)."""
+
+    def init(key):
+        return jnp.float32(0.0)
+
+    def advance(x, key, t):
+        return (a * x + s * jax.random.normal(key, dtype=jnp.float32)).astype(jnp.float32)
+
+    def score(x):
+        return x / c
+
+    return init, advance, score
+
+
+def ar1_curve(a: float, s: float, c: float, horizon: int, grid: int = 3000) -> np.ndarray:
+    """Exact P(max_{t<=T'} x_t >= c), T' = 0..horizon: midpoint-rule DP of the killed density on
+    [-9 sd, c] (relative error ~4e-6 at grid = 3000 vs 6000 for c = 23, a = 0.95)."""
+    lo = -9 * s / np.sqrt(1 - a * a)
+    h = (c - lo) / grid
+    y = lo + (np.arange(grid) + 0.5) * h
+    kern = stats.norm.pdf((y[:, None] - a * y[None, :]) / s) / s * h
+    exit_ = stats.norm.sf((c - a * y) / s)
+    hit = [0.0, stats.norm.sf(c / s)]
+    f = stats.norm.pdf(y / s) / s * h  # killed density of x_1 times h
+    for _ in range(2, horizon + 1):
+        hit.append(hit[-1] + f @ exit_)
+        f = kern @ f
+    return np.array(hit[:horizon + 1])
+
+
+def ruin(q: float, start: int, low: int, high: int) -> float:
+    """P(+-1 walk from `start` hits `high` before `low`), up probability q."""
+    r = (1 - q) / q
+    return (r ** (start - low) - 1) / (r ** (high - low) - 1)
+
+
+def walk_mfpt(q: float, size: int) -> float:
+    """Mean periods for the lazily reflected walk to go from 0 to `size`."""
+    a = np.zeros((size, size))
+    for i in range(size):
+        a[i, i] += 1
+        if i + 1 < size:
+            a[i, i + 1] -= q
+        a[i, max(i - 1, 0)] -= 1 - q
+    return float(np.linalg.solve(a, np.ones(size))[0])
+
+
+def walk_flux(q: float, size: int, basin: int, interface: int, periods: int) -> tuple[float, float]:
+    """Exact expected (crossings, exposure) of ONE flux trajectory of the walk (same rules as the engine:
+    crossing = check at x >= interface while armed; armed by x <= basin; `size` absorbing)."""
+    d = np.zeros((size + 1, 2))  # (position, armed) of trajectories not yet absorbed
+    d[0, 0] = 1.0
+    cross = expo = 0.0
+    for t in range(periods + 1):
+        c = d[interface:, 1].sum()
+        cross += c
+        armed = d[:, 1].copy()
+        armed[interface:] = 0
+        unarmed = d[:, 0].copy()
+        armed[:basin + 1] += unarmed[:basin + 1]
+        unarmed[:basin + 1] = 0
+        unarmed[interface:] += d[interface:, 1]
+        d = np.stack([unarmed, armed], 1)
+        d[size] = 0
+        if t == periods:
+            break
+        expo += d.sum()
+        n = np.zeros_like(d)
+        n[1:] += q * d[:-1]
+        n[0] += (1 - q) * d[0]
+        n[:-1] += (1 - q) * d[1:]
+        d = n
+    return cross, expo
+
+
+def z_score(estimate: float, exact: float, result) -> float:
+    se = (result.p_high - result.p) / stats.t.ppf((1 + result.level) / 2, len(result.replica_p) - 1)
+    return (estimate - exact) / se
+
+
+# ------------------------------------------------------------------------------------------ (a) ties, curve
+
+WALK = dict(q=0.25, size=12, horizon=60)  # p = 2.57e-5
+
+
+@pytest.fixture(scope="module")
+def walk_run():
+    init, advance, score = walk(WALK["q"], WALK["size"])
+    return splitting.estimate(init, advance, score, horizon=WALK["horizon"], particles=32, replicas=200, seed=1)
+
+
+def test_walk_with_ties_is_unbiased(walk_run):
+    exact = walk_curve(**WALK)[-1]
+    res = walk_run
+    assert res.extinct == 0 and res.capped == 0
+    # |z| < 5: false failure < 1e-6 for the mean of 200 replicas
+    assert abs(z_score(res.p, exact, res)) < 5, (res.p, exact, res.p_low, res.p_high)
+    assert res.p_low < res.p < res.p_high
+    # a tie rule that is off by a factor (1 - k/N) / (1 - K/N) per iteration would be ~ 30 SE away here
+    assert res.log.killed[:, 0].mean() > 8  # ties: K > k = 7 on average
+    assert res.particle_steps > 200 * 32 * 10 and res.reached.min() >= 1
+
+
+def test_p_curve_matches_dp(walk_run):
+    exact = walk_curve(**WALK)
+    res = walk_run
+    assert res.p_curve.shape == (WALK["horizon"] + 1,)
+    assert res.p_curve[-1] == pytest.approx(res.p)
+    assert np.all(np.diff(res.p_curve) >= 0) and res.p_curve[WALK["size"] - 1] == 0
+    for t in (20, 30, 45):
+        x = res.replica_p_curve[:, t]
+        se = x.std(ddof=1) / np.sqrt(len(x))
+        assert abs(x.mean() - exact[t]) < 5 * se, (t, x.mean(), exact[t], se)  # |z| < 5 as above
+
+
+# ------------------------------------------------------------------------------------------ (b) continuous scores
+
+
+def test_ar1_rare_continuous():
+    a, s, c, horizon = 0.95, 1.0, 18.0, 50  # p = 1.06e-7
+    exact = ar1_curve(a, s, c, horizon)[-1]
+    res = splitting.estimate(*ar1(a, s, c), horizon=horizon, particles=32, replicas=100, seed=2)
+    assert abs(z_score(res.p, exact, res)) < 5, (res.p, exact, res.p_low, res.p_high)  # false failure < 1e-6
+    assert res.log.killed[:, 0].max() == 7  # continuous scores: exactly k killed
+    assert np.isfinite(res.log10.mean) and abs(res.log10.mean - np.log10(exact)) < 1
+
+
+# ------------------------------------------------------------------------------------------ (c) rate form
+
+
+def test_rate_birth_death():
+    q, size, basin, interface = 0.25, 16, 1, 3
+    res = splitting.estimate_rate(*walk(q, size), basin=basin / size, interface=interface / size,
+                                  flux_trajectories=64, flux_periods=3000, particles=32, replicas=100, seed=3,
+                                  max_periods=5000)
+    cross, expo = walk_flux(q, size, basin, interface, 3000)
+    flux = cross / expo
+    # flux: crossings ~ Poisson (renewal, sub-Poisson here), |z| < 5 -> false failure < 1e-6
+    assert abs(res.flux - flux) < 5 * np.sqrt(res.flux_crossings) / res.flux_exposure
+    p_ab = ruin(q, interface, basin, size)  # 8.5e-8
+    se = (res.p_ab_high - res.p_ab) / stats.t.ppf(0.975, 99)
+    assert abs(res.p_ab - p_ab) < 5 * se, (res.p_ab, p_ab, se)
+    # rate vs 1 / mean first-passage time; the model error of k = flux * p_ab is O(p_ab) relative
+    k = 1 / walk_mfpt(q, size)
+    sd_log = np.log(res.rate_high / res.rate) / 1.959964
+    assert abs(np.log(res.rate / k)) < 5 * sd_log, (res.rate, k, res.rate_low, res.rate_high)
+    assert res.rate_low < res.rate < res.rate_high and res.period_capped == 0
+    p, lo, hi = res.p_within(1e6)
+    assert lo < p < hi and p == pytest.approx(-np.expm1(-res.rate * 1e6))
+    assert res.particle_steps > res.flux_exposure
+
+
+# ------------------------------------------------------------------------------------------ (d) mechanics
+
+
+def test_extinction_counted_and_steps_exact():
+    """Target = one step up, horizon 1, N = 2 (k = 1): both down -> tie at the floor -> extinct (prob
+    (1-q)^2); one up -> kill the other, clone replays 1 period; E p = q exactly."""
+    q, r = 0.5, 2000
+    res = splitting.estimate(*walk(q, 1), horizon=1, particles=2, replicas=r, seed=4)
+    n_ext = (1 - q) ** 2 * r
+    assert abs(res.extinct - n_ext) < 5 * np.sqrt(r * 0.25 * 0.75)  # binomial, |z| < 5
+    assert set(np.unique(res.replica_p)) <= {0.0, 0.5, 1.0}
+    assert res.extinct == np.sum(res.replica_p == 0) == np.sum(res.log.killed[:, 0] == 2)
+    one_up = np.sum(res.log.killed[:, 0] == 1)
+    assert res.particle_steps == 2 * r + one_up  # initial periods + one replayed period per clone
+    assert abs(res.p - q) < 5 * res.replica_p.std() / np.sqrt(r)
+    flat = splitting.estimate(*walk(q, 1), horizon=0, particles=2, replicas=r, seed=4)  # all tie at the floor
+    assert flat.extinct == r and flat.p == 0 and np.isnan(flat.p_low) and np.isnan(flat.p_high)
+    assert np.all(flat.replica_p_curve == 0) and flat.particle_steps == 0
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    init, advance, score = walk(0.25, 8)
+    kw = dict(horizon=30, particles=16, replicas=8, seed=5)
+    saved = []
+
+    def hook(st):
+        if int(st.iteration.max()) == 3 and not saved:
+            splitting.save_state(tmp_path / "s.npz", st)
+            saved.append(True)
+
+    full = splitting.estimate(init, advance, score, on_iteration=hook, **kw)
+    assert saved
+    st = splitting.load_state(tmp_path / "s.npz", init)
+    resumed = splitting.estimate(init, advance, score, state=st, **kw)
+    for f in ("replica_p", "replica_p_curve", "iterations", "reached"):
+        np.testing.assert_array_equal(getattr(full, f), getattr(resumed, f))
+    np.testing.assert_array_equal(full.log.z, resumed.log.z)
+    assert full.particle_steps == resumed.particle_steps and full.p == resumed.p
+
+
+def test_combine_halves_equals_whole():
+    init, advance, score = walk(0.25, 8)
+    kw = dict(horizon=30, particles=16, seed=6)
+    whole = splitting.estimate(init, advance, score, replicas=8, **kw)
+    parts = [splitting.estimate(init, advance, score, replicas=4, replica_offset=o, **kw) for o in (0, 4)]
+    both = splitting.combine(parts)
+    np.testing.assert_array_equal(whole.replica_p, both.replica_p)
+    np.testing.assert_array_equal(whole.log.killed, both.log.killed)
+    assert (whole.p, whole.p_low, whole.particle_steps, whole.extinct) == (both.p, both.p_low, both.particle_steps,
+                                                                           both.extinct)
+
+
+def test_batch_layout_does_not_matter():
+    """max_batch splits every iteration into several padded batches: same answer bit for bit."""
+    init, advance, score = walk(0.25, 8)
+    kw = dict(horizon=30, particles=16, replicas=8, seed=5)
+    a = splitting.estimate(init, advance, score, **kw)
+    b = splitting.estimate(init, advance, score, max_batch=32, **kw)
+    np.testing.assert_array_equal(a.replica_p_curve, b.replica_p_curve)
+    assert a.particle_steps == b.particle_steps
+
+
+def test_nondeterministic_replay_fails_loudly():
+    """An advance that ignores its key (here: random steps for the initial population, then zero steps)
+    cannot be replayed; the engine must refuse rather than continue with a biased clone."""
+    replaying = []
+
+    def init(key):
+        return jnp.float32(0.0)
+
+    def step(x, t):  # takes x and t so that XLA cannot hoist the "pure" callback out of the loop
+        return np.float32(0.0 if replaying else np.random.rand())
+
+    def advance(x, key, t):
+        return x + jax.pure_callback(step, jax.ShapeDtypeStruct((), jnp.float32), x, t, vmap_method="sequential")
+
+    def score(x):
+        return x / 100
+
+    with pytest.raises(RuntimeError, match="replayed survivor"):
+        splitting.estimate(init, advance, score, horizon=20, particles=16, replicas=1,
+                           on_iteration=lambda st: replaying.append(1))

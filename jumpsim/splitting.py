@@ -78,8 +78,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -170,7 +171,7 @@ class RateResult(NamedTuple):
 
     def p_within(self, periods) -> tuple[float, float, float]:
         """P(reach the target within `periods` periods) = 1 - exp(-k T) with its interval."""
-        f = lambda k: -math.expm1(-k * periods) if np.isfinite(k) else float("nan")  # noqa: E731
+        f = lambda k: -math.expm1(-k * periods) if np.isfinite(k) else float("nan")
         return f(self.rate), f(self.rate_low), f(self.rate_high)
 
 
@@ -327,8 +328,9 @@ def _batch(advance, score, origin, origin_t, key, src, dest, replay, valid, seed
     start = jax.tree.map(lambda x: _flat(x)[src], origin)
     out = _simulate(advance, score, start, _flat(origin_t)[src], own, fresh, z, replay, valid, horizon, basin)
     dest = jnp.where(valid & replay, dest, _flat(origin_t).shape[0])
-    put = lambda x, v: _flat(x).at[dest].set(v, mode="drop").reshape(x.shape)  # noqa: E731
-    return (jax.tree.map(put, origin, out.origin), put(origin_t, out.origin_t), put(key, fresh)), out._replace(origin=None)
+    put = lambda x, v: _flat(x).at[dest].set(v, mode="drop").reshape(x.shape)
+    pop = (jax.tree.map(put, origin, out.origin), put(origin_t, out.origin_t), put(key, fresh))
+    return pop, out._replace(origin=None)
 
 
 def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
@@ -339,7 +341,7 @@ def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
     for a in range(0, n, spec.max_batch):
         m = min(spec.max_batch, n - a)
         i, valid = _pad(spec, a, m)
-        i32 = lambda v: jnp.asarray(v[i], jnp.int32)  # noqa: E731
+        i32 = lambda v: jnp.asarray(v[i], jnp.int32)
         pop, out = _batch(spec.advance, spec.score, *pop, i32(src), i32(dest), jnp.asarray(replay[i]),
                           jnp.asarray(valid), jnp.int32(spec.seed), i32(replica), i32(iteration), i32(slot),
                           jnp.asarray(z[i], jnp.float32), jnp.int32(spec.horizon), jnp.float32(spec.basin))
@@ -422,8 +424,8 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
         origin, origin_t, key = st.origin, st.origin_t, st.key
         killed &= go[:, None]
         if go.any():
-            draws = np.asarray(_survivor_draws(jnp.int32(spec.seed), jnp.asarray(st.replica), jnp.asarray(it, jnp.int32),
-                                               jnp.asarray(n - n_killed, jnp.int32), n))
+            draws = np.asarray(_survivor_draws(jnp.int32(spec.seed), jnp.asarray(st.replica),
+                                               jnp.asarray(it, jnp.int32), jnp.asarray(n - n_killed, jnp.int32), n))
             surv = np.argsort(killed, axis=1, kind="stable")  # survivors first, in slot order
             src_local = np.take_along_axis(surv, draws, axis=1)
             rr, jj = np.nonzero(killed)
@@ -526,7 +528,7 @@ def combine(results):
     latter must share the flux phase: same seed and flux arguments)."""
     results = list(results)
     r0 = results[0]
-    cat = lambda f: np.concatenate([getattr(r, f) for r in results])  # noqa: E731
+    cat = lambda f: np.concatenate([getattr(r, f) for r in results])
     log = _pad_logs([r.log for r in results])
     if isinstance(r0, TamsResult):
         rp, curve = cat("replica_p"), cat("replica_p_curve")

@@ -7,7 +7,7 @@ Chains are built by cached factories so tests share compiled programs (the engin
 benchmarks/splitting_validation.py imports them from here.
 """
 
-from functools import lru_cache
+from functools import cache
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ from jumpsim import splitting
 # ------------------------------------------------------------------------------------------ chains and exact answers
 
 
-@lru_cache(maxsize=None)
+@cache
 def walk(q: float, size: int):
     """+-1 walk from 0, up with probability q (dyadic, so float32 `u < q` is exact), lazily reflecting at 0
     (a step down from 0 stays at 0); integer score x / size: ties at every AMS iteration."""
@@ -54,7 +54,7 @@ def walk_curve(q: float, size: int, horizon: int) -> np.ndarray:
     return np.array(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ar1(a: float, s: float, c: float):
     """x_{t+1} = a x_t + s N(0, 1), x_0 = 0, float32; score x / c (continuous: no ties)."""
 

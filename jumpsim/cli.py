@@ -56,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--append", action="store_true", help="allow adding a different experiment to an existing --out")
     r.add_argument("--cache", metavar="DIR", help="persistent compilation cache (default: $JUMPSIM_CACHE if set)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    rr = sub.add_parser("rare", help="splitting estimate of a rare jump from the experiment's start (tams or rate)")
+    rr.add_argument("config", nargs="?", help="TOML config file (init = \"file\" or \"gd\")")
+    rr.add_argument("--out", help="dataset directory (default results/<name>)")
+    rr.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    rr.add_argument("--method", choices=["tams", "rate"], help="shortcut for --set rare.method=...")
+    rr.add_argument("--particles", type=int, help="shortcut for --set rare.particles=N")
+    rr.add_argument("--replicas", type=int, help="shortcut for --set rare.replicas=R")
+    rr.add_argument("--kill-fraction", type=float, help="shortcut for --set rare.kill_fraction=A")
+    rr.add_argument("--steps", type=int, help="shortcut for --set train.steps=T (the horizon of tams)")
+    rr.add_argument("--shard", help="I/N: only the replicas of shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
+    rr.add_argument("--append", action="store_true", help="allow adding to a dataset that holds other experiments")
+    rr.add_argument("--cache", metavar="DIR", help="persistent compilation cache (default: $JUMPSIM_CACHE if set)")
+    rr.add_argument("--quiet", action="store_true", help="no progress")
     s = sub.add_parser("summarize", help="jump probabilities and rates of a dataset")
     s.add_argument("dir")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -83,31 +96,64 @@ def _require_dir(command: str, path: str) -> None:
         raise UsageError(f"{command}: {path} is not a directory")
 
 
-def _cmd_run(args) -> int:
-    from . import config as config_lib
+def _overrides(args, shortcuts: dict[str, str]) -> list[str]:
+    """--set values plus the command's shortcut flags (``{attribute: config key}``)."""
+    out = list(args.overrides)
+    for attr, key in shortcuts.items():
+        v = getattr(args, attr, None)
+        if v is not None:
+            out.append(f'{key}="{v}"' if isinstance(v, str) else f"{key}={v}")
+    return out
 
-    overrides = list(args.overrides)
-    if args.seeds is not None:
-        overrides.append(f"run.seeds={args.seeds}")
-    if args.steps is not None:
-        overrides.append(f"train.steps={args.steps}")
-    shard, n_shards = _shard(args.shard)
-    configs = config_lib.load(args.config, overrides)  # validates everything before any write
 
-    from . import runner, summary
-
+def _use_cache(args) -> None:
     cache = args.cache or os.environ.get("JUMPSIM_CACHE")
     if cache:  # e.g. a shared directory for every task of a Slurm array
         import jax
 
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _cmd_run(args) -> int:
+    from . import config as config_lib
+
+    overrides = _overrides(args, {"seeds": "run.seeds", "steps": "train.steps"})
+    shard, n_shards = _shard(args.shard)
+    configs = config_lib.load(args.config, overrides)  # validates everything before any write
+
+    from . import runner, summary
+
+    _use_cache(args)
     out = args.out or os.path.join("results", configs[0].name)
     try:
         report = runner.run(configs, out, shard, n_shards, progress=not args.quiet, append=args.append)
     except OSError as e:
         raise DatasetWriteError(f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); finished chunks are kept, rerun the same command to resume") from None
     print(summary.run_summary(report, configs))
+    return 0
+
+
+def _cmd_rare(args) -> int:
+    from . import config as config_lib
+
+    shortcuts = {"method": "rare.method", "particles": "rare.particles", "replicas": "rare.replicas",
+                 "kill_fraction": "rare.kill_fraction", "steps": "train.steps"}
+    shard, n_shards = _shard(args.shard)
+    cfg = config_lib.load_one(args.config, _overrides(args, shortcuts))
+
+    from . import rare, runner, summary
+
+    _use_cache(args)
+    out = args.out or os.path.join("results", cfg.name)
+    runner.check_target([cfg], out, args.append, chunks=False)
+    try:
+        outcome = rare.run_rare(cfg, out, shard, n_shards, progress=not args.quiet)
+    except OSError as e:
+        raise DatasetWriteError(f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); rerun the same command to resume") from None
+    if outcome.skipped:
+        print(f"jumpsim rare: this shard's estimate is already in {out}")
+    print(summary.summarize_text(out, splitting_only=True))
     return 0
 
 
@@ -201,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores()
     try:
         args = _parser().parse_args(argv)
-        return {"run": _cmd_run, "summarize": _cmd_summarize, "plot": _cmd_plot, "check": _cmd_check, "compare": _cmd_compare}[args.command](args)
+        return {"run": _cmd_run, "rare": _cmd_rare, "summarize": _cmd_summarize, "plot": _cmd_plot, "check": _cmd_check, "compare": _cmd_compare}[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 2
@@ -212,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("jumpsim: interrupted; finished chunks are on disk, rerun the same command to resume", file=sys.stderr)
+        print("jumpsim: interrupted; finished work is on disk, rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as e:  # one line for the user; JUMPSIM_DEBUG=1 shows the traceback
         if os.environ.get("JUMPSIM_DEBUG"):

@@ -128,6 +128,26 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class RareConfig:
+    """Rare-event splitting (``jumpsim rare``): how to estimate, not what; excluded from config_id, so a
+    splitting estimate lands beside brute-force runs of the same experiment."""
+
+    method: str = "tams"  # "tams": P(target within train.steps) | "rate": escape rate per step (flux x AMS)
+    particles: int = 100  # N per replica
+    replicas: int = 10  # R independent replicas (the interval comes from their spread)
+    kill_fraction: float = 0.2  # alpha: kill at least ceil(alpha N) per iteration (all ties)
+    score: str = "sigma"  # "sigma": log-scale progress of sigma_r(A) to tau | "layers": the same per layer, averaged
+    direction: str = "down"  # "down": rank <= start - 1 | "up": rank >= start + 1 (sigma_{r+1} grows to tau)
+    flux_seeds: int = 256  # rate: brute-force trajectories of the flux phase
+    flux_steps: int = 0  # rate: steps of each (0 = train.steps)
+    basin: float | None = None  # rate: basin = score <= basin (default: median score of a pilot run)
+    interface: float | None = None  # rate: first interface (default: 99th percentile of the pilot's scores)
+    max_steps: int = 10_000_000  # rate: cap on one AMS particle's steps (reported if hit)
+    max_iterations: int = 10_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "default"
     problem: ProblemConfig = ProblemConfig()
@@ -135,6 +155,7 @@ class Config:
     train: TrainConfig = TrainConfig()
     detect: DetectConfig = DetectConfig()
     run: RunConfig = RunConfig()
+    rare: RareConfig = RareConfig()
     base_dir: str = field(default=".", compare=False)  # where relative file paths resolve
 
     @property
@@ -152,9 +173,10 @@ SECTIONS = {
     "train": TrainConfig,
     "detect": DetectConfig,
     "run": RunConfig,
+    "rare": RareConfig,
 }
 # Settings that change how a run executes but not what it computes (excluded from config_id).
-EXECUTION_ONLY = {"run": {"seeds", "seed_offset", "chunk", "trace_seeds"}}
+EXECUTION_ONLY = {"run": {"seeds", "seed_offset", "chunk", "trace_seeds"}, "rare": {f.name for f in dataclasses.fields(RareConfig)}}
 # Keys added after the first datasets were written: they enter config_id only when set to a
 # non-default value, so the ids of earlier experiments (and their datasets) stay valid.
 LATER_KEYS = {
@@ -375,7 +397,37 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
     if run.seed_offset + run.seeds > 2**31:
         raise ConfigError("run.seeds", f"seed_offset + seeds must be <= 2**31 (got {run.seed_offset + run.seeds})")
 
-    cfg = Config(name=name, problem=problem, model=model, train=train, detect=detect, run=run, base_dir=str(base_dir))
+    s = _section(raw, "rare")
+    da = d.rare
+
+    def opt_float(k):
+        return None if s.get(k, getattr(da, k)) is None else _float(f"rare.{k}", s[k])
+
+    rare = RareConfig(
+        method=_choice("rare.method", s.get("method", da.method), ("tams", "rate")),
+        particles=_int("rare.particles", s.get("particles", da.particles), lo=2),
+        replicas=_int("rare.replicas", s.get("replicas", da.replicas), lo=1),
+        kill_fraction=_float("rare.kill_fraction", s.get("kill_fraction", da.kill_fraction), positive=True),
+        score=_choice("rare.score", s.get("score", da.score), ("sigma", "layers")),
+        direction=_choice("rare.direction", s.get("direction", da.direction), ("down", "up")),
+        flux_seeds=_int("rare.flux_seeds", s.get("flux_seeds", da.flux_seeds), lo=1),
+        flux_steps=_int("rare.flux_steps", s.get("flux_steps", da.flux_steps), lo=0),
+        basin=opt_float("basin"),
+        interface=opt_float("interface"),
+        max_steps=_int("rare.max_steps", s.get("max_steps", da.max_steps), lo=1),
+        max_iterations=_int("rare.max_iterations", s.get("max_iterations", da.max_iterations), lo=1),
+        seed=_int("rare.seed", s.get("seed", da.seed), lo=0),
+    )
+    if rare.kill_fraction >= 1:
+        raise ConfigError("rare.kill_fraction", f"must be in (0, 1) (got {rare.kill_fraction:g})")
+    if rare.flux_steps % every:
+        raise ConfigError("rare.flux_steps", f"must be a multiple of detect.every = {every} (got {rare.flux_steps})")
+    if rare.basin is not None and rare.interface is not None and not rare.basin < rare.interface < 1:
+        raise ConfigError("rare.interface", f"must satisfy basin < interface < 1 (got {rare.basin:g}, {rare.interface:g})")
+    if rare.score == "layers" and rare.direction == "up":
+        raise ConfigError("rare.score", '"layers" scores rank decreases only; use "sigma" with direction = "up"')
+
+    cfg = Config(name=name, problem=problem, model=model, train=train, detect=detect, run=run, rare=rare, base_dir=str(base_dir))
     _check_files(cfg)
     return cfg
 
@@ -558,6 +610,8 @@ def config_id(cfg: Config) -> str:
     for section, keys in EXECUTION_ONLY.items():
         for k in keys:
             d[section].pop(k, None)
+    if not d["rare"]:
+        d.pop("rare")
     for section, keys in LATER_KEYS.items():
         for k in keys:
             if k in d[section] and d[section][k] == getattr(SECTIONS[section](), k):

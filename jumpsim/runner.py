@@ -171,7 +171,7 @@ class _Progress:
             self.bar.close()
 
 
-def check_target(configs: list[Config], out: str | Path, append: bool = False) -> None:
+def check_target(configs: list[Config], out: str | Path, append: bool = False, chunks: bool = True) -> None:
     """Refuse, before anything is computed or written, a dataset directory that holds other
     experiments (unless ``append``) or parts of the same experiment cut into different
     chunks (they would duplicate seeds). Raises ``ConfigError``."""
@@ -185,7 +185,7 @@ def check_target(configs: list[Config], out: str | Path, append: bool = False) -
             f"{out} holds other experiment(s) ({', '.join(sorted(existing))}); pass --append to add "
             f"{', '.join(other)} beside them, or choose another --out",
         )
-    for cfg in configs:
+    for cfg in configs if chunks else ():
         done = tables.part_ranges(out, "runs", cfg.config_id)
         for lo, hi in chunk_ranges(cfg):
             clash = [r for r in done if r != (lo, hi - 1) and r[0] <= hi - 1 and lo <= r[1]]

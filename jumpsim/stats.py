@@ -259,3 +259,56 @@ def compare(runs: pd.DataFrame, passages: pd.DataFrame, events: pd.DataFrame, a:
         "logrank_p_value": logrank_p,
         "down_rate_ratio": rr,
     }
+
+
+# --------------------------------------------------------------------------------------
+# splitting estimates
+
+
+def mean_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of replica estimates with a Student-t interval, clipped at 0 (NaN with one replica or all zero)."""
+    x = np.asarray(x, float)
+    m = float(x.mean()) if len(x) else float("nan")
+    if len(x) < 2 or not np.any(x > 0):
+        return m, float("nan"), float("nan")
+    half = sps.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return m, max(m - half, 0.0), m + half
+
+
+def rate_interval(crossings: int, exposure: float, replica_p: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Escape rate k = (crossings / exposure) * mean(replica_p) with a delta-method interval on log k:
+    var = 1 / crossings (Poisson flux) + var(replica_p) / (R mean^2) (the splitting factor)."""
+    rp = np.asarray(replica_p, float)
+    p = float(rp.mean()) if len(rp) else float("nan")
+    rate = crossings / exposure * p if exposure > 0 else float("nan")
+    if not rate > 0 or len(rp) < 2 or crossings == 0:
+        return rate, float("nan"), float("nan")
+    var = 1 / crossings + rp.var(ddof=1) / (len(rp) * p * p)
+    half = sps.norm.ppf((1 + level) / 2) * np.sqrt(var)
+    return rate, rate * float(np.exp(-half)), rate * float(np.exp(half))
+
+
+def splitting(rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """One row per splitting estimate (config_id, estimate_id), its shards pooled: p = P(target within
+    the horizon) with its interval (tams: mean of replica estimates; rate: 1 - exp(-k T)), and for the
+    rate form k per step with its interval. Extinct replicas count as 0 (never dropped)."""
+    cols = ["config_id", "estimate_id", "method", "score", "start_rank", "level", "direction", "horizon", "p", "p_low", "p_high",
+            "rate", "rate_low", "rate_high", "p_ab", "flux", "flux_crossings", "particles", "replicas", "extinct", "seed_steps"]
+    out = []
+    for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
+        rp = replicas[(replicas.config_id == cid) & (replicas.estimate_id == eid)].sort_values("replica")["p"].to_numpy()
+        r0 = g.iloc[0]
+        rec = {"config_id": cid, "estimate_id": eid, "method": r0.method, "score": r0.score, "start_rank": int(r0.start_rank),
+               "level": int(r0.level), "direction": r0.direction, "horizon": int(r0.horizon), "particles": int(r0.particles),
+               "replicas": len(rp), "extinct": int(g.extinct.sum()), "seed_steps": int(g.seed_steps.sum())}
+        if r0.method == "tams":
+            p, lo, hi = mean_interval(rp, level)
+            rec.update(p=p, p_low=lo, p_high=hi, rate=np.nan, rate_low=np.nan, rate_high=np.nan, p_ab=np.nan, flux=np.nan, flux_crossings=0)
+        else:
+            c, e = int(g.flux_crossings.sum()), float(g.flux_exposure_steps.sum())
+            k, klo, khi = rate_interval(c, e, rp, level)
+            within = lambda x: -np.expm1(-x * rec["horizon"]) if np.isfinite(x) else np.nan
+            rec.update(rate=k, rate_low=klo, rate_high=khi, p=within(k), p_low=within(klo), p_high=within(khi),
+                       p_ab=float(rp.mean()), flux=c / e if e else np.nan, flux_crossings=c)
+        out.append(rec)
+    return pd.DataFrame(out, columns=cols)

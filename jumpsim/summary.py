@@ -59,6 +59,7 @@ def summarize_json(out, level: float = 0.95, burn_in: int = 0) -> dict:
         "first_passage": _records(fp),
         "median_passage": _records(km),
         "rates": _records(rates),
+        "splitting": _records(stats.splitting(data["rare"], data["rare_replicas"], level)),
     }
 
 
@@ -99,12 +100,35 @@ def _first_passage_lines(rows: list[dict], pct: str) -> list[str]:
     return lines
 
 
-def summarize_text(out, as_json: bool = False, level: float = 0.95, burn_in: int = 0) -> str:
+def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
+    lines = []
+    for r in rows:
+        arrow = "<=" if r["direction"] == "down" else ">="
+        head = (f"  splitting [{r['estimate_id']}] {r['method']}, score {r['score']}: rank {r['start_rank']} -> {arrow} {r['level']}, "
+                f"{r['replicas']} replicas x {r['particles']} particles, {r['extinct']} extinct, {r['seed_steps']:,} SGD steps")
+        lines.append(head)
+        if r["method"] == "rate" and r["rate"] is not None:
+            lines.append(f"    rate {_fmt_rate(r['rate'])} per step [{_fmt_rate(r['rate_low'] or 0)}, {_fmt_rate(r['rate_high'] or 0)}] "
+                         f"({pct}; flux {_fmt_rate(r['flux'] or 0)} x P(target before basin) {r['p_ab']:.3g}, {r['flux_crossings']} crossings)")
+        p_lo = "?" if r["p_low"] is None else f"{r['p_low']:.3g}"
+        p_hi = "?" if r["p_high"] is None else f"{r['p_high']:.3g}"
+        p = "?" if r["p"] is None else f"{r['p']:.3g}"
+        lines.append(f"    P(rank {arrow} {r['level']} within {r['horizon']:,} steps) = {p} [{p_lo}, {p_hi}] ({pct})")
+    return lines
+
+
+def summarize_text(out, as_json: bool = False, level: float = 0.95, burn_in: int = 0, splitting_only: bool = False) -> str:
     s = summarize_json(out, level, burn_in)
     if as_json:
         return json.dumps(s, indent=2)
     pct = f"{level:.0%}"
     lines = [f"dataset {s['dataset']}  ({pct} intervals)"]
+    names = {e["config_id"]: e for e in s["experiments"]}
+    for cid in sorted({r["config_id"] for r in s["splitting"]}) if splitting_only else ():
+        lines.append(f"\n== {names.get(cid, {'name': '?'})['name']} [{cid}]")
+        lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)
+    if splitting_only:
+        return "\n".join(lines)
     names = {e["config_id"]: e for e in s["experiments"]}
     for rc in s["runs"]:
         cid = rc["config_id"]
@@ -131,4 +155,8 @@ def summarize_text(out, as_json: bool = False, level: float = 0.95, burn_in: int
                     f"  {'':29s}{r['from_rank']:4d} -> {r['to_rank']:<4d}{r['count']:6d}   {r['exposure_steps']:16,d}   "
                     f"{_fmt_rate(r['rate']):9s}  [{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}]"
                 )
+        lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)
+    for cid in sorted({r["config_id"] for r in s["splitting"]} - {rc["config_id"] for rc in s["runs"]}):
+        lines.append(f"\n== {names.get(cid, {'name': '?'})['name']} [{cid}]: splitting only")
+        lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)
     return "\n".join(lines)

@@ -110,6 +110,56 @@ SCHEMAS = {
         ]
     ),
 }
+RARE_TABLES = ("rare", "rare_replicas", "rare_iterations", "rare_curve")
+SCHEMAS.update(
+    {
+        "rare": pa.schema(  # one row per splitting estimate and shard of replicas
+            [
+                ("estimate_id", pa.string()),
+                ("method", pa.string()),  # "tams" | "rate"
+                ("score", pa.string()),
+                ("direction", pa.string()),  # "down" | "up"
+                ("start_rank", pa.int32()),
+                ("level", pa.int32()),  # target: rank <= level (down) or >= level (up)
+                ("horizon", pa.int64()),  # steps (tams: the horizon T; rate: train.steps, for P within T)
+                ("every", pa.int64()),  # steps per period
+                ("particles", pa.int32()),
+                ("replica_lo", pa.int32()),
+                ("replica_hi", pa.int32()),  # inclusive
+                ("kill_fraction", pa.float64()),
+                ("basin", pa.float64()),  # rate form (null for tams)
+                ("interface", pa.float64()),
+                ("flux_crossings", pa.int64()),
+                ("flux_exposure_steps", pa.int64()),
+                ("flux_overflow", pa.int64()),
+                ("seed_steps", pa.int64()),  # SGD steps simulated, replays, clones and flux included
+                ("extinct", pa.int32()),
+                ("capped", pa.int32()),  # replicas stopped by rare.max_iterations
+                ("period_capped", pa.int64()),  # rate: AMS particles stopped by rare.max_steps
+                ("wall_s", pa.float64()),
+                ("settings", pa.string()),  # JSON of the [rare] section
+                ("created", pa.string()),
+            ]
+        ),
+        "rare_replicas": pa.schema(
+            [
+                ("estimate_id", pa.string()),
+                ("replica", pa.int32()),
+                ("p", pa.float64()),  # tams: P(target within T); rate: P(target before basin | crossing)
+                ("log10_p", pa.float64()),  # -inf for an extinct replica
+                ("iterations", pa.int32()),
+                ("reached", pa.int32()),
+                ("extinct", pa.bool_()),
+            ]
+        ),
+        "rare_iterations": pa.schema(
+            [("estimate_id", pa.string()), ("replica", pa.int32()), ("iteration", pa.int32()), ("z", pa.float64()), ("killed", pa.int32())]
+        ),
+        "rare_curve": pa.schema(  # tams: the replica's estimate of P(target within step)
+            [("estimate_id", pa.string()), ("replica", pa.int32()), ("step", pa.int64()), ("p", pa.float64())]
+        ),
+    }
+)
 # Columns every version of jumpsim wrote (schema version 1): a dataset without them is unreadable.
 # Columns added later are optional: older datasets read them as null.
 REQUIRED = {name: tuple(SCHEMAS[name].names) for name in SCHEMAS}
@@ -263,7 +313,7 @@ def config_ids(out: str | Path) -> list[str]:
     ids = set()
     if (out / "experiments.parquet").exists():
         ids |= set(pq.read_table(out / "experiments.parquet", columns=["config_id"])["config_id"].to_pylist())
-    for name in TABLES:
+    for name in TABLES + RARE_TABLES:
         if (out / name).is_dir():
             ids |= {d.name.split("=", 1)[1] for d in (out / name).iterdir() if d.name.startswith("config_id=")}
     return sorted(ids)
@@ -353,5 +403,84 @@ def read_table(out: str | Path, name: str) -> pd.DataFrame:
 
 
 def read_dataset(out: str | Path) -> dict[str, pd.DataFrame]:
-    """All tables of a dataset directory: {"experiments", "runs", "events", "passages", "traces"}."""
-    return {name: read_table(out, name) for name in ("experiments", *TABLES)}
+    """All tables of a dataset directory: {"experiments", "runs", "events", "passages", "traces", "rare", ...}."""
+    return {name: read_table(out, name) for name in ("experiments", *TABLES, *RARE_TABLES)}
+
+
+# --------------------------------------------------------------------------------------
+# splitting estimates
+
+
+def rare_part_path(out: Path, table: str, config_id: str, estimate_id: str, lo: int, hi: int) -> Path:
+    """Part of a splitting table for replicas lo..hi (inclusive) of one estimate."""
+    return Path(out) / table / f"config_id={config_id}" / f"part-{estimate_id}-{lo:06d}-{hi:06d}.parquet"
+
+
+def rare_tables(cfg, estimate_id: str, lo: int, hi: int, particles, res, basin: float, interface: float, wall_s: float) -> dict:
+    """Rows of one shard of a splitting estimate (replicas lo..hi-1): ``res`` a ``splitting.TamsResult``
+    or ``RateResult``, ``particles`` the ``rare.Particles`` it ran."""
+    import dataclasses
+    import datetime
+
+    tams = cfg.rare.method == "tams"
+    reps = np.asarray(res.replica_ids, np.int32)
+    rp = np.asarray(res.replica_p if tams else res.replica_p_ab, np.float64)
+    extinct = rp == 0  # an extinct replica's estimate is 0 (all particles tied)
+    every = particles.period_steps
+    null = None
+    row = {
+        "estimate_id": [estimate_id],
+        "method": [cfg.rare.method],
+        "score": [cfg.rare.score],
+        "direction": [cfg.rare.direction],
+        "start_rank": [particles.start_rank],
+        "level": [particles.target_rank],
+        "horizon": [cfg.train.steps],
+        "every": [every],
+        "particles": [cfg.rare.particles],
+        "replica_lo": [lo],
+        "replica_hi": [hi - 1],
+        "kill_fraction": [cfg.rare.kill_fraction],
+        "basin": [null if tams else basin],
+        "interface": [null if tams else interface],
+        "flux_crossings": [null if tams else res.flux_crossings],
+        "flux_exposure_steps": [null if tams else res.flux_exposure * every],
+        "flux_overflow": [null if tams else res.flux_overflow],
+        "seed_steps": [int(res.particle_steps) * every],
+        "extinct": [int(res.extinct)],
+        "capped": [int(res.capped)],
+        "period_capped": [0 if tams else int(res.period_capped)],
+        "wall_s": [wall_s],
+        "settings": [json.dumps(dataclasses.asdict(cfg.rare), sort_keys=True)],
+        "created": [datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")],
+    }
+    with np.errstate(divide="ignore"):
+        log10 = np.log10(rp)
+    replicas = _table("rare_replicas", {
+        "estimate_id": [estimate_id] * len(reps), "replica": reps, "p": rp, "log10_p": log10,
+        "iterations": np.asarray(res.iterations, np.int32), "reached": np.asarray(res.reached if tams else np.zeros(len(rp)), np.int32),
+        "extinct": extinct,
+    })
+    z, killed = np.asarray(res.log.z, np.float64), np.asarray(res.log.killed, np.int32)
+    ri, it = np.nonzero(killed >= 0)
+    iterations = _table("rare_iterations", {
+        "estimate_id": [estimate_id] * len(ri), "replica": reps[ri], "iteration": (it + 1).astype(np.int32), "z": z[ri, it], "killed": killed[ri, it],
+    })
+    if tams:
+        c = np.asarray(res.replica_p_curve, np.float64)  # (R, T+1) per period
+        rr, tt = np.meshgrid(np.arange(c.shape[0]), np.arange(c.shape[1]), indexing="ij")
+        curve = _table("rare_curve", {
+            "estimate_id": [estimate_id] * c.size, "replica": reps[rr.ravel()], "step": (tt.ravel() * every).astype(np.int64), "p": c.ravel(),
+        })
+    else:
+        curve = SCHEMAS["rare_curve"].empty_table()
+    return {"rare": _table("rare", row), "rare_replicas": replicas, "rare_iterations": iterations, "rare_curve": curve}
+
+
+def write_rare(out: Path, cfg, estimate_id: str, lo: int, hi: int, particles, res, basin, interface, wall_s) -> None:
+    """Write one shard of a splitting estimate; the ``rare`` part last, so its presence marks the shard done."""
+    t = rare_tables(cfg, estimate_id, lo, hi, particles, res, basin, interface, wall_s)
+    for name in ("rare_replicas", "rare_iterations", "rare_curve", "rare"):
+        if name == "rare_curve" and t[name].num_rows == 0:
+            continue
+        write_atomic(t[name], rare_part_path(out, name, cfg.config_id, estimate_id, lo, hi - 1))

@@ -36,10 +36,15 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     facts: list[str] = []
     for p in tables.temporaries(out):
-        problems.append(f"temporary file {p.relative_to(out)} (left by a killed or running writer; rerun the command, or delete it if no writer runs)")
+        problems.append(
+            f"temporary file {p.relative_to(out)} (left by a killed or running writer; rerun the command, or delete "
+            "it if no writer runs)"
+        )
     exp_path = out / "experiments.parquet"
     if not exp_path.exists():
-        return problems + [f"{exp_path} is missing: not a jumpsim dataset, or its run was killed before it started"], facts
+        return problems + [
+            f"{exp_path} is missing: not a jumpsim dataset, or its run was killed before it started"
+        ], facts
     experiments = pq.read_table(exp_path).to_pandas()
     for cid in tables.config_ids(out):
         if cid not in set(experiments.config_id):
@@ -59,7 +64,9 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
                     problems.append(f"{path.relative_to(out)}: unreadable ({e.__class__.__name__}: {e})")
                     continue
                 if not t.schema.remove_metadata().equals(tables.SCHEMAS[name].remove_metadata()):
-                    problems.append(f"{path.relative_to(out)}: schema differs from jumpsim's {name} schema v{tables.SCHEMA_VERSION}")
+                    problems.append(
+                        f"{path.relative_to(out)}: schema differs from jumpsim's {name} schema v{tables.SCHEMA_VERSION}"
+                    )
                     continue
                 seeds = t["seed"].to_numpy()
                 if len(seeds) and (seeds.min() < a or seeds.max() > b):
@@ -87,21 +94,39 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
         if len(missing):
             problems.append(f"config_id={cid}: {len(missing)} of {hi - lo} seeds missing: {_ranges(missing)}")
         extra = np.setdiff1d(uniq, expected)
-        facts.append(f"config_id={cid} ({row.name}): {len(uniq)} seeds, {int((runs.status == 'diverged').sum())} diverged" + (f", {len(extra)} beyond the newest request ({_ranges(extra)})" if len(extra) else ""))
-        events = pd.concat(frames["events"], ignore_index=True) if frames["events"] else tables.SCHEMAS["events"].empty_table().to_pandas()
-        passages = pd.concat(frames["passages"], ignore_index=True) if frames["passages"] else tables.SCHEMAS["passages"].empty_table().to_pandas()
+        facts.append(
+            f"config_id={cid} ({row.name}): {len(uniq)} seeds, {int((runs.status == 'diverged').sum())} diverged"
+            + (f", {len(extra)} beyond the newest request ({_ranges(extra)})" if len(extra) else "")
+        )
+        events = (
+            pd.concat(frames["events"], ignore_index=True)
+            if frames["events"]
+            else tables.SCHEMAS["events"].empty_table().to_pandas()
+        )
+        passages = (
+            pd.concat(frames["passages"], ignore_index=True)
+            if frames["passages"]
+            else tables.SCHEMAS["passages"].empty_table().to_pandas()
+        )
         r = runs.set_index("seed")
         n_ev = events.groupby("seed").size().reindex(r.index, fill_value=0)
         kept = r.n_events - r.events_overflow
         bad = r.index[(n_ev != kept)]
         if len(bad):
-            problems.append(f"config_id={cid}: events table disagrees with runs.n_events for seeds {_ranges(np.sort(bad.to_numpy()))}")
+            problems.append(
+                f"config_id={cid}: events table disagrees with runs.n_events for seeds "
+                f"{_ranges(np.sort(bad.to_numpy()))}"
+            )
         down = events[events.direction == "down"].groupby("seed").size().reindex(r.index, fill_value=0)
         bad = r.index[(r.events_overflow == 0) & (down != r.n_down)]
         if len(bad):
-            problems.append(f"config_id={cid}: down events disagree with runs.n_down for seeds {_ranges(np.sort(bad.to_numpy()))}")
+            problems.append(
+                f"config_id={cid}: down events disagree with runs.n_down for seeds {_ranges(np.sort(bad.to_numpy()))}"
+            )
         n_pas = passages.groupby("seed").size().reindex(r.index, fill_value=0)
         bad = r.index[n_pas != r.initial_rank]
         if len(bad):
-            problems.append(f"config_id={cid}: passages rows != initial_rank for seeds {_ranges(np.sort(bad.to_numpy()))}")
+            problems.append(
+                f"config_id={cid}: passages rows != initial_rank for seeds {_ranges(np.sort(bad.to_numpy()))}"
+            )
     return problems, facts

@@ -51,15 +51,29 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="dataset directory (default results/<name>)")
     r.add_argument("--seeds", type=int, help="shortcut for --set run.seeds=N")
     r.add_argument("--steps", type=int, help="shortcut for --set train.steps=T")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    r.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
     r.add_argument("--shard", help="I/N: run only shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
     r.add_argument("--append", action="store_true", help="allow adding a different experiment to an existing --out")
     r.add_argument("--cache", metavar="DIR", help="persistent compilation cache (default: $JUMPSIM_CACHE if set)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     rr = sub.add_parser("rare", help="splitting estimate of a rare jump from the experiment's start (tams or rate)")
-    rr.add_argument("config", nargs="?", help="TOML config file (init = \"file\" or \"gd\")")
+    rr.add_argument("config", nargs="?", help='TOML config file (init = "file" or "gd")')
     rr.add_argument("--out", help="dataset directory (default results/<name>)")
-    rr.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    rr.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
     rr.add_argument("--method", choices=["tams", "rate"], help="shortcut for --set rare.method=...")
     rr.add_argument("--particles", type=int, help="shortcut for --set rare.particles=N")
     rr.add_argument("--replicas", type=int, help="shortcut for --set rare.replicas=R")
@@ -73,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
-    s.add_argument("--burn-in", type=int, default=0, metavar="STEPS", help="count rates only from this step on (skip a transient)")
+    s.add_argument(
+        "--burn-in", type=int, default=0, metavar="STEPS", help="count rates only from this step on (skip a transient)"
+    )
     cp = sub.add_parser("compare", help="two experiments of a dataset: probabilities, log-rank test, rate ratio")
     cp.add_argument("dir")
     cp.add_argument("a", help="config_id (or unique prefix, or name) of experiment A")
@@ -129,7 +145,10 @@ def _cmd_run(args) -> int:
     try:
         report = runner.run(configs, out, shard, n_shards, progress=not args.quiet, append=args.append)
     except OSError as e:
-        raise DatasetWriteError(f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); finished chunks are kept, rerun the same command to resume") from None
+        raise DatasetWriteError(
+            f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); finished chunks are kept, rerun the "
+            "same command to resume"
+        ) from None
     print(summary.run_summary(report, configs))
     return 0
 
@@ -137,8 +156,13 @@ def _cmd_run(args) -> int:
 def _cmd_rare(args) -> int:
     from . import config as config_lib
 
-    shortcuts = {"method": "rare.method", "particles": "rare.particles", "replicas": "rare.replicas",
-                 "kill_fraction": "rare.kill_fraction", "steps": "train.steps"}
+    shortcuts = {
+        "method": "rare.method",
+        "particles": "rare.particles",
+        "replicas": "rare.replicas",
+        "kill_fraction": "rare.kill_fraction",
+        "steps": "train.steps",
+    }
     shard, n_shards = _shard(args.shard)
     cfg = config_lib.load_one(args.config, _overrides(args, shortcuts))
 
@@ -150,7 +174,9 @@ def _cmd_rare(args) -> int:
     try:
         outcome = rare.run_rare(cfg, out, shard, n_shards, progress=not args.quiet)
     except OSError as e:
-        raise DatasetWriteError(f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); rerun the same command to resume") from None
+        raise DatasetWriteError(
+            f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); rerun the same command to resume"
+        ) from None
     if outcome.skipped:
         print(f"jumpsim rare: this shard's estimate is already in {out}")
     print(summary.summarize_text(out, splitting_only=True))
@@ -199,12 +225,18 @@ def _cmd_compare(args) -> int:
     d, rr = res["p_difference"], res["down_rate_ratio"]
     pct = f"{args.level:.0%}"
     print(f"A = {a}, B = {b}: first passage from rank {start} to <= {to} within the horizon")
-    print(f"  P_A = {res['p_a']:.4f}, P_B = {res['p_b']:.4f}; P_A - P_B = {d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({pct} Newcombe)")
+    print(
+        f"  P_A = {res['p_a']:.4f}, P_B = {res['p_b']:.4f}; P_A - P_B = {d['difference']:+.4f} [{d['low']:+.4f}, "
+        f"{d['high']:+.4f}] ({pct} Newcombe)"
+    )
     print(f"  log-rank test of the passage-time curves: p = {res['logrank_p_value']:.3g}")
     if rr is None:
         print(f"  down-jump rate ratio: undefined (no time spent at rank {start} in one of them)")
     else:
-        print(f"  down-jump rate out of rank {start}, A/B = {rr['ratio']:.3g} [{rr['low']:.3g}, {rr['high']:.3g}] ({pct} exact conditional), p = {rr['p_value']:.3g}")
+        print(
+            f"  down-jump rate out of rank {start}, A/B = {rr['ratio']:.3g} [{rr['low']:.3g}, {rr['high']:.3g}] "
+            f"({pct} exact conditional), p = {rr['p_value']:.3g}"
+        )
     return 0
 
 
@@ -247,7 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores()
     try:
         args = _parser().parse_args(argv)
-        return {"run": _cmd_run, "rare": _cmd_rare, "summarize": _cmd_summarize, "plot": _cmd_plot, "check": _cmd_check, "compare": _cmd_compare}[args.command](args)
+        return {
+            "run": _cmd_run,
+            "rare": _cmd_rare,
+            "summarize": _cmd_summarize,
+            "plot": _cmd_plot,
+            "check": _cmd_check,
+            "compare": _cmd_compare,
+        }[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 2

@@ -176,7 +176,10 @@ SECTIONS = {
     "rare": RareConfig,
 }
 # Settings that change how a run executes but not what it computes (excluded from config_id).
-EXECUTION_ONLY = {"run": {"seeds", "seed_offset", "chunk", "trace_seeds"}, "rare": {f.name for f in dataclasses.fields(RareConfig)}}
+EXECUTION_ONLY = {
+    "run": {"seeds", "seed_offset", "chunk", "trace_seeds"},
+    "rare": {f.name for f in dataclasses.fields(RareConfig)},
+}
 # Keys added after the first datasets were written: they enter config_id only when set to a
 # non-default value, so the ids of earlier experiments (and their datasets) stay valid.
 LATER_KEYS = {
@@ -266,7 +269,9 @@ def _schedule(key: str, v: Any, nonneg: bool) -> Schedule:
             raise ConfigError(f"{key}.boundaries", f"must be a list of step numbers (got {b!r})")
         bounds = tuple(_int(f"{key}.boundaries[{i}]", x, lo=1) for i, x in enumerate(b))
         if len(bounds) != len(values) - 1:
-            raise ConfigError(f"{key}.boundaries", f"must have len(values) - 1 = {len(values) - 1} entries (got {len(bounds)})")
+            raise ConfigError(
+                f"{key}.boundaries", f"must have len(values) - 1 = {len(values) - 1} entries (got {len(bounds)})"
+            )
         if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])):
             raise ConfigError(f"{key}.boundaries", f"must be strictly increasing (got {list(bounds)})")
         return Schedule(kind="piecewise", values=values, boundaries=bounds)
@@ -423,11 +428,15 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
     if rare.flux_steps % every:
         raise ConfigError("rare.flux_steps", f"must be a multiple of detect.every = {every} (got {rare.flux_steps})")
     if rare.basin is not None and rare.interface is not None and not rare.basin < rare.interface < 1:
-        raise ConfigError("rare.interface", f"must satisfy basin < interface < 1 (got {rare.basin:g}, {rare.interface:g})")
+        raise ConfigError(
+            "rare.interface", f"must satisfy basin < interface < 1 (got {rare.basin:g}, {rare.interface:g})"
+        )
     if rare.score == "layers" and rare.direction == "up":
         raise ConfigError("rare.score", '"layers" scores rank decreases only; use "sigma" with direction = "up"')
 
-    cfg = Config(name=name, problem=problem, model=model, train=train, detect=detect, run=run, rare=rare, base_dir=str(base_dir))
+    cfg = Config(
+        name=name, problem=problem, model=model, train=train, detect=detect, run=run, rare=rare, base_dir=str(base_dir)
+    )
     _check_files(cfg)
     return cfg
 

@@ -14,8 +14,9 @@ XLA emits different code for other instruction sets and for GPUs).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -198,7 +199,9 @@ def advance(s: SeedState, t0, data: Data, dyn: Dynamics) -> SeedState:
     return s._replace(params=params, opt_state=opt_state)
 
 
-def observe(params: model.Params, data: Data, detection: Detection, with_sv: bool = False) -> tuple[jax.Array, Observation]:
+def observe(
+    params: model.Params, data: Data, detection: Detection, with_sv: bool = False
+) -> tuple[jax.Array, Observation]:
     """Finite flag and observation of one seed's parameters. The rank is an inertia count of the
     float64 Gram matrix (``spectrum.numerical_rank``); singular values only ``with_sv``."""
     a = model.end_to_end(params)
@@ -314,7 +317,9 @@ def _gd_start(cfg: Config, data: Data, dyn: Dynamics, detection: Detection) -> t
     mc = cfg.model
     dtype = jnp.dtype(cfg.run.dtype)
     n, m = data.target.shape
-    p0 = model.init_gaussian(jax.random.key(mc.seed, impl="threefry2x32"), n, m, mc.depth, mc.width, mc.init_scale, dtype)
+    p0 = model.init_gaussian(
+        jax.random.key(mc.seed, impl="threefry2x32"), n, m, mc.depth, mc.width, mc.init_scale, dtype
+    )
     ridge = cfg.train.ridge.value_at(0)
     gd = functools.partial(model.gradient_descent, scale=dyn.scale, lr=mc.gd_lr, ridge=ridge, steps=mc.gd_steps)
     p = jax.jit(gd)(p0, data.rows, data.cols, data.values)
@@ -322,7 +327,9 @@ def _gd_start(cfg: Config, data: Data, dyn: Dynamics, detection: Detection) -> t
     gnorm = float(jnp.sqrt(sum(jnp.sum((gi + 2 * ridge * w) ** 2) for gi, w in zip(g, p))))
     finite, obs = observe(p, data, detection, with_sv=True)
     if not bool(finite):
-        raise ConfigError("model.gd_lr", f"gradient descent to the start minimum diverged at gd_lr = {mc.gd_lr:g}; use a smaller step")
+        raise ConfigError(
+            "model.gd_lr", f"gradient descent to the start minimum diverged at gd_lr = {mc.gd_lr:g}; use a smaller step"
+        )
     sv = np.asarray(obs.sv, np.float64).tolist()
     return p, {"start_grad_norm": gnorm, "start_rank": int(obs.rank), "start_singular_values": sv}
 

@@ -32,7 +32,9 @@ def load_problem(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as e:  # missing file, not an npz, pickled objects, ...
         raise ConfigError(key, f"cannot read {path} as .npz ({e.__class__.__name__}: {e})") from None
     if target.ndim != 2 or mask.shape != target.shape:
-        raise ConfigError(key, f"{path}: target and mask must be 2-D of the same shape (got {target.shape}, {mask.shape})")
+        raise ConfigError(
+            key, f"{path}: target and mask must be 2-D of the same shape (got {target.shape}, {mask.shape})"
+        )
     if not np.issubdtype(target.dtype, np.number) or not np.all(np.isfinite(target)):
         raise ConfigError(key, f"{path}: target must be finite numbers")
     if mask.dtype != bool:
@@ -50,7 +52,9 @@ def load_weights(path: str | Path, shapes: list[tuple[int, int]]) -> tuple[np.nd
             names = [f"W{l + 1}" for l in range(len(shapes))]
             missing = [k for k in names if k not in z]
             if missing:
-                raise ConfigError(key, f"{path}: missing arrays {missing} for depth {len(shapes)} (has {sorted(z.files)})")
+                raise ConfigError(
+                    key, f"{path}: missing arrays {missing} for depth {len(shapes)} (has {sorted(z.files)})"
+                )
             ws = tuple(np.asarray(z[k], dtype=np.float64) for k in names)
     except ConfigError:
         raise

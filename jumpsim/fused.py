@@ -76,28 +76,37 @@ def default_block_seeds(n: int, m: int, width: int, depth: int) -> int:
     return bs
 
 
-def unsupported_reason(n: int, m: int, width: int, depth: int, batch, dtype, optimizer: str, backend_platform: str, interpret: bool) -> str | None:
+def unsupported_reason(
+    n: int, m: int, width: int, depth: int, batch, dtype, optimizer: str, backend_platform: str, interpret: bool
+) -> str | None:
     """Why ``run.backend = "pallas"`` cannot run this configuration (one sentence), or None."""
     if optimizer != "sgd":
         return f"the pallas backend implements plain SGD only (optimizer = {optimizer!r})"
     if batch is None:
         return "the pallas backend needs a minibatch (train.batch); full-batch gradient descent runs on the xla backend"
     if not 1 <= int(batch) <= MAX_BATCH:
-        return f"the pallas backend unrolls the minibatch in the kernel and supports 1 <= batch <= {MAX_BATCH} (got {batch})"
+        return (
+            f"the pallas backend unrolls the minibatch in the kernel and supports 1 <= batch <= {MAX_BATCH} (got "
+            f"{batch})"
+        )
     if depth < 2:
         return f"the pallas backend needs depth >= 2 (got {depth})"
     if jnp.dtype(dtype) != jnp.dtype(jnp.float32):
         return f"the pallas kernel is float32 only (run.dtype = {jnp.dtype(dtype).name}); use the xla backend"
     per = seed_floats(n, m, width, depth)
     if per > MAX_SEED_FLOATS:
-        return (f"one seed's weights padded to powers of two take {per * 4 // 1024} kB, more than the "
-                f"{MAX_SEED_FLOATS * 4 // 1024} kB that the pallas kernel keeps on chip; use the xla backend")
+        return (
+            f"one seed's weights padded to powers of two take {per * 4 // 1024} kB, more than the "
+            f"{MAX_SEED_FLOATS * 4 // 1024} kB that the pallas kernel keeps on chip; use the xla backend"
+        )
     if interpret:
         return None
     if backend_platform in ("gpu", "cuda"):
         return None
     if backend_platform == "cpu":
-        return "on a CPU the pallas kernel runs only in interpret mode (a slow emulation, for tests); use the xla backend"
+        return (
+            "on a CPU the pallas kernel runs only in interpret mode (a slow emulation, for tests); use the xla backend"
+        )
     return f"the pallas kernel is written for NVIDIA GPUs (Triton); platform {backend_platform!r} is not supported"
 
 
@@ -203,7 +212,21 @@ def _triton_params(num_warps: int | None, num_stages: int | None):
 
 
 @partial(jax.jit, static_argnames=("scale", "block_seeds", "interpret", "num_warps", "num_stages"))
-def sgd_steps_pallas(params, rows, cols, vals, idx, lr, ridge, scale: float, *, block_seeds: int | None = None, interpret: bool = False, num_warps: int | None = 4, num_stages: int | None = None):
+def sgd_steps_pallas(
+    params,
+    rows,
+    cols,
+    vals,
+    idx,
+    lr,
+    ridge,
+    scale: float,
+    *,
+    block_seeds: int | None = None,
+    interpret: bool = False,
+    num_warps: int | None = 4,
+    num_stages: int | None = None,
+):
     """Same result as ``sgd_steps_xla`` (to float32 rounding) from one fused Pallas kernel.
 
     params: tuple of float32 (S, d_out, d_in) (W_1 first); rows, cols (k_obs,) int; vals
@@ -231,6 +254,7 @@ def sgd_steps_pallas(params, rows, cols, vals, idx, lr, ridge, scale: float, *, 
     pshapes = padded_shapes(n, m, width, depth)
 
     idx = idx.astype(I32)
+
     # per (step, batch slot, seed): the sampled entry; padded seeds get (0, 0, 0.0) and zero
     # weights, which stay exactly zero (zero residual, zero gradient, zero ridge term)
     def per_step(a, dtype):
@@ -238,7 +262,9 @@ def sgd_steps_pallas(params, rows, cols, vals, idx, lr, ridge, scale: float, *, 
         return jnp.pad(a, ((0, 0), (0, 0), (0, sp - S)))
 
     ii, jj, vv = per_step(rows, I32), per_step(cols, I32), per_step(vals, F32)
-    ws = tuple(jnp.pad(w, ((0, sp - S), (0, po - w.shape[1]), (0, pi - w.shape[2]))) for w, (po, pi) in zip(params, pshapes))
+    ws = tuple(
+        jnp.pad(w, ((0, sp - S), (0, po - w.shape[1]), (0, pi - w.shape[2]))) for w, (po, pi) in zip(params, pshapes)
+    )
 
     vec = pl.BlockSpec((K,), lambda g: (0,))
     draw = pl.BlockSpec((K, B, bs), lambda g: (0, 0, g))
@@ -262,8 +288,21 @@ def sgd_steps_pallas(params, rows, cols, vals, idx, lr, ridge, scale: float, *, 
 # micro-benchmark (for a GPU; do not time interpret mode)
 
 
-def bench(S: int, K: int, n: int = 20, m: int = 20, width: int = 20, depth: int = 3, batch: int = 1, k_obs: int | None = None,
-          reps: int = 5, block_seeds: int | None = None, num_warps: int | None = 4, interpret: bool = False, check: bool = True) -> dict:
+def bench(
+    S: int,
+    K: int,
+    n: int = 20,
+    m: int = 20,
+    width: int = 20,
+    depth: int = 3,
+    batch: int = 1,
+    k_obs: int | None = None,
+    reps: int = 5,
+    block_seeds: int | None = None,
+    num_warps: int | None = 4,
+    interpret: bool = False,
+    check: bool = True,
+) -> dict:
     """Seed-steps/s of ``sgd_steps_pallas`` vs ``sgd_steps_xla`` on the same inputs (one call =
     K steps for S seeds, after a compile-and-warm-up call; best of ``reps``). Prints one line
     per path and returns {"pallas": rate, "xla": rate, "max_rel_diff": ...}."""
@@ -274,15 +313,29 @@ def bench(S: int, K: int, n: int = 20, m: int = 20, width: int = 20, depth: int 
     rows, cols = flat // m, flat % m
     vals = jax.random.normal(jax.random.fold_in(k_obs_key, 1), (k_obs,), F32)
     p1 = model.init_gaussian(k_init, n, m, depth, width, 1.0, F32)
-    params = tuple(jnp.broadcast_to(w, (S, *w.shape)) + 0.01 * jax.random.normal(jax.random.fold_in(k_init, l), (S, *w.shape), F32)
-                   for l, w in enumerate(p1))
+    params = tuple(
+        jnp.broadcast_to(w, (S, *w.shape)) + 0.01 * jax.random.normal(jax.random.fold_in(k_init, l), (S, *w.shape), F32)
+        for l, w in enumerate(p1)
+    )
     seed_keys = jax.vmap(lambda s: jax.random.fold_in(k_seeds, s))(jnp.arange(S, dtype=I32))
     idx = draw_indices(seed_keys, 0, K, batch, k_obs)
     lr = jnp.full((K,), 0.01, F32)
     ridge = jnp.full((K,), 1e-3, F32)
     scale = 1.0
     fns = {
-        "pallas": lambda p: sgd_steps_pallas(p, rows, cols, vals, idx, lr, ridge, scale, block_seeds=block_seeds, interpret=interpret, num_warps=num_warps),
+        "pallas": lambda p: sgd_steps_pallas(
+            p,
+            rows,
+            cols,
+            vals,
+            idx,
+            lr,
+            ridge,
+            scale,
+            block_seeds=block_seeds,
+            interpret=interpret,
+            num_warps=num_warps,
+        ),
         "xla": jax.jit(lambda p: sgd_steps_xla(p, rows, cols, vals, idx, lr, ridge, scale)),
     }
     result, outs = {}, {}
@@ -296,10 +349,14 @@ def bench(S: int, K: int, n: int = 20, m: int = 20, width: int = 20, depth: int 
             jax.block_until_ready(f(params))
             best = min(best, time.perf_counter() - t)
         result[name] = S * K / best
-        print(f"{name:7s} S={S} K={K} n={n} m={m} w={width} L={depth} B={batch}: {result[name]:.4g} seed-steps/s "
-              f"({best * 1e3:.3f} ms per call, first call {compile_s:.2f} s)")
+        print(
+            f"{name:7s} S={S} K={K} n={n} m={m} w={width} L={depth} B={batch}: {result[name]:.4g} seed-steps/s "
+            f"({best * 1e3:.3f} ms per call, first call {compile_s:.2f} s)"
+        )
     if check:
-        result["max_rel_diff"] = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(outs["pallas"], outs["xla"]))
+        result["max_rel_diff"] = max(
+            float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(outs["pallas"], outs["xla"])
+        )
         print(f"max relative difference pallas vs xla: {result['max_rel_diff']:.3g}")
     print(f"speed-up pallas/xla: {result['pallas'] / result['xla']:.3g}x  (device: {jax.devices()[0].device_kind})")
     return result

@@ -8,8 +8,9 @@ The state buffers are donated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +63,11 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
     su = dynamics.setup(cfg, prob)
     data, dyn, detection = su.data, su.dynamics, su.detection
     mesh = seed_mesh(devices)
-    steps = _fused_steps(cfg, su, mesh) if cfg.run.backend != "xla" else jax.vmap(partial(dynamics.advance, data=data, dyn=dyn), in_axes=(0, None))
+    steps = (
+        _fused_steps(cfg, su, mesh)
+        if cfg.run.backend != "xla"
+        else jax.vmap(partial(dynamics.advance, data=data, dyn=dyn), in_axes=(0, None))
+    )
 
     def advance_local(states, t0, n_checks: int, trace: bool):
         check = jax.vmap(partial(dynamics.check, data=data, detection=detection, trace=trace), in_axes=(0, None))
@@ -84,7 +89,9 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
         out_specs = (seeds, jax.sharding.PartitionSpec(None, "seeds") if trace else None)
         # pallas_call outputs carry no varying-axis type: shard_map's check is off for the fused path
         check_vma = cfg.run.backend == "xla"
-        return jax.shard_map(local, mesh=mesh, in_specs=(seeds, rep), out_specs=out_specs, check_vma=check_vma)(states, t0)
+        return jax.shard_map(local, mesh=mesh, in_specs=(seeds, rep), out_specs=out_specs, check_vma=check_vma)(
+            states, t0
+        )
 
     init = jax.jit(jax.vmap(partial(dynamics.init_seed, su=su)), out_shardings=jax.sharding.NamedSharding(mesh, seeds))
 
@@ -103,7 +110,9 @@ def _fused_steps(cfg: Config, su: dynamics.Setup, mesh: jax.sharding.Mesh) -> Ca
     interpret = cfg.run.backend == "pallas-interpret"
     (width, m), n = su.shapes[0], su.shapes[-1][0]
     platform = mesh.devices.flat[0].platform
-    why = fused.unsupported_reason(n, m, width, len(su.shapes), cfg.train.batch, cfg.run.dtype, cfg.train.optimizer, platform, interpret)
+    why = fused.unsupported_reason(
+        n, m, width, len(su.shapes), cfg.train.batch, cfg.run.dtype, cfg.train.optimizer, platform, interpret
+    )
     if why:
         raise ConfigError("run.backend", why)
     data, dyn = su.data, su.dynamics
@@ -113,7 +122,9 @@ def _fused_steps(cfg: Config, su: dynamics.Setup, mesh: jax.sharding.Mesh) -> Ca
         t = t0 + ks
         idx = fused.draw_indices(states.key, t0, dyn.every, dyn.batch, data.n_observed)
         lr, ridge = (jnp.asarray(jax.vmap(f)(t), jnp.float32) for f in (dyn.lr, dyn.ridge))
-        params = fused.sgd_steps_pallas(states.params, data.rows, data.cols, data.values, idx, lr, ridge, dyn.scale, interpret=interpret)
+        params = fused.sgd_steps_pallas(
+            states.params, data.rows, data.cols, data.values, idx, lr, ridge, dyn.scale, interpret=interpret
+        )
         return states._replace(params=params)
 
     return steps

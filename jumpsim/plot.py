@@ -43,7 +43,12 @@ def plot_dataset(out: str | Path, path: str | Path | None = None, level: float =
             label = f"{names.get(cid, cid)}: {start} -> <= {lv}"
             line = ax.step(g.step, 1 - g.survival, where="post", label=label)[0]
             ax.fill_between(g.step, 1 - g.low, 1 - g.high, step="post", alpha=0.2, color=line.get_color())
-    ax.set(xlabel="step", ylabel="P(reached rank <= level)", title=f"first passage (Kaplan-Meier, {level:.0%} log-log band)", ylim=(-0.02, 1.02))
+    ax.set(
+        xlabel="step",
+        ylabel="P(reached rank <= level)",
+        title=f"first passage (Kaplan-Meier, {level:.0%} log-log band)",
+        ylim=(-0.02, 1.02),
+    )
     if ax.lines:
         ax.legend(fontsize=7)
     ax = axes[1]

@@ -24,9 +24,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +54,9 @@ class Particles(NamedTuple):
 
 
 def _np_sv(params) -> np.ndarray:
-    return np.linalg.svd(np.asarray(model.end_to_end(tuple(np.asarray(w, np.float64) for w in params))), compute_uv=False)
+    return np.linalg.svd(
+        np.asarray(model.end_to_end(tuple(np.asarray(w, np.float64) for w in params))), compute_uv=False
+    )
 
 
 def particles(cfg: Config, su: dynamics.Setup | None = None) -> Particles:
@@ -63,7 +66,9 @@ def particles(cfg: Config, su: dynamics.Setup | None = None) -> Particles:
     su = dynamics.setup(cfg) if su is None else su
     data, dyn, det = su.data, su.dynamics, su.detection
     if det.relative:
-        raise ConfigError("detect.relative", "jumpsim rare scores against an absolute threshold; set detect.relative = false")
+        raise ConfigError(
+            "detect.relative", "jumpsim rare scores against an absolute threshold; set detect.relative = false"
+        )
     rc = cfg.rare
     with dynamics.float64_scope():
         s0 = dynamics.init(su.start, jax.random.key(0, impl="threefry2x32"), data, dyn, det)
@@ -78,20 +83,28 @@ def particles(cfg: Config, su: dynamics.Setup | None = None) -> Particles:
     k = r if down else r + 1  # the singular value that must cross tau
     sig0 = max(float(sv0[k - 1]), 1e-12 * float(sv0[0]))
     if rc.score == "layers":
-        sig0_l = [max(float(np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)[r - 1]), 1e-30) for w in su.start]
+        sig0_l = [
+            max(float(np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)[r - 1]), 1e-30) for w in su.start
+        ]
         tau_l = tau ** (1.0 / depth)
         if any(s <= tau_l for s in sig0_l):
-            raise ConfigError("rare.score", f'"layers": a start layer already has sigma_{r} <= tau^(1/L) = {tau_l:.3g}; use "sigma"')
+            raise ConfigError(
+                "rare.score", f'"layers": a start layer already has sigma_{r} <= tau^(1/L) = {tau_l:.3g}; use "sigma"'
+            )
 
     if (sig0 - tau) * (1 if down else -1) <= 0:
-        raise ConfigError("detect.threshold", f"sigma_{k} of the start ({sig0:.3g}) is on the target side of tau = {tau:g}")
+        raise ConfigError(
+            "detect.threshold", f"sigma_{k} of the start ({sig0:.3g}) is on the target side of tau = {tau:g}"
+        )
 
     def progress(state: dynamics.SeedState) -> jax.Array:
         if rc.score == "sigma":
             sig = jnp.maximum(spectrum.singular_value(model.end_to_end(state.params), k), 1e-300)
             return jnp.log(sig0 / sig) / math.log(sig0 / tau) if down else jnp.log(sig / sig0) / math.log(tau / sig0)
-        xs = [jnp.log(s0_ / jnp.maximum(spectrum.singular_value(w, r), 1e-300)) / math.log(s0_ / tau_l)
-              for w, s0_ in zip(state.params, sig0_l)]
+        xs = [
+            jnp.log(s0_ / jnp.maximum(spectrum.singular_value(w, r), 1e-300)) / math.log(s0_ / tau_l)
+            for w, s0_ in zip(state.params, sig0_l)
+        ]
         return sum(xs) / depth
 
     base = 1.0 - PENDING * persist
@@ -137,13 +150,20 @@ def _pilot(p: Particles, cfg: Config) -> tuple[float, float]:
     """Default basin and interface: the median and 99th percentile of the score over a brute-force
     pilot from the start (64 trajectories over min(flux_steps, 20,000) steps, after the first 10 %)."""
     periods = max(10, min(cfg.rare.flux_steps or cfg.train.steps, 20_000) // p.period_steps)
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(cfg.rare.seed + 7_777, impl="threefry2x32"), i))(jnp.arange(64))
-    run = jax.jit(lambda ks: jax.lax.scan(
-        lambda xs, t: (lambda ys: (ys, jax.vmap(p.score)(ys)))(jax.vmap(p.advance, in_axes=(0, 0, None))(
-            xs, jax.vmap(jax.random.fold_in, in_axes=(0, None))(ks, t), t)),
-        jax.vmap(p.init)(ks), jnp.arange(periods, dtype=jnp.int32))[1])
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(cfg.rare.seed + 7_777, impl="threefry2x32"), i))(
+        jnp.arange(64)
+    )
+    run = jax.jit(
+        lambda ks: jax.lax.scan(
+            lambda xs, t: (lambda ys: (ys, jax.vmap(p.score)(ys)))(
+                jax.vmap(p.advance, in_axes=(0, 0, None))(xs, jax.vmap(jax.random.fold_in, in_axes=(0, None))(ks, t), t)
+            ),
+            jax.vmap(p.init)(ks),
+            jnp.arange(periods, dtype=jnp.int32),
+        )[1]
+    )
     with dynamics.float64_scope():
-        xi = np.asarray(run(keys))[periods // 10:]
+        xi = np.asarray(run(keys))[periods // 10 :]
     xi = xi[np.isfinite(xi) & (xi < 1)]
     basin = float(np.quantile(xi, 0.5)) if cfg.rare.basin is None else cfg.rare.basin
     interface = float(np.quantile(xi, 0.99)) if cfg.rare.interface is None else cfg.rare.interface
@@ -167,7 +187,9 @@ def state_path(out: Path, cfg: Config, lo: int, hi: int) -> Path:
 
 
 @dynamics.with_float64
-def run_rare(cfg: Config, out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True, say=print) -> Outcome:
+def run_rare(
+    cfg: Config, out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True, say=print
+) -> Outcome:
     """Splitting estimate of one experiment's rare jump for the replicas of shard ``shard``/``n_shards``,
     written as tables into ``out``. Resumes from the last finished iteration (engine state saved after
     each one); a shard whose tables exist is skipped."""
@@ -181,7 +203,9 @@ def run_rare(cfg: Config, out: str | Path, shard: int = 0, n_shards: int = 1, pr
         return Outcome(None, float("nan"), float("nan"), 0.0, True)
     rc = cfg.rare
     if rc.method == "rate" and (cfg.train.lr.kind != "constant" or cfg.train.ridge.kind != "constant"):
-        raise ConfigError("rare.method", '"rate" needs constant train.lr and train.ridge (a rate of a stationary dynamics)')
+        raise ConfigError(
+            "rare.method", '"rate" needs constant train.lr and train.ridge (a rate of a stationary dynamics)'
+        )
     su = dynamics.setup(cfg)
     p = particles(cfg, su)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,12 +213,19 @@ def run_rare(cfg: Config, out: str | Path, shard: int = 0, n_shards: int = 1, pr
     n, reps = rc.particles, hi - lo
     mem = n * reps * p.state_bytes
     horizon = cfg.train.steps // p.period_steps
-    say(f"jumpsim rare: {rc.method}, rank {p.start_rank} -> {'<=' if rc.direction == 'down' else '>='} {p.target_rank}, "
-        f"{n} particles x replicas {lo}..{hi - 1}; particle state {p.state_bytes:,} B, population {mem / 2**20:.1f} MiB "
-        f"(+ ~3 states per simulated particle)")
+    say(
+        f"jumpsim rare: {rc.method}, rank {p.start_rank} -> {'<=' if rc.direction == 'down' else '>='} "
+        f"{p.target_rank}, "
+        f"{n} particles x replicas {lo}..{hi - 1}; particle state {p.state_bytes:,} B, population {mem / 2**20:.1f} "
+        "MiB "
+        f"(+ ~3 states per simulated particle)"
+    )
     if rc.method == "tams":
-        say(f"  work: initial population {n * reps * cfg.train.steps:,} SGD steps, then ~{rc.kill_fraction:.0%} of it per "
-            f"iteration; ~{math.log(10) / rc.kill_fraction:.0f} iterations per decade of p")
+        say(
+            f"  work: initial population {n * reps * cfg.train.steps:,} SGD steps, then ~{rc.kill_fraction:.0%} of "
+            "it per "
+            f"iteration; ~{math.log(10) / rc.kill_fraction:.0f} iterations per decade of p"
+        )
     path = state_path(out, cfg, lo, hi)
     path.parent.mkdir(parents=True, exist_ok=True)
     resume = splitting.load_state(path, p.init) if path.exists() else None
@@ -209,21 +240,43 @@ def run_rare(cfg: Config, out: str | Path, shard: int = 0, n_shards: int = 1, pr
         now = time.perf_counter()
         if progress and (now - clock["last"] > 2 or st.done.all()):
             z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
-            print(f"  iteration {int(st.iteration.max()):5d}: {int((~st.done).sum())} replica(s) running, highest level Z {z:.3f}, "
-                  f"{int(st.steps.sum()) * p.period_steps:,} SGD steps, {now - t0:.0f} s", file=sys.stderr)
+            print(
+                f"  iteration {int(st.iteration.max()):5d}: {int((~st.done).sum())} replica(s) running, highest "
+                f"level Z {z:.3f}, "
+                f"{int(st.steps.sum()) * p.period_steps:,} SGD steps, {now - t0:.0f} s",
+                file=sys.stderr,
+            )
             clock["last"] = now
 
     seed = rc.seed + 7919 * shard if rc.method == "rate" else rc.seed
-    common = dict(particles=n, replicas=reps, kill_fraction=rc.kill_fraction, seed=seed, level=0.95,
-                  max_iterations=rc.max_iterations, state=resume, on_iteration=on_iteration, replica_offset=lo)
+    common = dict(
+        particles=n,
+        replicas=reps,
+        kill_fraction=rc.kill_fraction,
+        seed=seed,
+        level=0.95,
+        max_iterations=rc.max_iterations,
+        state=resume,
+        on_iteration=on_iteration,
+        replica_offset=lo,
+    )
     basin = interface = float("nan")
     if rc.method == "tams":
         res = splitting.estimate(p.init, p.advance, p.score, horizon=horizon, **common)
     else:
         basin, interface = _pilot(p, cfg)
         flux_periods = (rc.flux_steps or cfg.train.steps) // p.period_steps
-        res = splitting.estimate_rate(p.init, p.advance, p.score, basin=basin, interface=interface, flux_trajectories=rc.flux_seeds,
-                                      flux_periods=flux_periods, max_periods=max(1, rc.max_steps // p.period_steps), **common)
+        res = splitting.estimate_rate(
+            p.init,
+            p.advance,
+            p.score,
+            basin=basin,
+            interface=interface,
+            flux_trajectories=rc.flux_seeds,
+            flux_periods=flux_periods,
+            max_periods=max(1, rc.max_steps // p.period_steps),
+            **common,
+        )
     wall = time.perf_counter() - t0
     tables.write_rare(out, cfg, eid, lo, hi, p, res, basin, interface, wall)
     path.unlink(missing_ok=True)

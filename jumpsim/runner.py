@@ -11,9 +11,9 @@ import datetime
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ def versions() -> dict:
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "devices": ", ".join(sorted({d.device_kind for d in jax.devices()})) + f" x{jax.device_count()}",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -63,7 +63,13 @@ def segments(n_checks: int, target: int = 20) -> list[int]:
 
 
 @dynamics.with_float64
-def run_chunk(kernel: sim.Kernel, cfg: Config, seeds: np.ndarray, trace: bool = False, on_segment: Callable[[int], None] | None = None) -> ChunkResult:
+def run_chunk(
+    kernel: sim.Kernel,
+    cfg: Config,
+    seeds: np.ndarray,
+    trace: bool = False,
+    on_segment: Callable[[int], None] | None = None,
+) -> ChunkResult:
     """Simulate the given seed ids to the horizon. ``on_segment(n_steps)`` reports progress."""
     every = cfg.detect.every
     n = len(seeds)
@@ -89,7 +95,9 @@ def run_chunk(kernel: sim.Kernel, cfg: Config, seeds: np.ndarray, trace: bool = 
     return ChunkResult(np.asarray(seeds, np.int64), final, sv, trace_out)
 
 
-def iter_chunks(cfg: Config, kernel: sim.Kernel | None = None, shard: int = 0, n_shards: int = 1, on_segment=None) -> Iterator[tuple[tuple[int, int], ChunkResult]]:
+def iter_chunks(
+    cfg: Config, kernel: sim.Kernel | None = None, shard: int = 0, n_shards: int = 1, on_segment=None
+) -> Iterator[tuple[tuple[int, int], ChunkResult]]:
     kernel = sim.build(cfg) if kernel is None else kernel
     for lo, hi in chunk_ranges(cfg, shard, n_shards):
         yield (lo, hi), run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=on_segment)
@@ -160,7 +168,15 @@ class _Progress:
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, unit="seed-step", unit_scale=True, desc=desc, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            self.bar = tqdm(
+                total=total,
+                unit="seed-step",
+                unit_scale=True,
+                desc=desc,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
 
     def __call__(self, n: int):
         if self.bar is not None:
@@ -198,7 +214,14 @@ def check_target(configs: list[Config], out: str | Path, append: bool = False, c
 
 
 @dynamics.with_float64
-def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True, append: bool = False) -> RunReport:
+def run(
+    configs: list[Config],
+    out: str | Path,
+    shard: int = 0,
+    n_shards: int = 1,
+    progress: bool = True,
+    append: bool = False,
+) -> RunReport:
     """Simulate every config (a sweep gives several) into the dataset directory ``out``.
 
     Chunks whose ``runs`` part already exists are skipped, so rerunning the same command
@@ -236,7 +259,9 @@ def run(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 
         bar = _Progress(n_seeds * cfg.train.steps, progress, desc=f"{cfg.name} [{cid}]")
         try:
             for lo, hi in todo:
-                res = run_chunk(kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar(n * k), clock(n * k)))
+                res = run_chunk(
+                    kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar(n * k), clock(n * k))
+                )
                 tables.write_chunk(out, cid, lo, hi - 1, tables.chunk_tables(res, cfg.train.steps, cfg.detect.every))
                 report.chunks_done += 1
         finally:

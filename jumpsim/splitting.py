@@ -238,8 +238,18 @@ def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, 
     b = start_t.shape[0]
     t0 = jnp.min(jnp.where(valid, start_t, horizon)).astype(jnp.int32)
     neg = jnp.full((b,), -jnp.inf, jnp.float32)
-    carry0 = (t0, state, ~replay, valid, neg, jnp.full((b,), NOHIT, jnp.int32), state, start_t.astype(jnp.int32),
-              jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
+    carry0 = (
+        t0,
+        state,
+        ~replay,
+        valid,
+        neg,
+        jnp.full((b,), NOHIT, jnp.int32),
+        state,
+        start_t.astype(jnp.int32),
+        jnp.zeros((b,), jnp.int32),
+        jnp.zeros((b,), bool),
+    )
 
     def cond(c):
         return (c[0] <= horizon) & jnp.any(c[3])
@@ -280,6 +290,7 @@ def _init_population(init, seed, replica, n):
 @partial(jax.jit, static_argnames=("n",))
 def _survivor_draws(seed, replica, iteration, n_surv, n):
     """(R, n) uniform draws in [0, n_surv[r]) keyed by (seed, replica, iteration)."""
+
     def one(r, it, m):
         k = _wrap(_key_data(seed, r, it, SURVIVOR_TAG))
         return jax.random.randint(k, (n,), 0, jnp.maximum(m, 1), dtype=jnp.int32)
@@ -315,8 +326,9 @@ def _pad(spec, a: int, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @partial(jax.jit, static_argnames=("advance", "score"))
-def _batch(advance, score, origin, origin_t, key, src, dest, replay, valid, seed, replica, iteration, slot, z,
-           horizon, basin):
+def _batch(
+    advance, score, origin, origin_t, key, src, dest, replay, valid, seed, replica, iteration, slot, z, horizon, basin
+):
     """One padded batch of B particles of the (R, N) population, all flat indices. Clones (``replay``):
     replay the survivor src from its origin, branch at its first check with score > z, continue with the
     fresh key of (replica, iteration, slot), and are written to dest (invalid slots dropped). Others: run
@@ -342,12 +354,25 @@ def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
         m = min(spec.max_batch, n - a)
         i, valid = _pad(spec, a, m)
         i32 = lambda v: jnp.asarray(v[i], jnp.int32)
-        pop, out = _batch(spec.advance, spec.score, *pop, i32(src), i32(dest), jnp.asarray(replay[i]),
-                          jnp.asarray(valid), jnp.int32(spec.seed), i32(replica), i32(iteration), i32(slot),
-                          jnp.asarray(z[i], jnp.float32), jnp.int32(spec.horizon), jnp.float32(spec.basin))
+        pop, out = _batch(
+            spec.advance,
+            spec.score,
+            *pop,
+            i32(src),
+            i32(dest),
+            jnp.asarray(replay[i]),
+            jnp.asarray(valid),
+            jnp.int32(spec.seed),
+            i32(replica),
+            i32(iteration),
+            i32(slot),
+            jnp.asarray(z[i], jnp.float32),
+            jnp.int32(spec.horizon),
+            jnp.float32(spec.basin),
+        )
         out = _host(out, m)
         for r, v in zip(res, (out.level, out.hit, out.steps, out.capped)):
-            r[a:a + m] = v
+            r[a : a + m] = v
     return pop, res
 
 
@@ -355,8 +380,10 @@ def _host(out, m):
     """First m slots of a batch result as numpy; raise if a replay failed."""
     out = jax.tree.map(lambda x: np.asarray(x)[:m], out)
     if out.failed.any():
-        raise RuntimeError("splitting: a replayed survivor never exceeded Z; replays are not bit-for-bit "
-                           "reproducible (non-deterministic advance/score?) -- refusing to continue biased")
+        raise RuntimeError(
+            "splitting: a replayed survivor never exceeded Z; replays are not bit-for-bit "
+            "reproducible (non-deterministic advance/score?) -- refusing to continue biased"
+        )
     return out
 
 
@@ -370,22 +397,35 @@ def _start(spec: _Spec, states, keys, replica) -> EngineState:
     zeros = np.zeros(r * n, np.int32)
     idx = np.arange(r * n)
     pop = (states, jnp.zeros((r, n), jnp.int32), keys)
-    (states, origin_t, keys), (level, hit, steps, capped) = _run(spec, pop, idx, idx, zeros.astype(bool), zeros,
-                                                                 zeros, zeros, zeros.astype(np.float32))
+    (states, origin_t, keys), (level, hit, steps, capped) = _run(
+        spec, pop, idx, idx, zeros.astype(bool), zeros, zeros, zeros, zeros.astype(np.float32)
+    )
     return EngineState(
-        origin=states, origin_t=origin_t, key=keys, level=level.reshape(r, n), hit=hit.reshape(r, n),
-        log_w=np.zeros(r), iteration=np.zeros(r, np.int32), done=np.zeros(r, bool), extinct=np.zeros(r, bool),
-        capped=np.zeros(r, bool), steps=steps.reshape(r, n).sum(1), period_capped=capped.reshape(r, n).sum(1),
-        log_z=np.full((r, 0), np.nan, np.float32), log_k=np.full((r, 0), -1, np.int32),
-        replica=np.asarray(replica, np.int32))
+        origin=states,
+        origin_t=origin_t,
+        key=keys,
+        level=level.reshape(r, n),
+        hit=hit.reshape(r, n),
+        log_w=np.zeros(r),
+        iteration=np.zeros(r, np.int32),
+        done=np.zeros(r, bool),
+        extinct=np.zeros(r, bool),
+        capped=np.zeros(r, bool),
+        steps=steps.reshape(r, n).sum(1),
+        period_capped=capped.reshape(r, n).sum(1),
+        log_z=np.full((r, 0), np.nan, np.float32),
+        log_k=np.full((r, 0), -1, np.int32),
+        replica=np.asarray(replica, np.int32),
+    )
 
 
 def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
     """Kill / clone until every replica is done (Z >= 1, extinct, or max_iterations)."""
     n, k = spec.n, spec.k
     st = st._replace(**{f: np.array(getattr(st, f)) for f in EngineState._fields[3:]})  # private host copies
-    st = st._replace(origin=jax.tree.map(jnp.asarray, st.origin), origin_t=jnp.asarray(st.origin_t),
-                     key=jnp.asarray(st.key))
+    st = st._replace(
+        origin=jax.tree.map(jnp.asarray, st.origin), origin_t=jnp.asarray(st.origin_t), key=jnp.asarray(st.key)
+    )
     r_all = np.arange(len(st.replica))
     while not st.done.all():
         level = st.level
@@ -412,8 +452,10 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
         width = st.log_z.shape[1]
         if it.max() > width:  # grow the per-iteration log
             extra = max(width, 16)
-            st = st._replace(log_z=np.pad(st.log_z, ((0, 0), (0, extra)), constant_values=np.nan),
-                             log_k=np.pad(st.log_k, ((0, 0), (0, extra)), constant_values=-1))
+            st = st._replace(
+                log_z=np.pad(st.log_z, ((0, 0), (0, extra)), constant_values=np.nan),
+                log_k=np.pad(st.log_k, ((0, 0), (0, extra)), constant_values=-1),
+            )
         rec = np.flatnonzero(go | extinct)
         st.log_z[rec, it[rec] - 1] = z[rec]
         st.log_k[rec, it[rec] - 1] = n_killed[rec]
@@ -424,28 +466,57 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
         origin, origin_t, key = st.origin, st.origin_t, st.key
         killed &= go[:, None]
         if go.any():
-            draws = np.asarray(_survivor_draws(jnp.int32(spec.seed), jnp.asarray(st.replica),
-                                               jnp.asarray(it, jnp.int32), jnp.asarray(n - n_killed, jnp.int32), n))
+            draws = np.asarray(
+                _survivor_draws(
+                    jnp.int32(spec.seed),
+                    jnp.asarray(st.replica),
+                    jnp.asarray(it, jnp.int32),
+                    jnp.asarray(n - n_killed, jnp.int32),
+                    n,
+                )
+            )
             surv = np.argsort(killed, axis=1, kind="stable")  # survivors first, in slot order
             src_local = np.take_along_axis(surv, draws, axis=1)
             rr, jj = np.nonzero(killed)
             dest = rr * n + jj
             src = rr * n + src_local[rr, jj]
             (origin, origin_t, key), (lv, ht, sp, cp) = _run(
-                spec, (origin, origin_t, key), src, dest, np.ones(len(rr), bool), st.replica[rr], it[rr], jj,
-                z_branch[rr])
+                spec,
+                (origin, origin_t, key),
+                src,
+                dest,
+                np.ones(len(rr), bool),
+                st.replica[rr],
+                it[rr],
+                jj,
+                z_branch[rr],
+            )
             level[rr, jj], hit[rr, jj] = lv, ht
             np.add.at(steps, rr, sp)
             np.add.at(period_capped, rr, cp)
-        st = st._replace(origin=origin, origin_t=origin_t, key=key, level=level, hit=hit, log_w=log_w,
-                         iteration=it.astype(np.int32), done=st.done | finished | capped | extinct,
-                         extinct=st.extinct | extinct, capped=st.capped | capped, steps=steps,
-                         period_capped=period_capped)
+        st = st._replace(
+            origin=origin,
+            origin_t=origin_t,
+            key=key,
+            level=level,
+            hit=hit,
+            log_w=log_w,
+            iteration=it.astype(np.int32),
+            done=st.done | finished | capped | extinct,
+            extinct=st.extinct | extinct,
+            capped=st.capped | capped,
+            steps=steps,
+            period_capped=period_capped,
+        )
         if on_iteration is not None:
             on_iteration(st)
     if st.capped.any():
-        warnings.warn(f"splitting: {int(st.capped.sum())} replica(s) hit max_iterations = {spec.max_iterations}; "
-                      "their estimates are biased", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"splitting: {int(st.capped.sum())} replica(s) hit max_iterations = {spec.max_iterations}; "
+            "their estimates are biased",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return st
 
 
@@ -475,10 +546,24 @@ def _check(particles, replicas, kill_fraction):
 # --------------------------------------------------------------------------------------------- fixed horizon
 
 
-def estimate(init, advance, score, *, horizon: int, particles: int, replicas: int, kill_fraction: float = 0.2,
-             seed: int = 0, level: float = 0.95, max_iterations: int = 10_000, state: EngineState | None = None,
-             on_iteration: Callable[[EngineState], Any] | None = None, replica_offset: int = 0,
-             max_batch: int = MAX_BATCH, _naive_ties: bool = False) -> TamsResult:
+def estimate(
+    init,
+    advance,
+    score,
+    *,
+    horizon: int,
+    particles: int,
+    replicas: int,
+    kill_fraction: float = 0.2,
+    seed: int = 0,
+    level: float = 0.95,
+    max_iterations: int = 10_000,
+    state: EngineState | None = None,
+    on_iteration: Callable[[EngineState], Any] | None = None,
+    replica_offset: int = 0,
+    max_batch: int = MAX_BATCH,
+    _naive_ties: bool = False,
+) -> TamsResult:
     """Fixed-horizon TAMS estimate of P(max_{t=0..horizon} score(x_t) >= 1), x_0 = init(key).
 
     `replicas` independent replicas of `particles` particles (global ids replica_offset + r); `state`
@@ -486,8 +571,18 @@ def estimate(init, advance, score, *, horizon: int, particles: int, replicas: in
     bounds the particles simulated at once (memory: ~3 states per batch slot). See the module docstring.
     """
     k = _check(particles, replicas, kill_fraction)
-    spec = _Spec(advance, score, int(horizon), -math.inf, particles, k, seed, max_iterations,
-                 max(LANES, max_batch // LANES * LANES), _naive_ties)
+    spec = _Spec(
+        advance,
+        score,
+        int(horizon),
+        -math.inf,
+        particles,
+        k,
+        seed,
+        max_iterations,
+        max(LANES, max_batch // LANES * LANES),
+        _naive_ties,
+    )
     if state is None:
         ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
         states, keys = _init_population(init, jnp.int32(seed), jnp.asarray(ids), particles)
@@ -502,17 +597,41 @@ def _tams_result(st: EngineState, horizon: int, level: float) -> TamsResult:
     rp = _replica_p(st)
     hit_by = (st.hit[:, :, None] <= np.arange(horizon + 1)[None, None, :]).mean(1)  # (R, T+1)
     curve = np.where(st.extinct[:, None], 0.0, np.exp(st.log_w)[:, None] * hit_by)
-    return _summarise(rp, curve, st.extinct, st.iteration, int(st.steps.sum()), (st.level >= 1).sum(1),
-                      _log(st), int(st.capped.sum()), st.replica, level)
+    return _summarise(
+        rp,
+        curve,
+        st.extinct,
+        st.iteration,
+        int(st.steps.sum()),
+        (st.level >= 1).sum(1),
+        _log(st),
+        int(st.capped.sum()),
+        st.replica,
+        level,
+    )
 
 
 def _summarise(rp, curve, extinct, iterations, steps, reached, log, capped, ids, level) -> TamsResult:
     m, lo, hi = _t_interval(rp, level)
     pos = rp[rp > 0]
     l10 = np.log10(pos) if len(pos) else np.array([np.nan])
-    return TamsResult(m, lo, hi, rp, int(np.sum(extinct)), np.asarray(iterations), steps, np.asarray(reached),
-                      curve.mean(0), curve, log, Log10(float(l10.mean()), float(l10.std(ddof=1)) if len(l10) > 1
-                                                        else float("nan")), capped, np.asarray(ids), level)
+    return TamsResult(
+        m,
+        lo,
+        hi,
+        rp,
+        int(np.sum(extinct)),
+        np.asarray(iterations),
+        steps,
+        np.asarray(reached),
+        curve.mean(0),
+        curve,
+        log,
+        Log10(float(l10.mean()), float(l10.std(ddof=1)) if len(l10) > 1 else float("nan")),
+        capped,
+        np.asarray(ids),
+        level,
+    )
 
 
 def _pad_logs(logs: Sequence[TamsLog]) -> TamsLog:
@@ -532,16 +651,37 @@ def combine(results):
     log = _pad_logs([r.log for r in results])
     if isinstance(r0, TamsResult):
         rp, curve = cat("replica_p"), cat("replica_p_curve")
-        return _summarise(rp, curve, sum(r.extinct for r in results), cat("iterations"),
-                          sum(r.particle_steps for r in results), cat("reached"), log,
-                          sum(r.capped for r in results), cat("replica_ids"), r0.level)
+        return _summarise(
+            rp,
+            curve,
+            sum(r.extinct for r in results),
+            cat("iterations"),
+            sum(r.particle_steps for r in results),
+            cat("reached"),
+            log,
+            sum(r.capped for r in results),
+            cat("replica_ids"),
+            r0.level,
+        )
     if any((r.flux_crossings, r.flux_exposure) != (r0.flux_crossings, r0.flux_exposure) for r in results):
         raise ValueError("combine: rate results with different flux phases")
     flux_steps = _flux_steps(r0)
     ams_steps = sum(r.particle_steps - _flux_steps(r) for r in results)
-    return _rate_result(r0.flux_crossings, r0.flux_exposure, r0.flux_overflow, flux_steps, cat("replica_p_ab"),
-                        sum(r.extinct for r in results), ams_steps, sum(r.period_capped for r in results),
-                        sum(r.capped for r in results), cat("iterations"), log, cat("replica_ids"), r0.level)
+    return _rate_result(
+        r0.flux_crossings,
+        r0.flux_exposure,
+        r0.flux_overflow,
+        flux_steps,
+        cat("replica_p_ab"),
+        sum(r.extinct for r in results),
+        ams_steps,
+        sum(r.period_capped for r in results),
+        sum(r.capped for r in results),
+        cat("iterations"),
+        log,
+        cat("replica_ids"),
+        r0.level,
+    )
 
 
 # --------------------------------------------------------------------------------------------- rate form
@@ -591,8 +731,21 @@ def _flux_steps(r: RateResult) -> int:
     return r.flux_exposure  # periods advanced in the flux phase == exposure (stops at the target)
 
 
-def _rate_result(crossings, exposure, overflow, flux_steps, rp, extinct, ams_steps, period_capped, capped,
-                 iterations, log, ids, level) -> RateResult:
+def _rate_result(
+    crossings,
+    exposure,
+    overflow,
+    flux_steps,
+    rp,
+    extinct,
+    ams_steps,
+    period_capped,
+    capped,
+    iterations,
+    log,
+    ids,
+    level,
+) -> RateResult:
     p, plo, phi = _t_interval(rp, level)
     flux = crossings / exposure if exposure else float("nan")
     rate = flux * p
@@ -602,16 +755,51 @@ def _rate_result(crossings, exposure, overflow, flux_steps, rp, extinct, ams_ste
         lo, hi = rate * math.exp(-half), rate * math.exp(half)
     else:
         lo = hi = float("nan")
-    return RateResult(rate, lo, hi, flux, int(crossings), int(exposure), int(overflow), p, plo, phi, rp, int(extinct),
-                      int(flux_steps + ams_steps), int(period_capped), int(capped), np.asarray(iterations), log,
-                      np.asarray(ids), level)
+    return RateResult(
+        rate,
+        lo,
+        hi,
+        flux,
+        int(crossings),
+        int(exposure),
+        int(overflow),
+        p,
+        plo,
+        phi,
+        rp,
+        int(extinct),
+        int(flux_steps + ams_steps),
+        int(period_capped),
+        int(capped),
+        np.asarray(iterations),
+        log,
+        np.asarray(ids),
+        level,
+    )
 
 
-def estimate_rate(init, advance, score, *, basin: float, interface: float, flux_trajectories: int, flux_periods: int,
-                  particles: int, replicas: int, kill_fraction: float = 0.2, seed: int = 0, level: float = 0.95,
-                  max_periods: int = 100_000, max_iterations: int = 10_000, flux_capacity: int = 16,
-                  replica_offset: int = 0, state: EngineState | None = None,
-                  on_iteration: Callable[[EngineState], Any] | None = None, max_batch: int = MAX_BATCH) -> RateResult:
+def estimate_rate(
+    init,
+    advance,
+    score,
+    *,
+    basin: float,
+    interface: float,
+    flux_trajectories: int,
+    flux_periods: int,
+    particles: int,
+    replicas: int,
+    kill_fraction: float = 0.2,
+    seed: int = 0,
+    level: float = 0.95,
+    max_periods: int = 100_000,
+    max_iterations: int = 10_000,
+    flux_capacity: int = 16,
+    replica_offset: int = 0,
+    state: EngineState | None = None,
+    on_iteration: Callable[[EngineState], Any] | None = None,
+    max_batch: int = MAX_BATCH,
+) -> RateResult:
     """Escape rate (per period) to score >= 1 from the basin score <= `basin`, k = flux * p_ab.
 
     Flux: `flux_trajectories` brute-force runs of `flux_periods` periods from init; a crossing is a check
@@ -636,8 +824,17 @@ def estimate_rate(init, advance, score, *, basin: float, interface: float, flux_
         ids = jnp.asarray(np.minimum(np.arange(a, a + size), flux_trajectories - 1), jnp.int32)
         kd = jax.vmap(lambda j: _key_data(jnp.int32(seed), FLUX_REPLICA, 0, j))(ids)
         x0 = jax.vmap(lambda kk: init(jax.random.fold_in(_wrap(kk), INIT_TAG)))(kd)
-        fl = _flux_run(advance, score, x0, kd, jnp.asarray(np.arange(size) < m), jnp.int32(flux_periods),
-                       jnp.float32(basin), jnp.float32(interface), flux_capacity)
+        fl = _flux_run(
+            advance,
+            score,
+            x0,
+            kd,
+            jnp.asarray(np.arange(size) < m),
+            jnp.int32(flux_periods),
+            jnp.float32(basin),
+            jnp.float32(interface),
+            flux_capacity,
+        )
         cnt = np.asarray(fl.count)[:m]
         rec = np.minimum(cnt, flux_capacity)
         mask = np.arange(flux_capacity)[None, :] < rec[:, None]
@@ -652,23 +849,52 @@ def estimate_rate(init, advance, score, *, basin: float, interface: float, flux_
     if n_rec == 0:
         warnings.warn("splitting: no crossing recorded in the flux phase; rate = 0", RuntimeWarning, stacklevel=2)
         r = len(ids)
-        return _rate_result(count, exposure, overflow, exposure, np.zeros(r), 0, 0, 0, 0, np.zeros(r, np.int32),
-                            TamsLog(np.zeros((r, 0), np.float32), np.zeros((r, 0), np.int32)), ids, level)
+        return _rate_result(
+            count,
+            exposure,
+            overflow,
+            exposure,
+            np.zeros(r),
+            0,
+            0,
+            0,
+            0,
+            np.zeros(r, np.int32),
+            TamsLog(np.zeros((r, 0), np.float32), np.zeros((r, 0), np.int32)),
+            ids,
+            level,
+        )
     if state is None:
         g = (ids[:, None].astype(np.int64) * particles + np.arange(particles)[None, :]) % n_rec
         states = jax.tree.map(lambda x: x[jnp.asarray(g, jnp.int32)], crossings)
         keys = jax.vmap(lambda r: jax.vmap(lambda j: _key_data(jnp.int32(seed), r, 0, j))(jnp.arange(particles)))(
-            jnp.asarray(ids))
+            jnp.asarray(ids)
+        )
         state = _start(spec, states, keys, ids)
         if on_iteration is not None:
             on_iteration(state)
     st = _iterate(spec, state, on_iteration)
     if st.period_capped.any():
-        warnings.warn(f"splitting: {int(st.period_capped.sum())} AMS particle(s) hit max_periods = {max_periods}",
-                      RuntimeWarning, stacklevel=2)
-    return _rate_result(count, exposure, overflow, exposure, _replica_p(st), int(st.extinct.sum()),
-                        int(st.steps.sum()), int(st.period_capped.sum()), int(st.capped.sum()), st.iteration,
-                        _log(st), st.replica, level)
+        warnings.warn(
+            f"splitting: {int(st.period_capped.sum())} AMS particle(s) hit max_periods = {max_periods}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return _rate_result(
+        count,
+        exposure,
+        overflow,
+        exposure,
+        _replica_p(st),
+        int(st.extinct.sum()),
+        int(st.steps.sum()),
+        int(st.period_capped.sum()),
+        int(st.capped.sum()),
+        st.iteration,
+        _log(st),
+        st.replica,
+        level,
+    )
 
 
 # --------------------------------------------------------------------------------------------- save / load

@@ -71,20 +71,37 @@ def first_passage(runs: pd.DataFrame, passages: pd.DataFrame, level: float = 0.9
     """P(persistent rank <= level within the horizon), per (config_id, start_rank, level):
     k of n seeds, p = k/n with Wilson (p_low, p_high) and exact (p_low_exact, p_high_exact)
     intervals, and how many of the seeds that did not reach it diverged."""
-    cols = ["config_id", "start_rank", "level", "n", "k", "n_diverged", "horizon", "p", "p_low", "p_high", "p_low_exact", "p_high_exact"]
+    cols = [
+        "config_id",
+        "start_rank",
+        "level",
+        "n",
+        "k",
+        "n_diverged",
+        "horizon",
+        "p",
+        "p_low",
+        "p_high",
+        "p_low_exact",
+        "p_high_exact",
+    ]
     if passages.empty:
         return pd.DataFrame(columns=cols)
     df = passages.merge(runs[["config_id", "seed", "status", "horizon"]], on=["config_id", "seed"], how="left")
     df["reached"] = df["step"].notna() & (df["step"] <= df["horizon"])
     df["div_unreached"] = ~df["reached"] & (df["status"] == "diverged")
     g = df.groupby(["config_id", "start_rank", "level"], sort=True)
-    out = g.agg(n=("seed", "size"), k=("reached", "sum"), n_diverged=("div_unreached", "sum"), horizon=("horizon", "max")).reset_index()
+    out = g.agg(
+        n=("seed", "size"), k=("reached", "sum"), n_diverged=("div_unreached", "sum"), horizon=("horizon", "max")
+    ).reset_index()
     out["p"] = out["k"] / out["n"]
     w = [proportion_ci(int(k), int(n), level, "wilson") for k, n in zip(out["k"], out["n"])]
     e = [proportion_ci(int(k), int(n), level, "exact") for k, n in zip(out["k"], out["n"])]
     out["p_low"], out["p_high"] = [x[0] for x in w], [x[1] for x in w]
     out["p_low_exact"], out["p_high_exact"] = [x[0] for x in e], [x[1] for x in e]
-    return out.sort_values(["config_id", "start_rank", "level"], ascending=[True, True, False])[cols].reset_index(drop=True)
+    return out.sort_values(["config_id", "start_rank", "level"], ascending=[True, True, False])[cols].reset_index(
+        drop=True
+    )
 
 
 def _passage_times(runs: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
@@ -116,14 +133,34 @@ def survival_curves(runs: pd.DataFrame, passages: pd.DataFrame, level: float = 0
     rows = []
     for (cid, start, lv), g in _passage_times(runs, passages).groupby(["config_id", "start_rank", "level"], sort=True):
         fit = _km(g["time"].to_numpy(), g["reached"].to_numpy(), level)
-        rows.append(pd.DataFrame({"config_id": cid, "start_rank": start, "level": lv, "step": [0.0], "survival": [1.0], "low": [1.0], "high": [1.0]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "config_id": cid,
+                    "start_rank": start,
+                    "level": lv,
+                    "step": [0.0],
+                    "survival": [1.0],
+                    "low": [1.0],
+                    "high": [1.0],
+                }
+            )
+        )
         if fit is None:
             continue
         sf, band = fit
         q = sf.quantiles
         rows.append(
             pd.DataFrame(
-                {"config_id": cid, "start_rank": start, "level": lv, "step": q, "survival": sf.probabilities, "low": band.low.probabilities, "high": band.high.probabilities}
+                {
+                    "config_id": cid,
+                    "start_rank": start,
+                    "level": lv,
+                    "step": q,
+                    "survival": sf.probabilities,
+                    "low": band.low.probabilities,
+                    "high": band.high.probabilities,
+                }
             )
         )
     cols = ["config_id", "start_rank", "level", "step", "survival", "low", "high"]
@@ -193,16 +230,24 @@ def rates(runs: pd.DataFrame, events: pd.DataFrame, level: float = 0.95, burn_in
     cols = ["config_id", "from_rank", "to_rank", "count", "exposure_steps", "rate", "rate_low", "rate_high"]
     exp, counts = exposure(runs, events, burn_in)
     exp = exp[exp["exposure_steps"] > 0]
-    ups = exp[["config_id", "rank"]].rename(columns={"rank": "rank_before"}).assign(rank_after=lambda d: d["rank_before"] + 1)
+    ups = (
+        exp[["config_id", "rank"]]
+        .rename(columns={"rank": "rank_before"})
+        .assign(rank_after=lambda d: d["rank_before"] + 1)
+    )
     trans = pd.concat([counts[["config_id", "rank_before", "rank_after"]], ups]).drop_duplicates()
     df = trans.merge(counts, on=["config_id", "rank_before", "rank_after"], how="left").fillna({"count": 0})
-    df = df.merge(exp.rename(columns={"rank": "rank_before"}), on=["config_id", "rank_before"], how="left").fillna({"exposure_steps": 0})
+    df = df.merge(exp.rename(columns={"rank": "rank_before"}), on=["config_id", "rank_before"], how="left").fillna(
+        {"exposure_steps": 0}
+    )
     df = df.rename(columns={"rank_before": "from_rank", "rank_after": "to_rank"})
     df["count"] = df["count"].astype(np.int64)
     df["exposure_steps"] = df["exposure_steps"].astype(np.int64)
     df["rate"] = np.where(df["exposure_steps"] > 0, df["count"] / df["exposure_steps"].clip(lower=1), np.nan)
     df["rate_low"], df["rate_high"] = poisson_rate_ci(df["count"].to_numpy(), df["exposure_steps"].to_numpy(), level)
-    return df.sort_values(["config_id", "from_rank", "to_rank"], ascending=[True, False, True])[cols].reset_index(drop=True)
+    return df.sort_values(["config_id", "from_rank", "to_rank"], ascending=[True, False, True])[cols].reset_index(
+        drop=True
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -214,7 +259,13 @@ def rate_ratio(count_a: int, exposure_a: float, count_b: int, exposure_b: float,
     count_a is binomial with p = E_a r_a / (E_a r_a + E_b r_b). Also the two-sided p-value of
     equal rates."""
     n = count_a + count_b
-    ratio = (count_a / exposure_a) / (count_b / exposure_b) if count_b > 0 else float("inf") if count_a > 0 else float("nan")
+    ratio = (
+        (count_a / exposure_a) / (count_b / exposure_b)
+        if count_b > 0
+        else float("inf")
+        if count_a > 0
+        else float("nan")
+    )
     if n == 0:
         return {"ratio": float("nan"), "low": 0.0, "high": float("inf"), "p_value": 1.0}
     t = sps.binomtest(count_a, n, exposure_a / (exposure_a + exposure_b))
@@ -232,7 +283,17 @@ def proportion_difference(k_a: int, n_a: int, k_b: int, n_b: int, level: float =
     return {"difference": d, "low": d - np.hypot(pa - la, ub - pb), "high": d + np.hypot(ua - pa, pb - lb)}
 
 
-def compare(runs: pd.DataFrame, passages: pd.DataFrame, events: pd.DataFrame, a: str, b: str, start_rank: int, level_rank: int, level: float = 0.95, burn_in: int = 0) -> dict:
+def compare(
+    runs: pd.DataFrame,
+    passages: pd.DataFrame,
+    events: pd.DataFrame,
+    a: str,
+    b: str,
+    start_rank: int,
+    level_rank: int,
+    level: float = 0.95,
+    burn_in: int = 0,
+) -> dict:
     """Config a vs config b for first passage from ``start_rank`` to rank <= ``level_rank``:
     difference of probabilities within the horizon, log-rank test of the passage-time curves,
     and the ratio of the jump rates out of ``start_rank`` downwards."""
@@ -245,7 +306,11 @@ def compare(runs: pd.DataFrame, passages: pd.DataFrame, events: pd.DataFrame, a:
     data = lambda g: sps.CensoredData(uncensored=g.time[g.reached].to_numpy(), right=g.time[~g.reached].to_numpy())
     logrank_p = float(sps.logrank(data(ga), data(gb)).pvalue) if (ga.reached.any() or gb.reached.any()) else 1.0
     exp, counts = exposure(runs, events, burn_in)
-    down = lambda cid: int(counts[(counts.config_id == cid) & (counts.rank_before == start_rank) & (counts.rank_after < start_rank)]["count"].sum())
+    down = lambda cid: int(
+        counts[(counts.config_id == cid) & (counts.rank_before == start_rank) & (counts.rank_after < start_rank)][
+            "count"
+        ].sum()
+    )
     ex = lambda cid: float(exp[(exp.config_id == cid) & (exp["rank"] == start_rank)]["exposure_steps"].sum())
     rr = rate_ratio(down(a), ex(a), down(b), ex(b), level) if ex(a) > 0 and ex(b) > 0 else None
     return {
@@ -275,7 +340,9 @@ def mean_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
     return m, max(m - half, 0.0), m + half
 
 
-def rate_interval(crossings: int, exposure: float, replica_p: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+def rate_interval(
+    crossings: int, exposure: float, replica_p: np.ndarray, level: float = 0.95
+) -> tuple[float, float, float]:
     """Escape rate k = (crossings / exposure) * mean(replica_p) with a delta-method interval on log k:
     var = 1 / crossings (Poisson flux) + var(replica_p) / (R mean^2) (the splitting factor)."""
     rp = np.asarray(replica_p, float)
@@ -292,23 +359,76 @@ def splitting(rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95) -
     """One row per splitting estimate (config_id, estimate_id), its shards pooled: p = P(target within
     the horizon) with its interval (tams: mean of replica estimates; rate: 1 - exp(-k T)), and for the
     rate form k per step with its interval. Extinct replicas count as 0 (never dropped)."""
-    cols = ["config_id", "estimate_id", "method", "score", "start_rank", "level", "direction", "horizon", "p", "p_low", "p_high",
-            "rate", "rate_low", "rate_high", "p_ab", "flux", "flux_crossings", "particles", "replicas", "extinct", "seed_steps"]
+    cols = [
+        "config_id",
+        "estimate_id",
+        "method",
+        "score",
+        "start_rank",
+        "level",
+        "direction",
+        "horizon",
+        "p",
+        "p_low",
+        "p_high",
+        "rate",
+        "rate_low",
+        "rate_high",
+        "p_ab",
+        "flux",
+        "flux_crossings",
+        "particles",
+        "replicas",
+        "extinct",
+        "seed_steps",
+    ]
     out = []
     for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
-        rp = replicas[(replicas.config_id == cid) & (replicas.estimate_id == eid)].sort_values("replica")["p"].to_numpy()
+        rp = (
+            replicas[(replicas.config_id == cid) & (replicas.estimate_id == eid)].sort_values("replica")["p"].to_numpy()
+        )
         r0 = g.iloc[0]
-        rec = {"config_id": cid, "estimate_id": eid, "method": r0.method, "score": r0.score, "start_rank": int(r0.start_rank),
-               "level": int(r0.level), "direction": r0.direction, "horizon": int(r0.horizon), "particles": int(r0.particles),
-               "replicas": len(rp), "extinct": int(g.extinct.sum()), "seed_steps": int(g.seed_steps.sum())}
+        rec = {
+            "config_id": cid,
+            "estimate_id": eid,
+            "method": r0.method,
+            "score": r0.score,
+            "start_rank": int(r0.start_rank),
+            "level": int(r0.level),
+            "direction": r0.direction,
+            "horizon": int(r0.horizon),
+            "particles": int(r0.particles),
+            "replicas": len(rp),
+            "extinct": int(g.extinct.sum()),
+            "seed_steps": int(g.seed_steps.sum()),
+        }
         if r0.method == "tams":
             p, lo, hi = mean_interval(rp, level)
-            rec.update(p=p, p_low=lo, p_high=hi, rate=np.nan, rate_low=np.nan, rate_high=np.nan, p_ab=np.nan, flux=np.nan, flux_crossings=0)
+            rec.update(
+                p=p,
+                p_low=lo,
+                p_high=hi,
+                rate=np.nan,
+                rate_low=np.nan,
+                rate_high=np.nan,
+                p_ab=np.nan,
+                flux=np.nan,
+                flux_crossings=0,
+            )
         else:
             c, e = int(g.flux_crossings.sum()), float(g.flux_exposure_steps.sum())
             k, klo, khi = rate_interval(c, e, rp, level)
             within = lambda x: -np.expm1(-x * rec["horizon"]) if np.isfinite(x) else np.nan
-            rec.update(rate=k, rate_low=klo, rate_high=khi, p=within(k), p_low=within(klo), p_high=within(khi),
-                       p_ab=float(rp.mean()), flux=c / e if e else np.nan, flux_crossings=c)
+            rec.update(
+                rate=k,
+                rate_low=klo,
+                rate_high=khi,
+                p=within(k),
+                p_low=within(klo),
+                p_high=within(khi),
+                p_ab=float(rp.mean()),
+                flux=c / e if e else np.nan,
+                flux_crossings=c,
+            )
         out.append(rec)
     return pd.DataFrame(out, columns=cols)

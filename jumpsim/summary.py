@@ -20,7 +20,9 @@ def run_summary(report, configs) -> str:
     runs = tables.read_table(report.out, "runs")
     events = tables.read_table(report.out, "events")
     lines = []
-    done = f"{report.chunks_done} chunk(s) simulated" + (f", {report.chunks_skipped} already done (resumed)" if report.chunks_skipped else "")
+    done = f"{report.chunks_done} chunk(s) simulated" + (
+        f", {report.chunks_skipped} already done (resumed)" if report.chunks_skipped else ""
+    )
     rate = f"{report.seed_steps_per_s:,.0f} seed-steps/s overall"
     if report.steady_s > 0:
         rate += f", {report.steady_seed_steps_per_s:,.0f} after compilation"
@@ -30,14 +32,25 @@ def run_summary(report, configs) -> str:
         r = runs[runs.config_id == cid]
         e = events[events.config_id == cid]
         n_div = int((r.status == "diverged").sum())
-        lines.append(f"\n{cfg.name} [{cid}]: {len(r)} seeds x {cfg.train.steps:,} steps, rank threshold {cfg.detect.threshold:g}{' (relative)' if cfg.detect.relative else ''}, persist {cfg.detect.persist}")
-        lines.append(f"  events: {int((e.direction == 'down').sum())} down, {int((e.direction == 'up').sum())} up; seeds with a down-jump: {int((r.n_down > 0).sum())}; diverged: {n_div}")
+        lines.append(
+            f"\n{cfg.name} [{cid}]: {len(r)} seeds x {cfg.train.steps:,} steps, rank threshold "
+            f"{cfg.detect.threshold:g}{' (relative)' if cfg.detect.relative else ''}, persist {cfg.detect.persist}"
+        )
+        lines.append(
+            f"  events: {int((e.direction == 'down').sum())} down, {int((e.direction == 'up').sum())} up; seeds "
+            f"with a down-jump: {int((r.n_down > 0).sum())}; diverged: {n_div}"
+        )
         if len(r):
             hist = r.initial_rank.value_counts().sort_index()
             lines.append("  initial rank: " + ", ".join(f"{k}: {v}" for k, v in hist.items()))
             hist = r[r.status == "ok"].final_rank.value_counts().sort_index()
-            lines.append("  final rank:   " + (", ".join(f"{k}: {v}" for k, v in hist.items()) or "none (every seed diverged)"))
-    lines.append(f"\ntables: {report.out}/{{experiments.parquet,runs,events,passages,traces}}; next: jumpsim summarize {report.out}")
+            lines.append(
+                "  final rank:   " + (", ".join(f"{k}: {v}" for k, v in hist.items()) or "none (every seed diverged)")
+            )
+    lines.append(
+        f"\ntables: {report.out}/{{experiments.parquet,runs,events,passages,traces}}; next: jumpsim summarize "
+        f"{report.out}"
+    )
     return "\n".join(lines)
 
 
@@ -89,7 +102,9 @@ def _first_passage_lines(rows: list[dict], pct: str) -> list[str]:
         if full:
             lo = full[-1]
             span = f"{full[0]['level']}..{lo['level']}" if len(full) > 1 else f"{lo['level']}"
-            lines.append(f"  {'':35s}{start:5d}  {span:>6s} all {lo['n']} seeds    (p >= {lo['p_low']:.3f}, {pct} Wilson)")
+            lines.append(
+                f"  {'':35s}{start:5d}  {span:>6s} all {lo['n']} seeds    (p >= {lo['p_low']:.3f}, {pct} Wilson)"
+            )
         partial = [r for r in group if 0 < r["k"] < r["n"]]
         none = [r for r in group if r["k"] == 0][:1]
         for r in partial + none:
@@ -104,12 +119,20 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
     lines = []
     for r in rows:
         arrow = "<=" if r["direction"] == "down" else ">="
-        head = (f"  splitting [{r['estimate_id']}] {r['method']}, score {r['score']}: rank {r['start_rank']} -> {arrow} {r['level']}, "
-                f"{r['replicas']} replicas x {r['particles']} particles, {r['extinct']} extinct, {r['seed_steps']:,} SGD steps")
+        head = (
+            f"  splitting [{r['estimate_id']}] {r['method']}, score {r['score']}: rank {r['start_rank']} -> {arrow} "
+            f"{r['level']}, "
+            f"{r['replicas']} replicas x {r['particles']} particles, {r['extinct']} extinct, {r['seed_steps']:,} "
+            "SGD steps"
+        )
         lines.append(head)
         if r["method"] == "rate" and r["rate"] is not None:
-            lines.append(f"    rate {_fmt_rate(r['rate'])} per step [{_fmt_rate(r['rate_low'] or 0)}, {_fmt_rate(r['rate_high'] or 0)}] "
-                         f"({pct}; flux {_fmt_rate(r['flux'] or 0)} x P(target before basin) {r['p_ab']:.3g}, {r['flux_crossings']} crossings)")
+            lines.append(
+                f"    rate {_fmt_rate(r['rate'])} per step [{_fmt_rate(r['rate_low'] or 0)}, "
+                f"{_fmt_rate(r['rate_high'] or 0)}] "
+                f"({pct}; flux {_fmt_rate(r['flux'] or 0)} x P(target before basin) {r['p_ab']:.3g}, "
+                f"{r['flux_crossings']} crossings)"
+            )
         p_lo = "?" if r["p_low"] is None else f"{r['p_low']:.3g}"
         p_hi = "?" if r["p_high"] is None else f"{r['p_high']:.3g}"
         p = "?" if r["p"] is None else f"{r['p']:.3g}"
@@ -117,7 +140,9 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
     return lines
 
 
-def summarize_text(out, as_json: bool = False, level: float = 0.95, burn_in: int = 0, splitting_only: bool = False) -> str:
+def summarize_text(
+    out, as_json: bool = False, level: float = 0.95, burn_in: int = 0, splitting_only: bool = False
+) -> str:
     s = summarize_json(out, level, burn_in)
     if as_json:
         return json.dumps(s, indent=2)
@@ -133,10 +158,14 @@ def summarize_text(out, as_json: bool = False, level: float = 0.95, burn_in: int
     for rc in s["runs"]:
         cid = rc["config_id"]
         e = names.get(cid, {"name": "?", "horizon": rc.get("horizon")})
-        lines.append(f"\n== {e['name']} [{cid}]: {rc['seeds']} seeds ({rc['diverged']} diverged), horizon {e['horizon']:,} steps")
+        lines.append(
+            f"\n== {e['name']} [{cid}]: {rc['seeds']} seeds ({rc['diverged']} diverged), horizon {e['horizon']:,} steps"
+        )
         fp = [r for r in s["first_passage"] if r["config_id"] == cid]
         if fp:
-            lines.append(f"  P(rank <= level within horizon)     start   level      k/n       p   [{pct} Wilson]  [exact]")
+            lines.append(
+                f"  P(rank <= level within horizon)     start   level      k/n       p   [{pct} Wilson]  [exact]"
+            )
             lines += _first_passage_lines(fp, pct)
         md = [r for r in s["median_passage"] if r["config_id"] == cid and r["median"] is not None]
         lowest = {}
@@ -146,13 +175,20 @@ def summarize_text(out, as_json: bool = False, level: float = 0.95, burn_in: int
         for r in lowest.values():
             lo = "?" if r["median_low"] is None else f"{r['median_low']:,.0f}"
             hi = "?" if r["median_high"] is None else f"{r['median_high']:,.0f}"
-            lines.append(f"  median first passage from {r['start_rank']} to <= {r['level']}: {r['median']:,.0f} steps [{lo}, {hi}]")
+            lines.append(
+                f"  median first passage from {r['start_rank']} to <= {r['level']}: {r['median']:,.0f} steps [{lo}, "
+                f"{hi}]"
+            )
         rt = [r for r in s["rates"] if r["config_id"] == cid]
         if rt:
-            lines.append(f"  jump rates (per step{f', from step {burn_in:,}' if burn_in else ''})        from -> to   count   exposure (steps)   rate       [{pct} exact Poisson]")
+            lines.append(
+                f"  jump rates (per step{f', from step {burn_in:,}' if burn_in else ''})        from -> to   count  "
+                f" exposure (steps)   rate       [{pct} exact Poisson]"
+            )
             for r in rt:
                 lines.append(
-                    f"  {'':29s}{r['from_rank']:4d} -> {r['to_rank']:<4d}{r['count']:6d}   {r['exposure_steps']:16,d}   "
+                    f"  {'':29s}{r['from_rank']:4d} -> {r['to_rank']:<4d}{r['count']:6d}   "
+                    f"{r['exposure_steps']:16,d}   "
                     f"{_fmt_rate(r['rate']):9s}  [{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}]"
                 )
         lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)

@@ -42,6 +42,7 @@ class ChunkResult(NamedTuple):
     sv: np.ndarray
     trace: Any
 
+
 SCHEMA_VERSION = 1
 TABLES = ("runs", "events", "passages", "traces")
 
@@ -153,7 +154,13 @@ SCHEMAS.update(
             ]
         ),
         "rare_iterations": pa.schema(
-            [("estimate_id", pa.string()), ("replica", pa.int32()), ("iteration", pa.int32()), ("z", pa.float64()), ("killed", pa.int32())]
+            [
+                ("estimate_id", pa.string()),
+                ("replica", pa.int32()),
+                ("iteration", pa.int32()),
+                ("z", pa.float64()),
+                ("killed", pa.int32()),
+            ]
         ),
         "rare_curve": pa.schema(  # tams: the replica's estimate of P(target within step)
             [("estimate_id", pa.string()), ("replica", pa.int32()), ("step", pa.int64()), ("p", pa.float64())]
@@ -164,7 +171,9 @@ SCHEMAS.update(
 # Columns added later are optional: older datasets read them as null.
 REQUIRED = {name: tuple(SCHEMAS[name].names) for name in SCHEMAS}
 for _name in SCHEMAS:
-    SCHEMAS[_name] = SCHEMAS[_name].with_metadata({"jumpsim_schema_version": str(SCHEMA_VERSION), "jumpsim_table": _name})
+    SCHEMAS[_name] = SCHEMAS[_name].with_metadata(
+        {"jumpsim_schema_version": str(SCHEMA_VERSION), "jumpsim_table": _name}
+    )
 
 
 class ChunkTables(NamedTuple):
@@ -176,6 +185,7 @@ class ChunkTables(NamedTuple):
 
 def _table(name: str, cols: dict) -> pa.Table:
     schema = SCHEMAS[name]
+
     def col(f):
         v = cols[f.name]
         return v.cast(f.type) if isinstance(v, pa.Array) else pa.array(v, type=f.type)
@@ -361,7 +371,9 @@ def write_experiments(out: Path, rows: list[pa.Table]) -> None:
     new = pa.concat_tables(rows)
     if path.exists():
         old = pq.read_table(path)
-        keep = ~np.isin(old["config_id"].to_numpy(zero_copy_only=False), new["config_id"].to_numpy(zero_copy_only=False))
+        keep = ~np.isin(
+            old["config_id"].to_numpy(zero_copy_only=False), new["config_id"].to_numpy(zero_copy_only=False)
+        )
         new = pa.concat_tables([old.filter(pa.array(keep)).cast(SCHEMAS["experiments"]), new])
     write_atomic(new, path)
 
@@ -374,7 +386,9 @@ def _require_columns(name: str, where: Path, present: list[str]) -> None:
     """Columns every jumpsim version wrote must be there; later ones are optional (read as null)."""
     missing = [c for c in REQUIRED[name] if c not in present]
     if missing:
-        raise ConfigError(str(where), f"the {name} table lacks column(s) {', '.join(missing)} (not written by jumpsim, or damaged)")
+        raise ConfigError(
+            str(where), f"the {name} table lacks column(s) {', '.join(missing)} (not written by jumpsim, or damaged)"
+        )
 
 
 def read_table(out: str | Path, name: str) -> pd.DataFrame:
@@ -416,7 +430,9 @@ def rare_part_path(out: Path, table: str, config_id: str, estimate_id: str, lo: 
     return Path(out) / table / f"config_id={config_id}" / f"part-{estimate_id}-{lo:06d}-{hi:06d}.parquet"
 
 
-def rare_tables(cfg, estimate_id: str, lo: int, hi: int, particles, res, basin: float, interface: float, wall_s: float) -> dict:
+def rare_tables(
+    cfg, estimate_id: str, lo: int, hi: int, particles, res, basin: float, interface: float, wall_s: float
+) -> dict:
     """Rows of one shard of a splitting estimate (replicas lo..hi-1): ``res`` a ``splitting.TamsResult``
     or ``RateResult``, ``particles`` the ``rare.Particles`` it ran."""
     import dataclasses
@@ -452,26 +468,46 @@ def rare_tables(cfg, estimate_id: str, lo: int, hi: int, particles, res, basin: 
         "period_capped": [0 if tams else int(res.period_capped)],
         "wall_s": [wall_s],
         "settings": [json.dumps(dataclasses.asdict(cfg.rare), sort_keys=True)],
-        "created": [datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")],
+        "created": [datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")],
     }
     with np.errstate(divide="ignore"):
         log10 = np.log10(rp)
-    replicas = _table("rare_replicas", {
-        "estimate_id": [estimate_id] * len(reps), "replica": reps, "p": rp, "log10_p": log10,
-        "iterations": np.asarray(res.iterations, np.int32), "reached": np.asarray(res.reached if tams else np.zeros(len(rp)), np.int32),
-        "extinct": extinct,
-    })
+    replicas = _table(
+        "rare_replicas",
+        {
+            "estimate_id": [estimate_id] * len(reps),
+            "replica": reps,
+            "p": rp,
+            "log10_p": log10,
+            "iterations": np.asarray(res.iterations, np.int32),
+            "reached": np.asarray(res.reached if tams else np.zeros(len(rp)), np.int32),
+            "extinct": extinct,
+        },
+    )
     z, killed = np.asarray(res.log.z, np.float64), np.asarray(res.log.killed, np.int32)
     ri, it = np.nonzero(killed >= 0)
-    iterations = _table("rare_iterations", {
-        "estimate_id": [estimate_id] * len(ri), "replica": reps[ri], "iteration": (it + 1).astype(np.int32), "z": z[ri, it], "killed": killed[ri, it],
-    })
+    iterations = _table(
+        "rare_iterations",
+        {
+            "estimate_id": [estimate_id] * len(ri),
+            "replica": reps[ri],
+            "iteration": (it + 1).astype(np.int32),
+            "z": z[ri, it],
+            "killed": killed[ri, it],
+        },
+    )
     if tams:
         c = np.asarray(res.replica_p_curve, np.float64)  # (R, T+1) per period
         rr, tt = np.meshgrid(np.arange(c.shape[0]), np.arange(c.shape[1]), indexing="ij")
-        curve = _table("rare_curve", {
-            "estimate_id": [estimate_id] * c.size, "replica": reps[rr.ravel()], "step": (tt.ravel() * every).astype(np.int64), "p": c.ravel(),
-        })
+        curve = _table(
+            "rare_curve",
+            {
+                "estimate_id": [estimate_id] * c.size,
+                "replica": reps[rr.ravel()],
+                "step": (tt.ravel() * every).astype(np.int64),
+                "p": c.ravel(),
+            },
+        )
     else:
         curve = SCHEMAS["rare_curve"].empty_table()
     return {"rare": _table("rare", row), "rare_replicas": replicas, "rare_iterations": iterations, "rare_curve": curve}

@@ -83,7 +83,17 @@ def test_compare_two_experiments(tmp_path, capsys, tiny_overrides):
 
 def test_compilation_cache_option_fills_the_cache(tmp_path, tiny_overrides):
     """In a child process: the cache is process-wide JAX state."""
-    args = [sys.executable, "-m", "jumpsim.cli", "run", "--out", str(tmp_path / "d"), "--quiet", "--cache", str(tmp_path / "cache")]
+    args = [
+        sys.executable,
+        "-m",
+        "jumpsim.cli",
+        "run",
+        "--out",
+        str(tmp_path / "d"),
+        "--quiet",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
     args += _set(tiny_overrides + ["run.seeds=4", "train.steps=100"])
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -92,7 +102,9 @@ def test_compilation_cache_option_fills_the_cache(tmp_path, tiny_overrides):
 
 def test_console_script_one_line_error_no_traceback(tmp_path):
     exe = [sys.executable, "-m", "jumpsim.cli"]
-    p = subprocess.run(exe + ["run", "--set", "model.depth=1", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    p = subprocess.run(
+        exe + ["run", "--set", "model.depth=1", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "model.depth" in p.stderr
     assert not (tmp_path / "x").exists()
 

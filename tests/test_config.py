@@ -14,7 +14,7 @@ BAD = [
     # (overrides, key named in the message)
     (["problem.bogus=1"], "problem.bogus"),
     (["nosuch.key=1"], "nosuch"),
-    (["problem.n=\"twenty\""], "problem.n"),
+    (['problem.n="twenty"'], "problem.n"),
     (["problem.rank=30"], "problem.rank"),
     (["problem.rank=6", "problem.n=5"], "problem.rank"),
     (["problem.observed=0"], "problem.observed"),
@@ -26,21 +26,24 @@ BAD = [
     (["train.ridge=-1e-3"], "train.ridge"),
     (["train.lr=0.5", "train.ridge=1.0"], "train.ridge"),
     (["train.batch=0"], "train.batch"),
-    (["train.batch=\"half\""], "train.batch"),
+    (['train.batch="half"'], "train.batch"),
     (["detect.every=0"], "detect.every"),
     (["train.steps=1050"], "train.steps"),  # not a multiple of detect.every
     (["detect.persist=0"], "detect.persist"),
-    (["detect.relative=\"yes\""], "detect.relative"),
-    (["run.dtype=\"float16\""], "run.dtype"),
-    (["train.loss=\"median\""], "train.loss"),
-    (["model.init=\"xavier\""], "model.init"),
-    (["model.init=\"file\""], "model.init_file"),
+    (['detect.relative="yes"'], "detect.relative"),
+    (['run.dtype="float16"'], "run.dtype"),
+    (['train.loss="median"'], "train.loss"),
+    (['model.init="xavier"'], "model.init"),
+    (['model.init="file"'], "model.init_file"),
     (["run.seeds=0"], "run.seeds"),
-    (["train.lr.kind=\"cyclic\""], "train.lr.kind"),
-    (["train.lr.kind=\"piecewise\"", "train.lr.values=[0.1, 0.05]", "train.lr.boundaries=[]"], "train.lr.boundaries"),
-    (["train.ridge.kind=\"periodic\"", "train.ridge.low=1e-3", "train.ridge.high=1e-4", "train.ridge.period=100"], "train.ridge.high"),
-    (["problem.file=\"missing.npz\""], "problem.file"),
-    (["model.init=\"file\"", "model.init_file=\"missing.npz\""], "model.init_file"),
+    (['train.lr.kind="cyclic"'], "train.lr.kind"),
+    (['train.lr.kind="piecewise"', "train.lr.values=[0.1, 0.05]", "train.lr.boundaries=[]"], "train.lr.boundaries"),
+    (
+        ['train.ridge.kind="periodic"', "train.ridge.low=1e-3", "train.ridge.high=1e-4", "train.ridge.period=100"],
+        "train.ridge.high",
+    ),
+    (['problem.file="missing.npz"'], "problem.file"),
+    (['model.init="file"', 'model.init_file="missing.npz"'], "model.init_file"),
 ]
 
 
@@ -84,7 +87,20 @@ def test_malformed_files_exit_2(tmp_path, capsys):
 
 def test_diverging_gd_start_exits_2_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["run", "--out", str(out), "--quiet", "--set", "model.init=gd", "--set", "model.gd_lr=5000.0", "--set", "train.ridge=0", "--set", "model.gd_steps=200"]
+    args = [
+        "run",
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "model.init=gd",
+        "--set",
+        "model.gd_lr=5000.0",
+        "--set",
+        "train.ridge=0",
+        "--set",
+        "model.gd_steps=200",
+    ]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert "model.gd_lr" in err and err.strip().count("\n") == 0
@@ -104,10 +120,19 @@ def test_overrides_and_shortcuts_parse_toml_values():
 
 
 def test_schedules_parse_and_evaluate():
-    cfg = config_lib.load_one(None, [
-        "train.lr.kind=piecewise", "train.lr.values=[0.13, 0.05]", "train.lr.boundaries=[1000]",
-        "train.ridge.kind=periodic", "train.ridge.low=1e-3", "train.ridge.high=4e-3", "train.ridge.period=200", "train.ridge.shape=square",
-    ])
+    cfg = config_lib.load_one(
+        None,
+        [
+            "train.lr.kind=piecewise",
+            "train.lr.values=[0.13, 0.05]",
+            "train.lr.boundaries=[1000]",
+            "train.ridge.kind=periodic",
+            "train.ridge.low=1e-3",
+            "train.ridge.high=4e-3",
+            "train.ridge.period=200",
+            "train.ridge.shape=square",
+        ],
+    )
     lr, ridge = cfg.train.lr, cfg.train.ridge
     assert [lr.value_at(t) for t in (0, 999, 1000, 5000)] == [0.13, 0.13, 0.05, 0.05]
     assert [ridge.value_at(t) for t in (0, 99, 100, 199, 200)] == [4e-3, 4e-3, 1e-3, 1e-3, 4e-3]
@@ -121,9 +146,11 @@ def test_schedules_parse_and_evaluate():
 
 def test_config_id_ignores_execution_settings_only():
     base = config_lib.load_one(None)
-    same = config_lib.load_one(None, ["run.seeds=7", "run.chunk=3", "run.seed_offset=100", "run.trace_seeds=0", "name=\"other\""])
+    same = config_lib.load_one(
+        None, ["run.seeds=7", "run.chunk=3", "run.seed_offset=100", "run.trace_seeds=0", 'name="other"']
+    )
     assert base.config_id == same.config_id
-    for o in ["train.lr=0.06", "model.depth=4", "detect.threshold=0.02", "run.dtype=\"float64\"", "problem.seed=1"]:
+    for o in ["train.lr=0.06", "model.depth=4", "detect.threshold=0.02", 'run.dtype="float64"', "problem.seed=1"]:
         assert config_lib.load_one(None, [o]).config_id != base.config_id, o
 
 
@@ -133,7 +160,10 @@ def test_config_id_follows_file_content_not_path(tmp_path):
     np.savez(tmp_path / "a.npz", target=t, mask=m)
     np.savez(tmp_path / "b.npz", target=t, mask=m)
     np.savez(tmp_path / "c.npz", target=t + 1, mask=m)
-    ids = [config_lib.load_one(None, [f'problem.file="{tmp_path / f}.npz"', "problem.rank=2", "model.width=4"]).config_id for f in "abc"]
+    ids = [
+        config_lib.load_one(None, [f'problem.file="{tmp_path / f}.npz"', "problem.rank=2", "model.width=4"]).config_id
+        for f in "abc"
+    ]
     assert ids[0] == ids[1] != ids[2]
 
 
@@ -148,7 +178,10 @@ def test_sweep_expands_to_one_config_per_combination(tmp_path):
 
 
 def test_normal_form_round_trips():
-    cfg = config_lib.load_one(None, ["train.lr.kind=piecewise", "train.lr.values=[0.1, 0.05]", "train.lr.boundaries=[100]", "train.batch=full"])
+    cfg = config_lib.load_one(
+        None,
+        ["train.lr.kind=piecewise", "train.lr.values=[0.1, 0.05]", "train.lr.boundaries=[100]", "train.batch=full"],
+    )
     d = json.loads(json.dumps(config_lib.to_dict(cfg)))
     again = config_lib.from_dict(d)
     assert dataclasses.replace(again, base_dir=cfg.base_dir) == cfg and again.config_id == cfg.config_id

@@ -15,17 +15,25 @@ from jumpsim import cli, runner
 from jumpsim import config as config_lib
 
 KEYS = [f"{s}.{f}" for s, cls in config_lib.SECTIONS.items() for f in cls.__dataclass_fields__] + [
-    "name", "train.lr.kind", "train.lr.values", "train.ridge.period", "sweep.model.depth", "problem", "bogus.key",
+    "name",
+    "train.lr.kind",
+    "train.lr.values",
+    "train.ridge.period",
+    "sweep.model.depth",
+    "problem",
+    "bogus.key",
 ]
 values = st.one_of(
-    st.integers(-10**12, 10**12).map(str),
+    st.integers(-(10**12), 10**12).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(lambda f: repr(f).replace("inf", "inf").replace("nan", "nan")),
     st.booleans().map(lambda b: str(b).lower()),
     st.text(string.printable, max_size=12),
     st.lists(st.integers(-5, 5), max_size=4).map(str),
-    st.sampled_from(['"full"', '"gd"', '"file"', '"float64"', '"sum"', "{kind = \"periodic\"}", "[", "\"", "''", "1e400"]),
+    st.sampled_from(['"full"', '"gd"', '"file"', '"float64"', '"sum"', '{kind = "periodic"}', "[", '"', "''", "1e400"]),
 )
-FUZZ = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture
@@ -65,7 +73,17 @@ def test_fuzzed_toml_files_validate_or_exit_2(no_sim, capsys, tmp_path, text):
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(list(config_lib.SECTIONS)), st.dictionaries(st.sampled_from(["n", "m", "rank", "depth", "lr", "every", "seeds", "x"]), st.one_of(st.integers(-3, 50), st.floats(-1, 2), st.text(max_size=3)), max_size=3), max_size=3))
+@given(
+    st.dictionaries(
+        st.sampled_from(list(config_lib.SECTIONS)),
+        st.dictionaries(
+            st.sampled_from(["n", "m", "rank", "depth", "lr", "every", "seeds", "x"]),
+            st.one_of(st.integers(-3, 50), st.floats(-1, 2), st.text(max_size=3)),
+            max_size=3,
+        ),
+        max_size=3,
+    )
+)
 def test_fuzzed_structured_configs_raise_only_config_error(tables):
     try:
         config_lib.expand(tables)

@@ -82,7 +82,10 @@ def test_optimizer_keys_are_validated_and_enter_config_id_only_when_set(tiny):
     base = tiny()
     assert tiny('train.optimizer="sgd"').config_id == base.config_id  # default: same experiment
     assert tiny('train.optimizer="adam"').config_id != base.config_id
-    assert tiny('train.optimizer="momentum"', "train.momentum=0.5").config_id != tiny('train.optimizer="momentum"').config_id
+    assert (
+        tiny('train.optimizer="momentum"', "train.momentum=0.5").config_id
+        != tiny('train.optimizer="momentum"').config_id
+    )
     for bad, key in [("train.momentum=0.5", "train.momentum"), ('train.optimizer="rmsprop"', "train.optimizer")]:
         with pytest.raises(ConfigError, match=key):
             tiny(bad)
@@ -106,7 +109,7 @@ def test_float64_rank_count_stays_float64_when_the_program_has_x64_off(tmp_path)
         from jumpsim import spectrum
         assert not jax.config.jax_enable_x64
         cfg = jumpsim.load_config(None, ["problem.n=6", "problem.m=6", "model.width=6", 'model.init="file"',
-            'model.init_file="{tmp_path / 'w.npz'}"', "train.lr=1e-12", "train.ridge=0", "train.steps=10",
+            'model.init_file="{tmp_path / "w.npz"}"', "train.lr=1e-12", "train.ridge=0", "train.steps=10",
             "detect.every=10", "detect.threshold=0.01", "run.seeds=2", "run.chunk=2", "run.trace_seeds=0"])
         runs = jumpsim.simulate(cfg)["runs"]
         assert not jax.config.jax_enable_x64

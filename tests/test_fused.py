@@ -74,7 +74,9 @@ def test_schedules_vary_within_the_K_steps():
     t = jnp.arange(K, dtype=F32)
     lr = (0.05 * (1.0 + jnp.cos(t / 5.0))).astype(F32)
     ridge = jnp.where(t < K // 2, 0.0, 0.05).astype(F32)
-    run = lambda lr, ridge: fused.sgd_steps_pallas(params, rows, cols, vals, idx, lr, ridge, 2.0, block_seeds=2, interpret=True)
+    run = lambda lr, ridge: fused.sgd_steps_pallas(
+        params, rows, cols, vals, idx, lr, ridge, 2.0, block_seeds=2, interpret=True
+    )
     out = run(lr, ridge)
     ref = _xla(params, rows, cols, vals, idx, lr, ridge, scale=2.0)
     assert _rel(out, ref) < RTOL
@@ -140,7 +142,17 @@ def test_ranks_agree_with_the_simulator(tiny):
 
 
 def test_unsupported_reason():
-    ok = dict(n=20, m=20, width=20, depth=3, batch=1, dtype="float32", optimizer="sgd", backend_platform="gpu", interpret=False)
+    ok = dict(
+        n=20,
+        m=20,
+        width=20,
+        depth=3,
+        batch=1,
+        dtype="float32",
+        optimizer="sgd",
+        backend_platform="gpu",
+        interpret=False,
+    )
     assert fused.unsupported_reason(**ok) is None
     assert fused.unsupported_reason(**{**ok, "backend_platform": "cpu", "interpret": True}) is None
     bad = {
@@ -165,7 +177,18 @@ def test_block_size_and_padding():
     params = tuple(jnp.zeros((2, o, i), F32) for o, i in model.layer_shapes(4, 4, 2, 4))
     rows = cols = jnp.zeros((8,), I32)
     with pytest.raises(ValueError, match="power of two"):
-        fused.sgd_steps_pallas(params, rows, cols, jnp.zeros((8,), F32), jnp.zeros((2, 2, 1), I32), jnp.ones(2, F32), jnp.ones(2, F32), 1.0, block_seeds=3, interpret=True)
+        fused.sgd_steps_pallas(
+            params,
+            rows,
+            cols,
+            jnp.zeros((8,), F32),
+            jnp.zeros((2, 2, 1), I32),
+            jnp.ones(2, F32),
+            jnp.ones(2, F32),
+            1.0,
+            block_seeds=3,
+            interpret=True,
+        )
 
 
 def test_lowers_to_triton_ir():
@@ -220,7 +243,6 @@ def test_pallas_backend_through_the_kernel_gives_the_xla_runs_tables(tiny):
     """run.backend = "pallas-interpret" through jumpsim.simulate: the same rank events as the XLA
     path on the tiny config (weights agree to float32 rounding, see above), and the key splits
     config_id while "xla" does not."""
-    import jumpsim
 
     xla = tiny("run.seeds=4", "run.chunk=4", "run.trace_seeds=0", "train.steps=200")
     pal = tiny("run.seeds=4", "run.chunk=4", "run.trace_seeds=0", "train.steps=200", 'run.backend="pallas-interpret"')
@@ -229,7 +251,9 @@ def test_pallas_backend_through_the_kernel_gives_the_xla_runs_tables(tiny):
     cols = ["seed", "step", "rank_before", "rank_after"]
     assert len(a["events"]) > 0
     assert a["events"][cols].reset_index(drop=True).equals(b["events"][cols].reset_index(drop=True))
-    np.testing.assert_allclose(np.stack(a["runs"].final_singular_values), np.stack(b["runs"].final_singular_values), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(a["runs"].final_singular_values), np.stack(b["runs"].final_singular_values), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_pallas_backend_where_it_cannot_run_is_a_config_error(tiny):

@@ -108,7 +108,9 @@ def test_traces_replay_the_same_trajectories(tiny):
 
 
 def test_gd_init_starts_every_seed_from_the_same_minimum(tiny):
-    cfg = tiny("model.init=\"gd\"", "model.gd_steps=3000", "model.gd_lr=0.1", "train.batch=\"full\"", "run.seeds=3", "run.chunk=3")
+    cfg = tiny(
+        'model.init="gd"', "model.gd_steps=3000", "model.gd_lr=0.1", 'train.batch="full"', "run.seeds=3", "run.chunk=3"
+    )
     k = kernel.build(cfg)
     assert k.info["start_grad_norm"] < 1e-3  # converged
     s0 = jax.device_get(k.init(jnp.arange(4, dtype=jnp.int32)))
@@ -140,7 +142,7 @@ def test_compiled_program_highest_precision_donated_no_collectives(tiny):
 
 
 def test_float64_run(tiny):
-    cfg = tiny("run.dtype=\"float64\"", "run.seeds=3", "run.chunk=3")
+    cfg = tiny('run.dtype="float64"', "run.seeds=3", "run.chunk=3")
     res = runner.run_chunk(kernel.build(cfg), cfg, np.arange(3))
     assert res.state.params[0].dtype == np.float64
 
@@ -150,7 +152,9 @@ def test_schedules_act_at_their_boundaries(tiny):
     after; a periodic ridge changes the trajectory."""
     const = tiny("train.lr=0.1")
     piece = tiny("train.lr.kind=piecewise", "train.lr.values=[0.1, 0.02]", "train.lr.boundaries=[200]")
-    periodic = tiny("train.ridge.kind=periodic", "train.ridge.low=0.01", "train.ridge.high=0.05", "train.ridge.period=100")
+    periodic = tiny(
+        "train.ridge.kind=periodic", "train.ridge.low=0.01", "train.ridge.high=0.05", "train.ridge.period=100"
+    )
     seeds = jnp.arange(16, dtype=jnp.int32)
 
     def states_at(cfg, checks):

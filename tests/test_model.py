@@ -33,7 +33,9 @@ def test_structured_gradient_equals_autodiff(depth, batch, scale):
 def test_per_entry_gradient_is_rank_one_and_local(depth):
     params = _params(depth, seed=3)
     i, j = 3, 1
-    grads, _ = model.minibatch_grads(params, jnp.array([i], jnp.int32), jnp.array([j], jnp.int32), jnp.array([0.7]), 1.0)
+    grads, _ = model.minibatch_grads(
+        params, jnp.array([i], jnp.int32), jnp.array([j], jnp.int32), jnp.array([0.7]), 1.0
+    )
     for g in grads:
         s = np.linalg.svd(np.asarray(g), compute_uv=False)
         assert s[0] > 1e-6 and np.all(s[1:] < 1e-12 * s[0]), s  # rank one
@@ -73,8 +75,15 @@ def test_gradient_descent_lands_on_analytic_singular_values(depth, loss):
     params = tuple(1.5 * np.eye(*p.shape) + 1e-3 * p for p in noise)  # s(A) ~ 1.5^L > max a
     scale = model.loss_scale(loss, n * m)
     out = jax.jit(model.gradient_descent, static_argnames=("scale", "lr", "ridge", "steps"))(
-        tuple(jnp.asarray(p) for p in params), jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32), jnp.asarray(target[rows, cols]),
-        scale=scale, lr=0.02 if loss == "sum" else 0.02 * n * m / 2, ridge=ridge, steps=60000)
+        tuple(jnp.asarray(p) for p in params),
+        jnp.asarray(rows, jnp.int32),
+        jnp.asarray(cols, jnp.int32),
+        jnp.asarray(target[rows, cols]),
+        scale=scale,
+        lr=0.02 if loss == "sum" else 0.02 * n * m / 2,
+        ridge=ridge,
+        steps=60000,
+    )
     got = np.linalg.svd(np.asarray(model.end_to_end(out)), compute_uv=False)
     want = np.sort([model.analytic_singular_value(a, lam_eff, depth) for a in a_vals])[::-1]
     assert want[-1] == 0.0 and want[-2] > 0  # the problem has both kinds of singular value

@@ -13,9 +13,22 @@ import pytest
 import jumpsim
 from jumpsim import cli, rare, splitting, stats
 
-BASE = ["problem.n=6", "problem.m=5", "problem.observed=0.7", "model.width=6", 'model.init="gd"', "model.gd_steps=3000",
-        "model.gd_lr=0.1", "train.ridge=0.045", "train.lr=0.1", "train.steps=2000", "detect.every=20",
-        "detect.threshold=0.05", "detect.persist=2", "run.trace_seeds=0"]
+BASE = [
+    "problem.n=6",
+    "problem.m=5",
+    "problem.observed=0.7",
+    "model.width=6",
+    'model.init="gd"',
+    "model.gd_steps=3000",
+    "model.gd_lr=0.1",
+    "train.ridge=0.045",
+    "train.lr=0.1",
+    "train.steps=2000",
+    "detect.every=20",
+    "detect.threshold=0.05",
+    "detect.persist=2",
+    "run.trace_seeds=0",
+]
 SPLIT = ["rare.particles=32", "rare.replicas=12"]
 
 
@@ -94,8 +107,24 @@ def test_cli_rare_rate_form_and_summarize_json(tmp_path, capsys):
     assert "rate" in capsys.readouterr().out
     assert cli.main(["summarize", str(out), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)["splitting"]
-    fields = {"config_id", "method", "start_rank", "level", "direction", "horizon", "p", "p_low", "p_high", "rate",
-              "rate_low", "rate_high", "particles", "replicas", "extinct", "seed_steps"}
+    fields = {
+        "config_id",
+        "method",
+        "start_rank",
+        "level",
+        "direction",
+        "horizon",
+        "p",
+        "p_low",
+        "p_high",
+        "rate",
+        "rate_low",
+        "rate_high",
+        "particles",
+        "replicas",
+        "extinct",
+        "seed_steps",
+    }
     assert len(s) == 1 and fields <= set(s[0])
     r = s[0]
     assert r["method"] == "rate" and r["rate"] > 0 and r["rate_low"] < r["rate"] < r["rate_high"]
@@ -103,12 +132,23 @@ def test_cli_rare_rate_form_and_summarize_json(tmp_path, capsys):
     assert cli.main(args) == 0 and "already" in capsys.readouterr().out  # rerun: nothing to do
 
 
-@pytest.mark.parametrize("bad, key", [
-    (["model.init=\"gaussian\""], "model.init"),
-    (["rare.kill_fraction=1.5"], "rare.kill_fraction"),
-    (['rare.method="rate"', "train.lr.kind=piecewise", "train.lr.values=[0.1, 0.05]", "train.lr.boundaries=[100]"], "rare.method"),
-    (["rare.basin=0.5", "rare.interface=0.2"], "rare.interface"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        (['model.init="gaussian"'], "model.init"),
+        (["rare.kill_fraction=1.5"], "rare.kill_fraction"),
+        (
+            [
+                'rare.method="rate"',
+                "train.lr.kind=piecewise",
+                "train.lr.values=[0.1, 0.05]",
+                "train.lr.boundaries=[100]",
+            ],
+            "rare.method",
+        ),
+        (["rare.basin=0.5", "rare.interface=0.2"], "rare.interface"),
+    ],
+)
 def test_bad_splitting_settings_exit_2_naming_the_key(tmp_path, capsys, bad, key):
     args = ["rare", "--out", str(tmp_path / "x"), "--quiet"] + [a for o in BASE + bad for a in ("--set", o)]
     assert cli.main(args) == 2

@@ -14,7 +14,6 @@ import jumpsim
 from jumpsim import check, cli, tables
 
 
-
 @pytest.fixture(scope="module")
 def run_args(tiny_overrides):
     """``run_args(out, extra) -> argv`` of `jumpsim run` for a 96-seed, 6-chunk version of the tiny experiment."""

@@ -48,7 +48,7 @@ def walk_curve(q: float, size: int, horizon: int) -> np.ndarray:
         n[size] = p[size]
         n[1:] += q * p[:-1]
         n[0] += (1 - q) * p[0]
-        n[:size - 1] += (1 - q) * p[1:size]
+        n[: size - 1] += (1 - q) * p[1:size]
         p = n
         out.append(p[size])
     return np.array(out)
@@ -83,7 +83,7 @@ def ar1_curve(a: float, s: float, c: float, horizon: int, grid: int = 3000) -> n
     for _ in range(2, horizon + 1):
         hit.append(hit[-1] + f @ exit_)
         f = kern @ f
-    return np.array(hit[:horizon + 1])
+    return np.array(hit[: horizon + 1])
 
 
 def ruin(q: float, start: int, low: int, high: int) -> float:
@@ -115,8 +115,8 @@ def walk_flux(q: float, size: int, basin: int, interface: int, periods: int) -> 
         armed = d[:, 1].copy()
         armed[interface:] = 0
         unarmed = d[:, 0].copy()
-        armed[:basin + 1] += unarmed[:basin + 1]
-        unarmed[:basin + 1] = 0
+        armed[: basin + 1] += unarmed[: basin + 1]
+        unarmed[: basin + 1] = 0
         unarmed[interface:] += d[interface:, 1]
         d = np.stack([unarmed, armed], 1)
         d[size] = 0
@@ -188,9 +188,17 @@ def test_ar1_rare_continuous():
 
 def test_rate_birth_death():
     q, size, basin, interface = 0.25, 16, 1, 3
-    res = splitting.estimate_rate(*walk(q, size), basin=basin / size, interface=interface / size,
-                                  flux_trajectories=64, flux_periods=3000, particles=32, replicas=100, seed=3,
-                                  max_periods=5000)
+    res = splitting.estimate_rate(
+        *walk(q, size),
+        basin=basin / size,
+        interface=interface / size,
+        flux_trajectories=64,
+        flux_periods=3000,
+        particles=32,
+        replicas=100,
+        seed=3,
+        max_periods=5000,
+    )
     cross, expo = walk_flux(q, size, basin, interface, 3000)
     flux = cross / expo
     # flux: crossings ~ Poisson (renewal, sub-Poisson here), |z| < 5 -> false failure < 1e-6
@@ -256,8 +264,12 @@ def test_combine_halves_equals_whole():
     both = splitting.combine(parts)
     np.testing.assert_array_equal(whole.replica_p, both.replica_p)
     np.testing.assert_array_equal(whole.log.killed, both.log.killed)
-    assert (whole.p, whole.p_low, whole.particle_steps, whole.extinct) == (both.p, both.p_low, both.particle_steps,
-                                                                           both.extinct)
+    assert (whole.p, whole.p_low, whole.particle_steps, whole.extinct) == (
+        both.p,
+        both.p_low,
+        both.particle_steps,
+        both.extinct,
+    )
 
 
 def test_batch_layout_does_not_matter():
@@ -288,5 +300,6 @@ def test_nondeterministic_replay_fails_loudly():
         return x / 100
 
     with pytest.raises(RuntimeError, match="replayed survivor"):
-        splitting.estimate(init, advance, score, horizon=20, particles=16, replicas=1,
-                           on_iteration=lambda st: replaying.append(1))
+        splitting.estimate(
+            init, advance, score, horizon=20, particles=16, replicas=1, on_iteration=lambda st: replaying.append(1)
+        )

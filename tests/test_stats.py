@@ -43,8 +43,14 @@ def simulate_ctmc(n_reps, n_seeds, seed=0):
         to = np.array([OUT[s][0][0] if uu < OUT[s][0][1] else OUT[s][1][0] for s, uu in zip(state[idx], u)], dtype=int)
         ev_seed.append(idx), ev_t.append(np.ceil(t_new)), ev_from.append(state[idx]), ev_to.append(to)
         state[idx], t[idx] = to, t_new
-    ev = pd.DataFrame({"gseed": np.concatenate(ev_seed), "step": np.concatenate(ev_t).astype(np.int64),
-                       "rank_before": np.concatenate(ev_from), "rank_after": np.concatenate(ev_to)})
+    ev = pd.DataFrame(
+        {
+            "gseed": np.concatenate(ev_seed),
+            "step": np.concatenate(ev_t).astype(np.int64),
+            "rank_before": np.concatenate(ev_from),
+            "rank_after": np.concatenate(ev_to),
+        }
+    )
     ev = ev.sort_values(["gseed", "step"], kind="stable")
     ev["direction"] = np.where(ev.rank_after < ev.rank_before, "down", "up")
     cid = lambda g: np.char.add("rep", (np.asarray(g) // n_seeds).astype(str))
@@ -53,13 +59,41 @@ def simulate_ctmc(n_reps, n_seeds, seed=0):
     nu = ev[ev.direction == "up"].groupby("gseed").size().reindex(range(n), fill_value=0).to_numpy()
     mn = ev.groupby("gseed").rank_after.min().reindex(range(n), fill_value=4).clip(upper=4).to_numpy()
     g = np.arange(n)
-    runs = pd.DataFrame({"config_id": cid(g), "seed": g % n_seeds, "status": "ok", "steps": T, "horizon": T,
-                         "initial_rank": 4, "final_rank": state, "min_rank": mn, "n_down": nd, "n_up": nu,
-                         "n_events": nd + nu, "events_overflow": 0, "final_loss": np.nan, "final_test_error": np.nan,
-                         "final_singular_values": [np.zeros(4)] * n})
+    runs = pd.DataFrame(
+        {
+            "config_id": cid(g),
+            "seed": g % n_seeds,
+            "status": "ok",
+            "steps": T,
+            "horizon": T,
+            "initial_rank": 4,
+            "final_rank": state,
+            "min_rank": mn,
+            "n_down": nd,
+            "n_up": nu,
+            "n_events": nd + nu,
+            "events_overflow": 0,
+            "final_loss": np.nan,
+            "final_test_error": np.nan,
+            "final_singular_values": [np.zeros(4)] * n,
+        }
+    )
     first = {lv: ev[ev.rank_after <= lv].groupby("gseed").step.min() for lv in range(4)}
-    pas = pd.concat([pd.DataFrame({"config_id": cid(g), "seed": g % n_seeds, "start_rank": 4, "level": lv,
-                                   "step": first[lv].reindex(range(n)).to_numpy()}) for lv in range(4)], ignore_index=True)
+    pas = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "config_id": cid(g),
+                    "seed": g % n_seeds,
+                    "start_rank": 4,
+                    "level": lv,
+                    "step": first[lv].reindex(range(n)).to_numpy(),
+                }
+            )
+            for lv in range(4)
+        ],
+        ignore_index=True,
+    )
     return runs, ev.drop(columns="gseed")[["config_id", "seed", "step", "rank_before", "rank_after", "direction"]], pas
 
 
@@ -193,7 +227,13 @@ def test_estimators_read_the_real_layout(tmp_path):
     for cid in runs.config_id.unique():
         for name, df in (("runs", runs), ("events", ev), ("passages", pas)):
             d = df[df.config_id == cid].drop(columns="config_id")
-            t = tables._table(name, {c: (d[c].to_numpy() if c != "step" or name != "passages" else pd.array(d[c], dtype="Int64")) for c in d.columns})
+            t = tables._table(
+                name,
+                {
+                    c: (d[c].to_numpy() if c != "step" or name != "passages" else pd.array(d[c], dtype="Int64"))
+                    for c in d.columns
+                },
+            )
             tables.write_atomic(t, tables.part_path(tmp_path, name, cid, 0, 39))
     data = jumpsim.read_dataset(tmp_path)
     a = stats.rates(data["runs"], data["events"])

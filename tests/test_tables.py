@@ -64,7 +64,10 @@ def test_readers_pandas_pyarrow_duckdb_polars(dataset):
     assert len(df) == n and set(df.config_id.astype(str)) == {cfg.config_id}
     t = ds.dataset(out / "events", partitioning="hive").to_table()
     assert t.num_rows == len(mem["events"])
-    q = duckdb.sql(f"select config_id, count(*) as n, sum(n_down) as d from read_parquet('{out}/runs/*/*.parquet', hive_partitioning=true) group by 1").fetchall()
+    q = duckdb.sql(
+        f"select config_id, count(*) as n, sum(n_down) as d from read_parquet('{out}/runs/*/*.parquet', "
+        "hive_partitioning=true) group by 1"
+    ).fetchall()
     assert q == [(cfg.config_id, n, int(mem["runs"].n_down.sum()))]
     p = pl.read_parquet(f"{out}/passages/**/*.parquet", hive_partitioning=True)
     assert p.height == len(mem["passages"]) and p["config_id"].unique().to_list() == [cfg.config_id]

@@ -848,11 +848,11 @@ def finding_be(facts: dict) -> str | None:
         rows = b["rows"]
         esc, none = rows[rows.k > 0], rows[rows.k == 0]
         if len(esc):
-            top = esc.iloc[-1]
+            where = "only where seeds also diverged" if (esc.diverged > 0).all() else "also where no seed diverged"
             parts.append(
                 f"from the rank-3 minimum, constant-eta SGD reached rank <= 2 within {b['steps'] // 1000}k steps "
-                f"at eta >= {esc.lr.min():g}: at eta {top.lr:g} {top.k}/{top.seeds} seeds, while {top.diverged} "
-                f"diverged"
+                f"{where}: "
+                + ", ".join(f"at eta {q.lr:g} {q.k}/{q.seeds} seeds ({q.diverged} diverged)" for q in esc.itertuples())
             )
         else:
             parts.append(
@@ -874,7 +874,7 @@ def finding_be(facts: dict) -> str | None:
                 f"the most jumps were at eta {q.lr:g}, lambda {q.ridge:g}: P = {q.p_jump:.2f} with "
                 f"{pct(q.diverged)} diverged"
             )
-    return "- **SGD escapes, here only near the edge of stability** (b, e): " + "; ".join(parts) + "."
+    return "- **SGD escapes** (b, e): " + "; ".join(parts) + "."
 
 
 def finding_c(facts: dict) -> str | None:
@@ -900,8 +900,9 @@ def finding_c(facts: dict) -> str | None:
     )
 
 
-def compare_word(diff: dict, more: str, less: str) -> str:
-    return more if diff["low"] > 0 else less if diff["high"] < 0 else "no clearly different share of seeds"
+def compare_word(diff: dict) -> str:
+    """How p_a compares with p_b, from the interval of their difference."""
+    return "more often than" if diff["low"] > 0 else "less often than" if diff["high"] < 0 else "about as often as"
 
 
 def finding_d(facts: dict) -> str | None:
@@ -909,9 +910,9 @@ def finding_d(facts: dict) -> str | None:
     if d is None or 3 not in d["levels"]:
         return None
     l3, l2 = d["levels"][3], d["levels"].get(2)
-    word = compare_word(l3["diff"], "more often", "less often")
+    word = compare_word(l3["diff"])
     text = (
-        f"- **Depth** (d): from random starts at eta {d['lr']:g}, depth 4 reached rank r*+1 = 3 {word} than depth 3 "
+        f"- **Depth** (d): from random starts at eta {d['lr']:g}, depth 4 reached rank r*+1 = 3 {word} depth 3 "
         f"({l3['k4']}/{l3['n4']} vs {l3['k3']}/{l3['n3']}, difference {l3['diff']['difference']:+.2f} "
         f"[{l3['diff']['low']:+.2f}, {l3['diff']['high']:+.2f}]"
         + (f", log-rank p = {l3['logrank']:.2g}" if l3["logrank"] is not None else "")
@@ -990,6 +991,9 @@ def finding_g(facts: dict) -> str | None:
                 f"at batch {b}, width {w2} vs {w1}: {gb.loc[w2, 'k']}/{gb.loc[w2, 'n']} vs "
                 f"{gb.loc[w1, 'k']}/{gb.loc[w1, 'n']} ({'intervals overlap' if same else 'intervals apart'})"
             )
+    by_b = rows.groupby("batch").k.sum()
+    if len(by_b) > 1 and by_b.iloc[0] > 0 and (by_b.iloc[1:] == 0).all():
+        parts.insert(0, f"batch {', '.join(map(str, by_b.index[1:]))} (less noise) removed the jumps at every width")
     return f"- **Width and batch** (g), eta {fmt_sched(g['lr'])}: " + "; ".join(parts) + "."
 
 

@@ -942,7 +942,7 @@ def finding_f(facts: dict) -> str | None:
     others = rows.drop(index=best.name)
     clear = len(others) and (best.p_low > others.p_high).all()
     text = (
-        f"- **Schedules** (f): lr {fmt_sched(json.loads(best.lr))} with ridge {fmt_sched(json.loads(best.ridge))} "
+        f"- **Schedules** (f): lr {fmt_sched(json.loads(best.lr))} and ridge {fmt_sched(json.loads(best.ridge))} "
         f"brought the most seeds to the true rank: {best.k}/{best.n} (next best "
         f"{others.p.max():.3f}{', intervals apart' if clear else ', intervals overlap'})"
     )

@@ -1,44 +1,82 @@
 """Small versions of the report's experiments (a)-(c) (data/experiments), run in CI.
 
-The problem is the suite's own (20x20, rank 2, 20 % observed). Seeds are fixed, so the test is
-deterministic; the margins below are what keeps it meaningful if numerics shift slightly:
-in the full runs (data/results/REPORT.md) about 12 % of seeds reach rank 2 within 20k steps at
-eta = 0.15 (so ~8 of 64 expected here, asserting >= 2), none at eta = 0.05, and no up-jump was
-seen in the small-eta phase after a kick.
+The configs are data/experiments/base.toml (the suite's problem, model and detector, the same
+file every experiment extends) plus the overrides below; every seed starts from the committed
+rank-3 minimum rank3_start.npz. XLA's CPU code differs by instruction set (AVX-512, AVX2,
+SSE4.2) and SGD at large eta is chaotic, so no count here is tuned on one machine: each
+assertion is either a zero count of an outcome that is not chaotic (gradient descent at a
+minimum, SGD at eta = 0.05, up-jumps after a kick) or a binomial lower tail with failure
+probability below 1e-6 under the rate the full runs measured (data/results/REPORT.md).
 """
 
-import numpy as np
+import importlib.util
+from pathlib import Path
+
+from scipy import stats as sps
 
 import jumpsim
-from jumpsim import config as config_lib
-from jumpsim import kernel
 
-PROBLEM = ["problem.n=20", "problem.m=20", "problem.rank=2", "problem.observed=0.2", "problem.seed=0", "model.depth=3", "model.width=20",
-           "train.ridge=1e-3", "detect.every=100", "detect.persist=3", "detect.threshold=1e-2", "run.trace_seeds=0"]
-START = ['model.init="gd"', "model.gd_steps=400000", "model.gd_lr=0.05", "model.seed=0"]
+_spec = importlib.util.spec_from_file_location(
+    "experiments_run", Path(__file__).resolve().parents[1] / "data" / "experiments" / "run.py"
+)
+suite_run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(suite_run)
+
+FAIL = 1e-6
+# Section (c) of data/results/REPORT.md: with eta = 0.14 for 50k steps from the start file,
+# KICK_REACHED of KICK_SEEDS seeds had reached rank <= 2 by the end of the kick (step 50,000).
+KICK_REACHED, KICK_SEEDS = 45, 512
 
 
-def test_a_gradient_descent_stops_above_the_true_rank():
-    cfg = config_lib.load_one(None, PROBLEM + START + ['train.batch="full"', "train.steps=20000", "run.seeds=1", "run.chunk=1"])
-    k = kernel.build(cfg)
-    assert k.info["start_rank"] == 3 > cfg.problem.rank
-    assert k.info["start_grad_norm"] < 1e-4  # a critical point
-    sv = k.info["start_singular_values"]
+def suite_config(*overrides: str):
+    """base.toml (loaded on its own, so relative files resolve in data/experiments) from the start file."""
+    start = ['model.init="file"', 'model.init_file="rank3_start.npz"', "run.trace_seeds=0"]
+    return jumpsim.load_config(suite_run.BASE, start + list(overrides))
+
+
+def binomial_floor(k: int, n: int, seeds: int) -> int:
+    """The count t to assert X >= t for X ~ Binomial(seeds, p), p the lower end of the 95 % Wilson
+    interval of the measured k of n: P(X < t) < FAIL (conservative: p is below the estimate)."""
+    p = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson").low
+    t = int(sps.binom.ppf(FAIL, seeds, p))  # smallest t with P(X <= t) >= FAIL
+    assert t >= 1 and sps.binom.cdf(t - 1, seeds, p) < FAIL
+    return t
+
+
+def test_a_start_is_a_rank3_critical_point_and_gradient_descent_stays_there():
+    base = suite_run.base_config()
+    facts = suite_run.start_facts()  # numpy float64 from the committed file
+    assert facts["rank"] == 3 > base.problem.rank
+    assert facts["grad_norm"] < 1e-4  # a critical point
+    sv = facts["singular_values"]
     assert sv[2] > 1.0 and sv[3] < 1e-3  # a clear gap around the threshold
-    res = kernel.run_chunk(k, cfg, np.arange(1))  # more gradient descent: it stays there
-    assert int(res.state.det.n_events[0]) == 0 and int(res.state.det.rank[0]) == 3
+    cfg = suite_config('train.batch="full"', "train.steps=20000", "run.seeds=2", "run.chunk=2")
+    f = jumpsim.simulate(cfg)
+    runs = f["runs"]
+    assert (runs.initial_rank == 3).all() and (runs.final_rank == 3).all() and (runs.status == "ok").all()
+    assert f["events"].empty and (runs.n_events == 0).all()
 
 
 def test_b_c_sgd_escapes_at_large_eta_only_and_does_not_jump_back():
-    common = PROBLEM + START + ["train.batch=1", "train.steps=20000", "run.seeds=64", "run.chunk=64"]
-    kick = config_lib.load_one(None, common + ["train.lr.kind=piecewise", "train.lr.values=[0.15, 0.05]", "train.lr.boundaries=[10000]"])
-    small = config_lib.load_one(None, common + ["train.lr=0.05"])
-    fk, fs = jumpsim.simulate(kick), jumpsim.simulate(small)
-    assert (fk["runs"].initial_rank == 3).all() and (fs["runs"].initial_rank == 3).all()
-    reached_kick = int((fk["runs"].min_rank <= 2).sum())
-    reached_small = int((fs["runs"].min_rank <= 2).sum())
-    assert reached_kick >= 2, reached_kick
-    assert reached_small == 0 and (fs["runs"].status == "ok").all()
+    # eta = 0.05: SGD stays in the rank-3 basin (the full runs never saw a jump at eta <= 0.10)
+    small = jumpsim.simulate(suite_config("train.lr=0.05", "train.steps=20000", "run.seeds=64", "run.chunk=64"))
+    assert (small["runs"].initial_rank == 3).all() and (small["runs"].status == "ok").all()
+    assert small["events"].empty
+    # the kick of experiment (c), cut to 10k steps at eta = 0.05 after it
+    boundary, seeds = 50000, 320
+    kick = suite_config(
+        "train.lr.kind=piecewise",
+        "train.lr.values=[0.14, 0.05]",
+        f"train.lr.boundaries=[{boundary}]",
+        f"train.steps={boundary + 10000}",
+        f"run.seeds={seeds}",
+        f"run.chunk={seeds}",
+    )
+    fk = jumpsim.simulate(kick)
+    assert (fk["runs"].initial_rank == 3).all()
+    pas = fk["passages"]
+    reached = int(((pas.level == 2) & (pas.step < boundary)).sum())
+    floor = binomial_floor(KICK_REACHED, KICK_SEEDS, seeds)
+    assert reached >= floor, (reached, floor)
     ev = fk["events"]
-    assert ((ev.direction == "up") & (ev.step >= 10000)).sum() == 0  # one way in the small-eta phase
-    assert ((ev.direction == "down") & (ev.step < 10000)).sum() >= 2
+    assert ((ev.direction == "up") & (ev.step >= boundary)).sum() == 0  # one way in the small-eta phase

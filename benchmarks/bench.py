@@ -172,7 +172,7 @@ def device_info() -> dict:
         "jax": jax.__version__,
         "numpy": np.__version__,
         "jumpsim": jumpsim.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     try:
         import torch

@@ -42,8 +42,25 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         ds = Path(tmp) / "ds"
-        cmd = [sys.executable, "-m", "jumpsim.cli", "run", "--quiet", "--out", str(ds), "--seeds", str(args.seeds),
-               "--steps", str(args.steps), "--set", f"run.chunk={args.chunk}", "--set", "detect.every=100", "--set", "run.trace_seeds=0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jumpsim.cli",
+            "run",
+            "--quiet",
+            "--out",
+            str(ds),
+            "--seeds",
+            str(args.seeds),
+            "--steps",
+            str(args.steps),
+            "--set",
+            f"run.chunk={args.chunk}",
+            "--set",
+            "detect.every=100",
+            "--set",
+            "run.trace_seeds=0",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=subprocess.PIPE, text=True)
         samples = []  # (seconds, chunks written, rss MiB)
@@ -67,7 +84,11 @@ def main(argv=None) -> int:
     first = [peaks[d] for d in sorted(peaks) if 0 < d <= 2]
     last = [peaks[d] for d in sorted(peaks) if n_chunks - 3 <= d < n_chunks]
     res = {
-        "seeds": args.seeds, "chunk": args.chunk, "chunks": n_chunks, "steps": args.steps, "wall_s": wall,
+        "seeds": args.seeds,
+        "chunk": args.chunk,
+        "chunks": n_chunks,
+        "steps": args.steps,
+        "wall_s": wall,
         "rss_peak_chunks_2_3_mib": max(first) if first else None,
         "rss_peak_last_chunks_mib": max(last) if last else None,
         "rss_peak_per_chunk_mib": {int(k): v for k, v in sorted(peaks.items())},
@@ -75,12 +96,15 @@ def main(argv=None) -> int:
         "rss_last_mib": samples[-1][2],
         "dataset_mib": disk,
         "samples": samples[:: max(1, len(samples) // 200)],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "summary": out.strip().splitlines()[0] if out.strip() else "",
     }
-    print(f"{args.seeds:,} seeds in {n_chunks} chunks of {args.chunk:,}, {args.steps} steps: {wall:.0f} s; "
-          f"peak RSS during chunks 2-3 {res['rss_peak_chunks_2_3_mib']:.0f} MiB, during the last chunks {res['rss_peak_last_chunks_mib']:.0f} MiB, "
-          f"overall {res['rss_peak_mib']:.0f} MiB; dataset {disk:.0f} MiB")
+    print(
+        f"{args.seeds:,} seeds in {n_chunks} chunks of {args.chunk:,}, {args.steps} steps: {wall:.0f} s; "
+        f"peak RSS during chunks 2-3 {res['rss_peak_chunks_2_3_mib']:.0f} MiB, during the last chunks "
+        f"{res['rss_peak_last_chunks_mib']:.0f} MiB, "
+        f"overall {res['rss_peak_mib']:.0f} MiB; dataset {disk:.0f} MiB"
+    )
     print(res["summary"])
     args.out.mkdir(parents=True, exist_ok=True)
     import jax

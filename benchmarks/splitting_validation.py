@@ -45,21 +45,35 @@ def coverage(replica_p: np.ndarray, runs: int, exact: float) -> dict:
     half = stats.t.ppf((1 + LEVEL) / 2, r - 1) * groups.std(1, ddof=1) / math.sqrt(r)
     cover = np.mean((np.maximum(m - half, 0) <= exact) & (exact <= m + half))
     se = replica_p.std(ddof=1) / math.sqrt(len(replica_p))
-    return {"runs": runs, "replicas_per_run": r, "exact": exact, "mean": float(replica_p.mean()),
-            "rel_sd_per_replica": float(replica_p.std(ddof=1) / exact),
-            "bias_z": float((replica_p.mean() - exact) / se),
-            "coverage": float(cover), "coverage_se": float(math.sqrt(LEVEL * (1 - LEVEL) / runs)),
-            "run_rel_sd": float(m.std(ddof=1) / exact), "below_low": float(np.mean(m + half < exact)),
-            "above_high": float(np.mean(m - half > exact))}
+    return {
+        "runs": runs,
+        "replicas_per_run": r,
+        "exact": exact,
+        "mean": float(replica_p.mean()),
+        "rel_sd_per_replica": float(replica_p.std(ddof=1) / exact),
+        "bias_z": float((replica_p.mean() - exact) / se),
+        "coverage": float(cover),
+        "coverage_se": float(math.sqrt(LEVEL * (1 - LEVEL) / runs)),
+        "run_rel_sd": float(m.std(ddof=1) / exact),
+        "below_low": float(np.mean(m + half < exact)),
+        "above_high": float(np.mean(m - half > exact)),
+    }
 
 
 def tams_case(name, fns, exact, horizon, runs, r, n, seed):
     t0 = time.time()
     res = splitting.estimate(*fns, horizon=horizon, particles=n, replicas=runs * r, seed=seed)
     out = coverage(res.replica_p, runs, exact)
-    out.update(case=name, particles=n, horizon=horizon, wall_s=round(time.time() - t0, 1),
-               particle_steps=res.particle_steps, mean_iterations=float(res.iterations.mean()), extinct=res.extinct,
-               capped=res.capped)
+    out.update(
+        case=name,
+        particles=n,
+        horizon=horizon,
+        wall_s=round(time.time() - t0, 1),
+        particle_steps=res.particle_steps,
+        mean_iterations=float(res.iterations.mean()),
+        extinct=res.extinct,
+        capped=res.capped,
+    )
     print(json.dumps(out), flush=True)
     return out
 
@@ -71,24 +85,53 @@ def rate_case(runs, r, n, quick):
     t0 = time.time()
     rows = []
     for i in range(runs):
-        res = splitting.estimate_rate(*walk(q, size), basin=basin / size, interface=interface / size,
-                                      flux_trajectories=traj, flux_periods=periods, particles=n, replicas=r,
-                                      seed=100 + i, max_periods=5000)
-        rows.append((res.rate, res.rate_low, res.rate_high, res.flux, res.flux_crossings, res.p_ab, res.p_ab_low,
-                     res.p_ab_high, res.particle_steps))
+        res = splitting.estimate_rate(
+            *walk(q, size),
+            basin=basin / size,
+            interface=interface / size,
+            flux_trajectories=traj,
+            flux_periods=periods,
+            particles=n,
+            replicas=r,
+            seed=100 + i,
+            max_periods=5000,
+        )
+        rows.append(
+            (
+                res.rate,
+                res.rate_low,
+                res.rate_high,
+                res.flux,
+                res.flux_crossings,
+                res.p_ab,
+                res.p_ab_low,
+                res.p_ab_high,
+                res.particle_steps,
+            )
+        )
     a = np.array(rows)
     rate, lo, hi, flux, ncross, p_ab, plo, phi, steps = a.T
-    out = {"case": "rate: walk q=0.25 to 16 from basin x<=1, interface x>=3", "runs": runs, "replicas_per_run": r,
-           "particles": n, "flux_trajectories": traj, "flux_periods": periods,
-           "k_exact_1_over_mfpt": k_exact, "k_exact_flux_times_p_ab": flux_exact * p_exact,
-           "rate_mean": float(rate.mean()),
-           "rate_z": float((rate.mean() - k_exact) / (rate.std(ddof=1) / math.sqrt(runs))),
-           "rate_coverage": float(np.mean((lo <= k_exact) & (k_exact <= hi))),
-           "flux_exact": flux_exact, "flux_z": float((flux.mean() - flux_exact) / (flux.std(ddof=1) / math.sqrt(runs))),
-           "flux_rel_sd_vs_poisson": float(flux.std(ddof=1) / flux.mean() * math.sqrt(ncross.mean())),
-           "p_ab_exact": p_exact, "p_ab_z": float((p_ab.mean() - p_exact) / (p_ab.std(ddof=1) / math.sqrt(runs))),
-           "p_ab_coverage": float(np.mean((plo <= p_exact) & (p_exact <= phi))),
-           "particle_steps_per_run": float(steps.mean()), "wall_s": round(time.time() - t0, 1)}
+    out = {
+        "case": "rate: walk q=0.25 to 16 from basin x<=1, interface x>=3",
+        "runs": runs,
+        "replicas_per_run": r,
+        "particles": n,
+        "flux_trajectories": traj,
+        "flux_periods": periods,
+        "k_exact_1_over_mfpt": k_exact,
+        "k_exact_flux_times_p_ab": flux_exact * p_exact,
+        "rate_mean": float(rate.mean()),
+        "rate_z": float((rate.mean() - k_exact) / (rate.std(ddof=1) / math.sqrt(runs))),
+        "rate_coverage": float(np.mean((lo <= k_exact) & (k_exact <= hi))),
+        "flux_exact": flux_exact,
+        "flux_z": float((flux.mean() - flux_exact) / (flux.std(ddof=1) / math.sqrt(runs))),
+        "flux_rel_sd_vs_poisson": float(flux.std(ddof=1) / flux.mean() * math.sqrt(ncross.mean())),
+        "p_ab_exact": p_exact,
+        "p_ab_z": float((p_ab.mean() - p_exact) / (p_ab.std(ddof=1) / math.sqrt(runs))),
+        "p_ab_coverage": float(np.mean((plo <= p_exact) & (p_exact <= phi))),
+        "particle_steps_per_run": float(steps.mean()),
+        "wall_s": round(time.time() - t0, 1),
+    }
     print(json.dumps(out), flush=True)
     return out
 
@@ -99,8 +142,9 @@ def tie_rule_check(replicas):
     exact = walk_curve(q, size, horizon)[-1]
     out = {"case": f"tie rule: walk q={q} to {size} within {horizon}", "exact": exact, "replicas": replicas}
     for name, naive in (("kill_all_ties", False), ("kill_exactly_k", True)):
-        res = splitting.estimate(*walk(q, size), horizon=horizon, particles=32, replicas=replicas, seed=11,
-                                 _naive_ties=naive)
+        res = splitting.estimate(
+            *walk(q, size), horizon=horizon, particles=32, replicas=replicas, seed=11, _naive_ties=naive
+        )
         se = res.replica_p.std(ddof=1) / math.sqrt(replicas)
         out[name] = {"mean": res.p, "ratio_to_exact": res.p / exact, "z": (res.p - exact) / se}
     print(json.dumps(out), flush=True)
@@ -151,14 +195,21 @@ def speed(quick):
     reps = var / (0.2 * p) ** 2
     tams_cost = reps * per_rep
     brute_cost = (1 - p) / (p * 0.04) * h
-    out = {"speed_chain": f"AR(1) a={a} s={s} c={c} horizon={horizon}, float32",
-           "engine_particle_periods_per_s": eng, "brute_force_particle_periods_per_s": bf, "brute_force_batch": b,
-           "engine_over_brute": eng / bf,
-           "cost_chain": f"walk q={q} to {size} within {h}: p={p:.4g}",
-           "tams_periods_per_replica": per_rep, "tams_rel_sd_per_replica": math.sqrt(var) / p,
-           "tams_replicas_for_20pct": reps, "tams_periods_for_20pct": tams_cost,
-           "brute_periods_for_20pct": brute_cost, "brute_over_tams_periods": brute_cost / tams_cost,
-           "brute_over_tams_wall": brute_cost / bf / (tams_cost / eng)}
+    out = {
+        "speed_chain": f"AR(1) a={a} s={s} c={c} horizon={horizon}, float32",
+        "engine_particle_periods_per_s": eng,
+        "brute_force_particle_periods_per_s": bf,
+        "brute_force_batch": b,
+        "engine_over_brute": eng / bf,
+        "cost_chain": f"walk q={q} to {size} within {h}: p={p:.4g}",
+        "tams_periods_per_replica": per_rep,
+        "tams_rel_sd_per_replica": math.sqrt(var) / p,
+        "tams_replicas_for_20pct": reps,
+        "tams_periods_for_20pct": tams_cost,
+        "brute_periods_for_20pct": brute_cost,
+        "brute_over_tams_periods": brute_cost / tams_cost,
+        "brute_over_tams_wall": brute_cost / bf / (tams_cost / eng),
+    }
     print(json.dumps(out), flush=True)
     return out
 
@@ -176,19 +227,52 @@ def main():
     t0 = time.time()
     c6, c12 = 16.7, 23.5
     cases = [
-        tams_case("walk q=0.25 to 22 within 120 (integer scores, ties)", walk(0.25, 22),
-                  walk_curve(0.25, 22, 120)[-1], 120, runs, 20, 32, 1),
-        tams_case(f"AR(1) a=0.95 s=1 to {c6} within 50", ar1(0.95, 1.0, c6), ar1_curve(0.95, 1.0, c6, 50)[-1], 50,
-                  runs, 20, 32, 2),
-        tams_case(f"AR(1) a=0.95 s=1 to {c12} within 50", ar1(0.95, 1.0, c12), ar1_curve(0.95, 1.0, c12, 50)[-1],
-                  50, runs, 20, 64, 3),
+        tams_case(
+            "walk q=0.25 to 22 within 120 (integer scores, ties)",
+            walk(0.25, 22),
+            walk_curve(0.25, 22, 120)[-1],
+            120,
+            runs,
+            20,
+            32,
+            1,
+        ),
+        tams_case(
+            f"AR(1) a=0.95 s=1 to {c6} within 50",
+            ar1(0.95, 1.0, c6),
+            ar1_curve(0.95, 1.0, c6, 50)[-1],
+            50,
+            runs,
+            20,
+            32,
+            2,
+        ),
+        tams_case(
+            f"AR(1) a=0.95 s=1 to {c12} within 50",
+            ar1(0.95, 1.0, c12),
+            ar1_curve(0.95, 1.0, c12, 50)[-1],
+            50,
+            runs,
+            20,
+            64,
+            3,
+        ),
     ]
     rate = rate_case(runs // 2, 20, 32, args.quick)
     ties = tie_rule_check(400 if args.quick else 4000)
     sp = speed(args.quick)
-    result = {"device": str(jax.devices()[0]), "cpu_count": __import__("os").cpu_count(), "jax": jax.__version__,
-              "platform": platform.platform(), "level": LEVEL, "tams": cases, "rate": rate, "tie_rule": ties,
-              "speed": sp, "total_wall_s": round(time.time() - t0, 1)}
+    result = {
+        "device": str(jax.devices()[0]),
+        "cpu_count": __import__("os").cpu_count(),
+        "jax": jax.__version__,
+        "platform": platform.platform(),
+        "level": LEVEL,
+        "tams": cases,
+        "rate": rate,
+        "tie_rule": ties,
+        "speed": sp,
+        "total_wall_s": round(time.time() - t0, 1),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(result, indent=1) + "\n")
     Path(args.out + ".md").write_text(markdown(result))
@@ -196,61 +280,86 @@ def main():
 
 
 def markdown(r) -> str:
-    lines = ["# Splitting (TAMS / AMS) validation", "",
-             f"{r['device']}, {r['cpu_count']} cores, jax {r['jax']}; total {r['total_wall_s']} s. "
-             "Exact answers: float64 DP (tests/test_splitting.py). Coverage: fraction of runs whose nominal "
-             f"{r['level']:.0%} Student-t interval (over the run's replicas) contains the exact value "
-             "(binomial SE in brackets); bias z: pooled mean of all replicas vs exact, in SEs.", "",
-             "| case | exact p | runs x R x N | mean / exact | bias z | coverage | miss low / high "
-             "| rel sd per replica | iterations | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Splitting (TAMS / AMS) validation",
+        "",
+        f"{r['device']}, {r['cpu_count']} cores, jax {r['jax']}; total {r['total_wall_s']} s. "
+        "Exact answers: float64 DP (tests/test_splitting.py). Coverage: fraction of runs whose nominal "
+        f"{r['level']:.0%} Student-t interval (over the run's replicas) contains the exact value "
+        "(binomial SE in brackets); bias z: pooled mean of all replicas vs exact, in SEs.",
+        "",
+        "| case | exact p | runs x R x N | mean / exact | bias z | coverage | miss low / high "
+        "| rel sd per replica | iterations | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in r["tams"]:
-        lines.append(f"| {c['case']} | {c['exact']:.4g} | {c['runs']} x {c['replicas_per_run']} x {c['particles']} | "
-                     f"{c['mean'] / c['exact']:.4f} | {c['bias_z']:+.2f} | {c['coverage']:.3f} ({c['coverage_se']:.3f})"
-                     f" | {c['below_low']:.3f} / {c['above_high']:.3f} | {c['rel_sd_per_replica']:.2f} | "
-                     f"{c['mean_iterations']:.1f} | {c['wall_s']} |")
+        lines.append(
+            f"| {c['case']} | {c['exact']:.4g} | {c['runs']} x {c['replicas_per_run']} x {c['particles']} | "
+            f"{c['mean'] / c['exact']:.4f} | {c['bias_z']:+.2f} | {c['coverage']:.3f} ({c['coverage_se']:.3f})"
+            f" | {c['below_low']:.3f} / {c['above_high']:.3f} | {c['rel_sd_per_replica']:.2f} | "
+            f"{c['mean_iterations']:.1f} | {c['wall_s']} |"
+        )
     ra = r["rate"]
-    lines += ["", f"## Rate form ({ra['case']}; {ra['runs']} runs x {ra['replicas_per_run']} replicas x "
-              f"{ra['particles']} particles, flux {ra['flux_trajectories']} x {ra['flux_periods']} periods)", "",
-              "| quantity | exact | mean / exact | z | coverage |", "|---|---|---|---|---|",
-              f"| rate k (exact = 1/MFPT) | {ra['k_exact_1_over_mfpt']:.4g} | "
-              f"{ra['rate_mean'] / ra['k_exact_1_over_mfpt']:.4f} | {ra['rate_z']:+.2f} | {ra['rate_coverage']:.3f} |",
-              f"| flux (exact finite-horizon DP) | {ra['flux_exact']:.4g} | - | {ra['flux_z']:+.2f} | - |",
-              f"| p_AB (gambler's ruin) | {ra['p_ab_exact']:.4g} | - | {ra['p_ab_z']:+.2f} | "
-              f"{ra['p_ab_coverage']:.3f} |", "",
-              f"flux * p_AB exact = {ra['k_exact_flux_times_p_ab']:.4g} vs 1/MFPT = {ra['k_exact_1_over_mfpt']:.4g}; "
-              f"flux sd relative to Poisson: {ra['flux_rel_sd_vs_poisson']:.2f}.", ""]
+    lines += [
+        "",
+        f"## Rate form ({ra['case']}; {ra['runs']} runs x {ra['replicas_per_run']} replicas x "
+        f"{ra['particles']} particles, flux {ra['flux_trajectories']} x {ra['flux_periods']} periods)",
+        "",
+        "| quantity | exact | mean / exact | z | coverage |",
+        "|---|---|---|---|---|",
+        f"| rate k (exact = 1/MFPT) | {ra['k_exact_1_over_mfpt']:.4g} | "
+        f"{ra['rate_mean'] / ra['k_exact_1_over_mfpt']:.4f} | {ra['rate_z']:+.2f} | {ra['rate_coverage']:.3f} |",
+        f"| flux (exact finite-horizon DP) | {ra['flux_exact']:.4g} | - | {ra['flux_z']:+.2f} | - |",
+        f"| p_AB (gambler's ruin) | {ra['p_ab_exact']:.4g} | - | {ra['p_ab_z']:+.2f} | {ra['p_ab_coverage']:.3f} |",
+        "",
+        f"flux * p_AB exact = {ra['k_exact_flux_times_p_ab']:.4g} vs 1/MFPT = {ra['k_exact_1_over_mfpt']:.4g}; "
+        f"flux sd relative to Poisson: {ra['flux_rel_sd_vs_poisson']:.2f}.",
+        "",
+    ]
     t = r["tie_rule"]
-    lines += [f"## Tie rule ({t['case']}, exact {t['exact']:.4g}, {t['replicas']} replicas each)", "",
-              "| rule | mean / exact | z |", "|---|---|---|"]
+    lines += [
+        f"## Tie rule ({t['case']}, exact {t['exact']:.4g}, {t['replicas']} replicas each)",
+        "",
+        "| rule | mean / exact | z |",
+        "|---|---|---|",
+    ]
     for k in ("kill_all_ties", "kill_exactly_k"):
         lines.append(f"| {k} | {t[k]['ratio_to_exact']:.4f} | {t[k]['z']:+.1f} |")
     s = r["speed"]
-    lines += ["", "## Speed and cost", "",
-              f"{s['speed_chain']}: engine {s['engine_particle_periods_per_s']:.3g} particle-periods/s "
-              f"(replays and clones included, after compilation) vs brute-force vmapped scan "
-              f"{s['brute_force_particle_periods_per_s']:.3g} ({s['brute_force_batch']} trajectories): "
-              f"ratio {s['engine_over_brute']:.2f}.", "",
-              f"Cost for a 20% relative error, {s['cost_chain']}: TAMS {s['tams_periods_for_20pct']:.3g} periods "
-              f"({s['tams_replicas_for_20pct']:.1f} replicas x {s['tams_periods_per_replica']:.0f}; rel sd per replica "
-              f"{s['tams_rel_sd_per_replica']:.2f}) vs brute force (1-p)/(0.04 p) trajectories x horizon = "
-              f"{s['brute_periods_for_20pct']:.3g} periods: {s['brute_over_tams_periods']:.1f}x fewer periods, "
-              f"{s['brute_over_tams_wall']:.1f}x less wall time. Multiply periods by SGD steps per period "
-              "for SGD steps.", "",
-              "## Notes", "",
-              "* Bias |z| <= 1.03 for every TAMS, p_AB and rate estimate: unbiased, ties included; the naive tie "
-              "rule is off by orders of magnitude on the tied walk (and can loop until max_iterations).",
-              "* The flux alone shows z = -2.85 (100 runs, about -0.8%); a separate check with 2 x 8192 "
-              "trajectories x 3000 periods gave z = -0.47 and -1.84 against the same DP: a small (<= 0.3%) "
-              "discrepancy or a fluctuation, not resolved.",
-              "* Coverage of the per-run Student-t intervals is BELOW nominal (misses are almost all on the low side): "
-              "the replica estimates are right-skewed and heavy-tailed (rarely a large one), so with R = 20 replicas "
-              "the sample SD is usually too small. Worst at 1e-12 with a fixed horizon, where max score is a poor "
-              "importance function (late branches cannot progress; ties and extinctions appear even for continuous "
-              "scores). Use more replicas, or report log10 spread, before trusting a 95% interval at small R.",
-              "* Engine speed per counted period is below plain vmapped stepping on a chain this cheap: lockstep "
-              "batches run until their slowest slot, replays are counted but padding/masked lanes are not, and the "
-              "host does one round trip per iteration. For expensive dynamics (SGD periods) the cost ratio of "
-              "periods is what matters.", ""]
+    lines += [
+        "",
+        "## Speed and cost",
+        "",
+        f"{s['speed_chain']}: engine {s['engine_particle_periods_per_s']:.3g} particle-periods/s "
+        f"(replays and clones included, after compilation) vs brute-force vmapped scan "
+        f"{s['brute_force_particle_periods_per_s']:.3g} ({s['brute_force_batch']} trajectories): "
+        f"ratio {s['engine_over_brute']:.2f}.",
+        "",
+        f"Cost for a 20% relative error, {s['cost_chain']}: TAMS {s['tams_periods_for_20pct']:.3g} periods "
+        f"({s['tams_replicas_for_20pct']:.1f} replicas x {s['tams_periods_per_replica']:.0f}; rel sd per replica "
+        f"{s['tams_rel_sd_per_replica']:.2f}) vs brute force (1-p)/(0.04 p) trajectories x horizon = "
+        f"{s['brute_periods_for_20pct']:.3g} periods: {s['brute_over_tams_periods']:.1f}x fewer periods, "
+        f"{s['brute_over_tams_wall']:.1f}x less wall time. Multiply periods by SGD steps per period "
+        "for SGD steps.",
+        "",
+        "## Notes",
+        "",
+        "* Bias |z| <= 1.03 for every TAMS, p_AB and rate estimate: unbiased, ties included; the naive tie "
+        "rule is off by orders of magnitude on the tied walk (and can loop until max_iterations).",
+        "* The flux alone shows z = -2.85 (100 runs, about -0.8%); a separate check with 2 x 8192 "
+        "trajectories x 3000 periods gave z = -0.47 and -1.84 against the same DP: a small (<= 0.3%) "
+        "discrepancy or a fluctuation, not resolved.",
+        "* Coverage of the per-run Student-t intervals is BELOW nominal (misses are almost all on the low side): "
+        "the replica estimates are right-skewed and heavy-tailed (rarely a large one), so with R = 20 replicas "
+        "the sample SD is usually too small. Worst at 1e-12 with a fixed horizon, where max score is a poor "
+        "importance function (late branches cannot progress; ties and extinctions appear even for continuous "
+        "scores). Use more replicas, or report log10 spread, before trusting a 95% interval at small R.",
+        "* Engine speed per counted period is below plain vmapped stepping on a chain this cheap: lockstep "
+        "batches run until their slowest slot, replays are counted but padding/masked lanes are not, and the "
+        "host does one round trip per iteration. For expensive dynamics (SGD periods) the cost ratio of "
+        "periods is what matters.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ import pytest
 # x64 (it scopes float64 to its own calls: tests/test_dynamics.py checks that in a fresh process).
 jax.config.update("jax_enable_x64", True)
 
-from jumpsim import config as config_lib  # noqa: E402  (after the XLA flags and x64 above)
+from jumpsim import config as config_lib
 
 TINY = [
     "problem.n=6",

@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -56,33 +55,9 @@ RESULTS = ROOT / "data" / "results"
 # configurations
 
 
-def _deep_merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _read_extended(path: Path) -> dict:
-    with open(path, "rb") as f:
-        raw = tomllib.load(f)
-    parent = raw.pop("extends", None)
-    return _deep_merge(_read_extended(path.parent / parent), raw) if parent else raw
-
-
 def load_experiment(path: str | Path) -> list:
-    """The configs of one TOML of the suite.
-
-    FALLBACK, to be removed once jumpsim.config understands ``extends = "base.toml"``: if the
-    loader refuses the key, merge the base under the file here (deep merge, the file wins) and
-    expand the result with the file's directory as base_dir, as the loader will."""
-    path = Path(path)
-    try:
-        return jumpsim.load_configs(path)
-    except jumpsim.ConfigError as e:
-        if e.key != "extends":
-            raise
-    return config_lib.expand(_read_extended(path), path.resolve().parent)
+    """The configs of one TOML of the suite (each extends base.toml)."""
+    return jumpsim.load_configs(path)
 
 
 def base_config():
@@ -180,18 +155,16 @@ def make_start(path: Path = START) -> dict:
         f"residual gradient {facts['grad_norm']:.2e}, "
         f"singular values {np.round(facts['singular_values'][:4], 4).tolist()}"
     )
-    check = config_lib.expand(
-        _deep_merge(
-            _read_extended(BASE),
-            {
-                "name": "start-check",
-                "model": {"init": "gd"},
-                "train": {"batch": "full", "steps": cfg.detect.every},
-                "run": {"seeds": 1, "chunk": 1, "trace_seeds": 0},
-            },
-        ),
-        HERE,
-    )
+    overrides = [
+        'name="start-check"',
+        'model.init="gd"',
+        'train.batch="full"',
+        f"train.steps={cfg.detect.every}",
+        "run.seeds=1",
+        "run.chunk=1",
+        "run.trace_seeds=0",
+    ]
+    check = config_lib.load(BASE, overrides)
     with tempfile.TemporaryDirectory() as d:
         jumpsim.run(check, Path(d) / "start", progress=False)
         ref = json.loads(jumpsim.read_dataset(Path(d) / "start")["experiments"].start.iloc[0])

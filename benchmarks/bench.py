@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jumpsim  # noqa: E402
-from jumpsim import kernel, model  # noqa: E402
+from jumpsim import kernel, model, runner
 from jumpsim import problem as problem_lib  # noqa: E402
 
 
@@ -59,12 +59,12 @@ def bench_jumpsim(cfg, repeats=1) -> dict:
     k = kernel.build(cfg)
     seeds = np.arange(cfg.run.seeds)
     t = time.perf_counter()
-    res = kernel.run_chunk(k, cfg, seeds)
+    res = runner.run_chunk(k, cfg, seeds)
     first = time.perf_counter() - t
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        kernel.run_chunk(k, cfg, seeds)
+        runner.run_chunk(k, cfg, seeds)
         best = min(best, time.perf_counter() - t)
     work = cfg.run.seeds * cfg.train.steps
     return {"seed_steps_per_s": work / best, "wall_s": best, "compile_s": max(first - best, 0.0), "bytes_per_seed": state_bytes_per_seed(res.state)}

@@ -12,6 +12,7 @@ probability below 1e-6 under the rate the full runs measured (data/results/REPOR
 import importlib.util
 from pathlib import Path
 
+import pytest
 from scipy import stats as sps
 
 import jumpsim
@@ -57,6 +58,7 @@ def test_a_start_is_a_rank3_critical_point_and_gradient_descent_stays_there():
     assert f["events"].empty and (runs.n_events == 0).all()
 
 
+@pytest.mark.slow
 def test_b_c_sgd_escapes_at_large_eta_only_and_does_not_jump_back():
     # eta = 0.05: SGD stays in the rank-3 basin (the full runs never saw a jump at eta <= 0.10)
     small = jumpsim.simulate(suite_config("train.lr=0.05", "train.steps=20000", "run.seeds=64", "run.chunk=64"))

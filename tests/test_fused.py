@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jumpsim
-from jumpsim import fused, kernel, model, spectrum
+from jumpsim import fused, kernel, model, runner, spectrum
 from jumpsim import problem as problem_lib
 
 F32, I32 = jnp.float32, jnp.int32
@@ -114,7 +114,7 @@ def test_ranks_agree_with_the_simulator(tiny):
     prob = problem_lib.make(cfg)
     k = kernel.build(cfg)
     seeds = np.arange(6)
-    sim = kernel.run_chunk(k, cfg, seeds)
+    sim = runner.run_chunk(k, cfg, seeds)
     states = jax.device_get(k.init(jnp.asarray(np.resize(seeds, 32), I32)))  # what run_chunk starts from
     params = tuple(jnp.asarray(w[:6]) for w in states.params)
     keys = jax.device_put(states.key[:6], jax.devices()[0])

@@ -64,6 +64,7 @@ def test_tams_agrees_with_brute_force(tams):
     np.testing.assert_allclose(last.to_numpy(), reps.to_numpy(), rtol=1e-12)  # p(T') at T' = T is the estimate
 
 
+@pytest.mark.slow
 def test_shards_combine_to_the_single_run_and_resume_gives_the_same_answer(tams, tmp_path):
     cfg, out = tams
     one = _estimate(out)
@@ -99,6 +100,7 @@ def test_shards_combine_to_the_single_run_and_resume_gives_the_same_answer(tams,
     assert not list((resumed / "rare_state").rglob("*.npz"))  # cleaned up once the tables are written
 
 
+@pytest.mark.slow
 def test_cli_rare_rate_form_and_summarize_json(tmp_path, capsys):
     out = tmp_path / "d"
     args = ["rare", "--out", str(out), "--method", "rate", "--particles", "32", "--replicas", "8", "--quiet"]

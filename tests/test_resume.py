@@ -51,6 +51,7 @@ def reference(tmp_path_factory, run_args):
     return out
 
 
+@pytest.mark.slow
 def test_kill_at_any_moment_then_rerun_gives_the_same_tables(reference, tmp_path, run_args):
     out = tmp_path / "ds"
     cmd = [sys.executable, "-m", "jumpsim.cli"] + run_args(out)

@@ -43,46 +43,39 @@ def _shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+def _simulation_arguments(p: argparse.ArgumentParser, shard: str) -> None:
+    """Options shared by the commands that simulate (run, rare)."""
+    p.add_argument("--out", help="dataset directory (default results/<name>)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
+    p.add_argument("--shard", help=f"{shard} (default: from SLURM_ARRAY_TASK_ID/COUNT)")
+    p.add_argument("--append", action="store_true", help="allow adding a different experiment to an existing --out")
+    p.add_argument("--cache", metavar="DIR", help="persistent compilation cache (default: $JUMPSIM_CACHE if set)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="jumpsim", description="Monte Carlo jump statistics of SGD on deep linear networks.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="simulate an experiment (the built-in default without CONFIG)")
     r.add_argument("config", nargs="?", help="TOML config file")
-    r.add_argument("--out", help="dataset directory (default results/<name>)")
     r.add_argument("--seeds", type=int, help="shortcut for --set run.seeds=N")
     r.add_argument("--steps", type=int, help="shortcut for --set train.steps=T")
-    r.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value (repeatable)",
-    )
-    r.add_argument("--shard", help="I/N: run only shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
-    r.add_argument("--append", action="store_true", help="allow adding a different experiment to an existing --out")
-    r.add_argument("--cache", metavar="DIR", help="persistent compilation cache (default: $JUMPSIM_CACHE if set)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    _simulation_arguments(r, shard="I/N: run only shard I of N")
     rr = sub.add_parser("rare", help="splitting estimate of a rare jump from the experiment's start (tams or rate)")
     rr.add_argument("config", nargs="?", help='TOML config file (init = "file" or "gd")')
-    rr.add_argument("--out", help="dataset directory (default results/<name>)")
-    rr.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value (repeatable)",
-    )
     rr.add_argument("--method", choices=["tams", "rate"], help="shortcut for --set rare.method=...")
     rr.add_argument("--particles", type=int, help="shortcut for --set rare.particles=N")
     rr.add_argument("--replicas", type=int, help="shortcut for --set rare.replicas=R")
     rr.add_argument("--kill-fraction", type=float, help="shortcut for --set rare.kill_fraction=A")
     rr.add_argument("--steps", type=int, help="shortcut for --set train.steps=T (the horizon of tams)")
-    rr.add_argument("--shard", help="I/N: only the replicas of shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
-    rr.add_argument("--append", action="store_true", help="allow adding to a dataset that holds other experiments")
-    rr.add_argument("--cache", metavar="DIR", help="persistent compilation cache (default: $JUMPSIM_CACHE if set)")
-    rr.add_argument("--quiet", action="store_true", help="no progress")
+    _simulation_arguments(rr, shard="I/N: only the replicas of shard I of N")
     s = sub.add_parser("summarize", help="jump probabilities and rates of a dataset")
     s.add_argument("dir")
     s.add_argument("--json", action="store_true", help="print one JSON object")

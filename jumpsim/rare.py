@@ -150,20 +150,18 @@ def _pilot(p: Particles, cfg: Config) -> tuple[float, float]:
     """Default basin and interface: the median and 99th percentile of the score over a brute-force
     pilot from the start (64 trajectories over min(flux_steps, 20,000) steps, after the first 10 %)."""
     periods = max(10, min(cfg.rare.flux_steps or cfg.train.steps, 20_000) // p.period_steps)
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(cfg.rare.seed + 7_777, impl="threefry2x32"), i))(
-        jnp.arange(64)
-    )
-    run = jax.jit(
-        lambda ks: jax.lax.scan(
-            lambda xs, t: (lambda ys: (ys, jax.vmap(p.score)(ys)))(
-                jax.vmap(p.advance, in_axes=(0, 0, None))(xs, jax.vmap(jax.random.fold_in, in_axes=(0, None))(ks, t), t)
-            ),
-            jax.vmap(p.init)(ks),
-            jnp.arange(periods, dtype=jnp.int32),
-        )[1]
-    )
+    root = jax.random.key(cfg.rare.seed + 7_777, impl="threefry2x32")
+    keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(64))
+    advance, score = jax.vmap(p.advance, in_axes=(0, 0, None)), jax.vmap(p.score)
+
+    def step(xs, t):
+        xs = advance(xs, jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t), t)
+        return xs, score(xs)
+
     with dynamics.float64_scope():
-        xi = np.asarray(run(keys))[periods // 10 :]
+        xs0 = jax.vmap(p.init)(keys)
+        xi = np.asarray(jax.jit(lambda x: jax.lax.scan(step, x, jnp.arange(periods, dtype=jnp.int32))[1])(xs0))
+    xi = xi[periods // 10 :]
     xi = xi[np.isfinite(xi) & (xi < 1)]
     basin = float(np.quantile(xi, 0.5)) if cfg.rare.basin is None else cfg.rare.basin
     interface = float(np.quantile(xi, 0.99)) if cfg.rare.interface is None else cfg.rare.interface

@@ -85,7 +85,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
+
+from .stats import mean_interval, rate_interval
 
 IMPL = "threefry2x32"
 LANES = 16  # every simulated batch is a multiple of this (bit-for-bit replays, see module docstring)
@@ -524,15 +525,6 @@ def _replica_p(st: EngineState) -> np.ndarray:
     return np.where(st.extinct, 0.0, np.exp(st.log_w) * (st.level >= 1).mean(1))
 
 
-def _t_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Mean of x with a Student-t interval, clipped at 0; NaN interval if len(x) < 2 or all zero."""
-    m = float(x.mean())
-    if len(x) < 2 or not np.any(x > 0):
-        return m, float("nan"), float("nan")
-    half = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return m, max(m - half, 0.0), m + half
-
-
 def _log(st: EngineState) -> TamsLog:
     return TamsLog(st.log_z.copy(), st.log_k.copy())
 
@@ -612,7 +604,7 @@ def _tams_result(st: EngineState, horizon: int, level: float) -> TamsResult:
 
 
 def _summarise(rp, curve, extinct, iterations, steps, reached, log, capped, ids, level) -> TamsResult:
-    m, lo, hi = _t_interval(rp, level)
+    m, lo, hi = mean_interval(rp, level)
     pos = rp[rp > 0]
     l10 = np.log10(pos) if len(pos) else np.array([np.nan])
     return TamsResult(
@@ -746,15 +738,9 @@ def _rate_result(
     ids,
     level,
 ) -> RateResult:
-    p, plo, phi = _t_interval(rp, level)
+    p, plo, phi = mean_interval(rp, level)
     flux = crossings / exposure if exposure else float("nan")
-    rate = flux * p
-    if rate > 0 and len(rp) > 1:
-        var = 1 / crossings + rp.var(ddof=1) / (len(rp) * p * p)
-        half = stats.norm.ppf((1 + level) / 2) * math.sqrt(var)
-        lo, hi = rate * math.exp(-half), rate * math.exp(half)
-    else:
-        lo = hi = float("nan")
+    rate, lo, hi = rate_interval(crossings, exposure, rp, level)
     return RateResult(
         rate,
         lo,

@@ -27,6 +27,41 @@ def _ranges(seeds: np.ndarray) -> str:
     return ", ".join(parts[:8]) + (f", ... ({len(parts)} ranges)" if len(parts) > 8 else "")
 
 
+def _check_rare(out: Path, cid: str, problems: list[str], facts: list[str]) -> bool:
+    """Splitting parts of one config: readable with jumpsim's schemas, each ``rare`` part with its
+    replicas part holding exactly its replica range, no replica of an estimate in two parts. Appends
+    to ``problems``/``facts``; returns whether the config has any splitting estimate."""
+    root = out / "rare" / f"config_id={cid}"
+    parts = sorted(root.glob("part-*.parquet")) if root.is_dir() else []
+    seen: dict[str, list[tuple[int, int]]] = {}
+    for path in parts:
+        rel = path.relative_to(out)
+        try:
+            row = pq.read_table(path).to_pylist()[0]
+            reps = pq.read_table(out / "rare_replicas" / f"config_id={cid}" / path.name)
+        except Exception as e:
+            problems.append(f"{rel}: unreadable or without its rare_replicas part ({e.__class__.__name__}: {e})")
+            continue
+        for name, t in (("rare", pq.read_table(path)), ("rare_replicas", reps)):
+            missing = [c for c in tables.REQUIRED[name] if c not in t.column_names]
+            if missing:
+                problems.append(f"{rel}: {name} part lacks column(s) {', '.join(missing)}")
+        lo, hi = row["replica_lo"], row["replica_hi"]
+        ids = sorted(reps["replica"].to_pylist())
+        if ids != list(range(lo, hi + 1)):
+            problems.append(f"{rel}: rare_replicas holds replicas {_ranges(np.asarray(ids))}, expected {lo}..{hi}")
+        for a, b in seen.get(row["estimate_id"], []):
+            if a <= hi and lo <= b:
+                problems.append(
+                    f"config_id={cid}: estimate {row['estimate_id']} has replicas {max(a, lo)}..{min(b, hi)} twice"
+                )
+        seen.setdefault(row["estimate_id"], []).append((lo, hi))
+    for eid, ranges in seen.items():
+        n = sum(b - a + 1 for a, b in ranges)
+        facts.append(f"config_id={cid}: splitting estimate {eid}, {n} replicas in {len(ranges)} part(s)")
+    return bool(parts)
+
+
 def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
     """(problems, facts). Problems: unreadable or mis-typed part files, temporary files,
     seeds missing or present more than once per config (against the seeds the newest run of
@@ -53,6 +88,7 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
         cid = row.config_id
         cfg = json.loads(row.config)
         lo, hi = _expected_seeds(cfg)
+        has_rare = _check_rare(out, cid, problems, facts)
         frames = {}
         for name in ("runs", "events", "passages"):
             parts = []
@@ -79,7 +115,8 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
             for a, b in sorted(missing):
                 problems.append(f"config_id={cid}: {name} part for seeds {a}..{b} is missing (its runs part exists)")
         if not frames["runs"]:
-            problems.append(f"config_id={cid}: no runs parts; expected seeds {lo}..{hi - 1}")
+            if not has_rare:  # a splitting-only experiment has no brute-force runs
+                problems.append(f"config_id={cid}: no runs parts; expected seeds {lo}..{hi - 1}")
             continue
         import pandas as pd
 

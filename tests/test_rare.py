@@ -156,3 +156,21 @@ def test_bad_splitting_settings_exit_2_naming_the_key(tmp_path, capsys, bad, key
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert key in err and err.strip().count("\n") == 0
+
+
+def test_check_validates_splitting_tables(tams, tmp_path, capsys):
+    """`jumpsim check` accepts a splitting-only dataset and names a replica that is missing or twice."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    _, out = tams
+    ds = tmp_path / "ds"
+    shutil.copytree(out, ds, ignore=shutil.ignore_patterns("rare_state"))
+    assert cli.main(["check", str(ds)]) == 0
+    assert "splitting estimate" in capsys.readouterr().out
+    (part,) = list((ds / "rare_replicas").rglob("part-*.parquet"))
+    t = pq.read_table(part)
+    pq.write_table(t.slice(1), part)  # replica 0 lost
+    assert cli.main(["check", str(ds)]) == 1
+    assert "expected 0..11" in capsys.readouterr().out

@@ -115,6 +115,12 @@ class DetectConfig:
     relative: bool = False
     persist: int = 3
     max_events: int = 64
+    # the paper's absorbing set B_r: rank <= r, relative balancedness gap <= balance_tol, |theta|^2 <= norm_bound;
+    # visits are counted at every check only when absorbing = true (it costs ~6 % of a run at n = w = 20)
+    absorbing: bool = False
+    absorbing_rank: int | None = None  # r (None: problem.rank)
+    balance_tol: float = 0.1  # max_l |W_{l+1}^T W_{l+1} - W_l W_l^T|_F / max_l |W_l|_F^2
+    norm_bound: float | None = None  # bound on sum_l |W_l|_F^2 (None: no bound)
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,7 @@ EXECUTION_ONLY = {
 LATER_KEYS = {
     "train": {"optimizer", "momentum", "nesterov", "b1", "b2", "eps"},
     "run": {"backend"},
+    "detect": {"absorbing", "balance_tol"},  # absorbing_rank and norm_bound are None (absent) by default
 }
 OPTIMIZER_KEYS = {"sgd": (), "momentum": ("momentum", "nesterov"), "adam": ("b1", "b2", "eps")}
 
@@ -387,7 +394,19 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
         raise ConfigError("detect.threshold", f"must be < 1 when detect.relative = true (got {threshold:g})")
     if steps % every:
         raise ConfigError("train.steps", f"must be a multiple of detect.every = {every} (got {steps})")
-    detect = DetectConfig(every=every, threshold=threshold, relative=relative, persist=persist, max_events=max_events)
+    ar = s.get("absorbing_rank", dd.absorbing_rank)
+    nb = s.get("norm_bound", dd.norm_bound)
+    detect = DetectConfig(
+        every=every,
+        threshold=threshold,
+        relative=relative,
+        persist=persist,
+        max_events=max_events,
+        absorbing=_bool("detect.absorbing", s.get("absorbing", dd.absorbing)),
+        absorbing_rank=None if ar is None else _int("detect.absorbing_rank", ar, lo=0),
+        balance_tol=_float("detect.balance_tol", s.get("balance_tol", dd.balance_tol), positive=True),
+        norm_bound=None if nb is None else _float("detect.norm_bound", nb, positive=True),
+    )
 
     s = _section(raw, "run")
     dr = d.run

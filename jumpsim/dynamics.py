@@ -138,6 +138,24 @@ class Detection:
     relative: bool
     persist: int
     max_events: int
+    # B_r: confirmed rank <= absorbing_rank, relative balancedness gap <= balance_tol, |theta|^2 <= norm_bound;
+    # visits are counted only when ``absorbing``
+    absorbing: bool = False
+    absorbing_rank: int = 0
+    balance_tol: float = 0.1
+    norm_bound: float = float("inf")
+
+
+class Absorbing(NamedTuple):
+    """Visits of one seed to the absorbing set B_r (checked at every check): whether it is inside now,
+    entries (a start inside counts as one), exits, checks after the start found inside, step of the
+    first entry (-1)."""
+
+    inside: jax.Array  # () bool
+    entries: jax.Array  # () int32
+    exits: jax.Array  # () int32
+    checks_inside: jax.Array  # () int32
+    first_entry: jax.Array  # () int32
 
 
 class SeedState(NamedTuple):
@@ -152,16 +170,21 @@ class SeedState(NamedTuple):
     last_params: model.Params  # parameters at the last finite check (final singular values)
     loss: jax.Array  # () train MSE on Omega at the last finite check
     test_error: jax.Array  # () MSE on the unobserved entries (nan if none)
+    absorbing: Absorbing  # unchanged (zeros) unless Detection.absorbing
 
 
 class Observation(NamedTuple):
     """Values at one check (one seed): what the traces table records. ``sv`` is computed only
-    for traces (shape (0,) otherwise): the detector counts ranks without an SVD."""
+    for traces (shape (0,) otherwise): the detector counts ranks without an SVD. ``in_br``: inside
+    B_r after this check (False from ``observe`` alone: membership needs the detector's rank)."""
 
     rank: jax.Array
     loss: jax.Array
     test_error: jax.Array
     sv: jax.Array
+    balance_gap: jax.Array
+    norm2: jax.Array
+    in_br: jax.Array
 
 
 # --------------------------------------------------------------------------------------
@@ -214,7 +237,29 @@ def observe(
     test = jnp.sum(jnp.where(data.mask, 0.0, err)) / n_test if n_test else jnp.asarray(jnp.nan, a.dtype)
     sv = spectrum.singular_values(a) if with_sv else jnp.zeros((0,), a.dtype)
     rank = spectrum.numerical_rank(a, detection.threshold, detection.relative)
-    return finite, Observation(rank, loss, test, sv)
+    if with_sv or detection.absorbing:
+        gap, norm2 = balance(params)
+    else:
+        gap = norm2 = jnp.asarray(jnp.nan, a.dtype)
+    return finite, Observation(rank, loss, test, sv, gap, norm2, jnp.array(False))
+
+
+def balance(params: model.Params) -> tuple[jax.Array, jax.Array]:
+    """(relative balancedness gap, |theta|^2): max_l |W_{l+1}^T W_{l+1} - W_l W_l^T|_F / max_l |W_l|_F^2
+    (0 at every critical point, DESIGN section 1) and sum_l |W_l|_F^2."""
+    sq = jnp.stack([jnp.sum(w * w) for w in params])
+    gaps = [jnp.linalg.norm(model.mm(w2.T, w2) - model.mm(w1, w1.T)) for w1, w2 in zip(params[:-1], params[1:])]
+    gap = (
+        jnp.max(jnp.stack(gaps)) / jnp.maximum(jnp.max(sq), jnp.finfo(sq.dtype).tiny)
+        if gaps
+        else jnp.zeros((), sq.dtype)
+    )
+    return gap, jnp.sum(sq)
+
+
+def in_absorbing(rank, gap, norm2, detection: Detection) -> jax.Array:
+    """Membership in B_r: confirmed rank <= r, balanced to ``balance_tol``, |theta|^2 <= ``norm_bound``."""
+    return (rank <= detection.absorbing_rank) & (gap <= detection.balance_tol) & (norm2 <= detection.norm_bound)
 
 
 def init(params: model.Params, key: jax.Array, data: Data, dyn: Dynamics, detection: Detection, t0=0) -> SeedState:
@@ -222,7 +267,11 @@ def init(params: model.Params, key: jax.Array, data: Data, dyn: Dynamics, detect
     _, obs = observe(params, data, detection)
     det = detector.init(obs.rank, min(data.target.shape), detection.max_events, t0)
     false, minus_one = jnp.array(False), jnp.array(-1, jnp.int32)
-    return SeedState(params, dyn.optimizer.init(params), key, det, false, minus_one, params, obs.loss, obs.test_error)
+    inside = in_absorbing(det.rank, obs.balance_gap, obs.norm2, detection) & detection.absorbing
+    zero = jnp.zeros((), jnp.int32)
+    br = Absorbing(inside, inside.astype(jnp.int32), zero, zero, jnp.where(inside, jnp.int32(t0), minus_one))
+    opt = dyn.optimizer.init(params)
+    return SeedState(params, opt, key, det, false, minus_one, params, obs.loss, obs.test_error, br)
 
 
 def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False) -> tuple[SeedState, Observation]:
@@ -237,6 +286,17 @@ def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False
     def keep(old, new):
         return jax.tree.map(lambda o, x: jnp.where(diverged, o, x), old, new)
 
+    b = s.absorbing
+    inside = in_absorbing(det.rank, obs.balance_gap, obs.norm2, detection) & detection.absorbing
+    entered, left = inside & ~b.inside, ~inside & b.inside
+    br = Absorbing(
+        inside,
+        b.entries + entered,
+        b.exits + left,
+        b.checks_inside + inside,
+        jnp.where(entered & (b.first_entry < 0), jnp.asarray(t, jnp.int32), b.first_entry),
+    )
+
     s = SeedState(
         params=jax.tree.map(lambda w: jnp.where(diverged, jnp.zeros_like(w), w), s.params),
         opt_state=s.opt_state,
@@ -247,6 +307,7 @@ def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False
         last_params=keep(s.last_params, s.params),
         loss=keep(s.loss, obs.loss),
         test_error=keep(s.test_error, obs.test_error),
+        absorbing=keep(s.absorbing, br),
     )
     nan = jnp.asarray(jnp.nan, obs.loss.dtype)
     obs = Observation(
@@ -254,6 +315,9 @@ def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False
         loss=jnp.where(diverged, nan, obs.loss),
         test_error=jnp.where(diverged, nan, obs.test_error),
         sv=jnp.where(diverged, nan, obs.sv),
+        balance_gap=jnp.where(diverged, nan, obs.balance_gap),
+        norm2=jnp.where(diverged, nan, obs.norm2),
+        in_br=~diverged & inside,
     )
     return s, obs
 
@@ -291,7 +355,9 @@ def dynamics_of(cfg: Config, n_observed: int) -> Dynamics:
 
 def detection_of(cfg: Config) -> Detection:
     d = cfg.detect
-    return Detection(d.threshold, d.relative, d.persist, d.max_events)
+    r = cfg.problem.rank if d.absorbing_rank is None else d.absorbing_rank
+    bound = float("inf") if d.norm_bound is None else d.norm_bound
+    return Detection(d.threshold, d.relative, d.persist, d.max_events, d.absorbing, r, d.balance_tol, bound)
 
 
 @with_float64

@@ -33,12 +33,12 @@ class Kernel(NamedTuple):
     """Compiled pieces of one experiment (each call runs in jumpsim's float64 scope).
 
     ``init(seed_ids (S,) int32) -> states``; ``advance(states, t0, n_checks, trace) -> (states,
-    observations (n_checks, S, ...) or None)``; ``final_sv(states) -> (S, min(n, m))`` singular
-    values at each seed's last finite check. S must be a multiple of ``pad_to``."""
+    observations (n_checks, S, ...) or None)``; ``final(states) -> (singular values (S, min(n, m)),
+    balancedness gap (S,), |theta|^2 (S,))`` at each seed's last finite check. S must be a multiple of ``pad_to``."""
 
     init: Callable
     advance: Callable
-    final_sv: Callable
+    final: Callable
     setup: dynamics.Setup
     pad_to: int
 
@@ -95,12 +95,15 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
 
     init = jax.jit(jax.vmap(partial(dynamics.init_seed, su=su)), out_shardings=jax.sharding.NamedSharding(mesh, seeds))
 
-    def sv_local(states):
-        return jax.vmap(lambda p: spectrum.singular_values(model.end_to_end(p)))(states.last_params)
+    def final_local(states):
+        def one(p):
+            return (spectrum.singular_values(model.end_to_end(p)), *dynamics.balance(p))
 
-    final_sv = jax.jit(jax.shard_map(sv_local, mesh=mesh, in_specs=(seeds,), out_specs=seeds))
+        return jax.vmap(one)(states.last_params)
+
+    final = jax.jit(jax.shard_map(final_local, mesh=mesh, in_specs=(seeds,), out_specs=seeds))
     wrap = dynamics.with_float64
-    return Kernel(wrap(init), wrap(advance), wrap(final_sv), su, LANES * mesh.size)
+    return Kernel(wrap(init), wrap(advance), wrap(final), su, LANES * mesh.size)
 
 
 def _fused_steps(cfg: Config, su: dynamics.Setup, mesh: jax.sharding.Mesh) -> Callable:

@@ -78,8 +78,11 @@ def run_chunk(
     traces = []
     if trace:
         s0 = jax.device_get(states)
-        sv0 = np.asarray(kernel.final_sv(states))
-        traces.append(dynamics.Observation(s0.det.rank[None], s0.loss[None], s0.test_error[None], sv0[None]))
+        sv0, gap0, norm0 = (np.asarray(x)[None] for x in kernel.final(states))
+        inside0 = s0.absorbing.inside[None]
+        traces.append(
+            dynamics.Observation(s0.det.rank[None], s0.loss[None], s0.test_error[None], sv0, gap0, norm0, inside0)
+        )
     t0 = 0
     for c in segments(cfg.train.steps // every):
         states, obs = kernel.advance(states, jnp.asarray(t0, jnp.int32), n_checks=c, trace=trace)
@@ -90,9 +93,9 @@ def run_chunk(
             jax.block_until_ready(states)
             on_segment(c * every)
     trace_out = jax.tree.map(lambda *xs: np.concatenate(xs)[:, :n], *traces) if trace else None
-    sv = np.asarray(kernel.final_sv(states))[:n]
+    sv, gap, norm2 = (np.asarray(x)[:n] for x in kernel.final(states))
     final = jax.tree.map(lambda x: x[:n], jax.device_get(states))
-    return ChunkResult(np.asarray(seeds, np.int64), final, sv, trace_out)
+    return ChunkResult(np.asarray(seeds, np.int64), final, sv, gap, norm2, trace_out)
 
 
 def iter_chunks(
@@ -117,7 +120,7 @@ def _trace_tables(kernel: sim.Kernel, cfg: Config) -> pa.Table:
     own with the per-check outputs on; keyed randomness makes them the very same
     trajectories as in the main run (tests check this)."""
     res = run_chunk(kernel, cfg, trace_seeds(cfg), trace=True)
-    return tables.chunk_tables(res, cfg.train.steps, cfg.detect.every).traces
+    return tables.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection).traces
 
 
 @dynamics.with_float64
@@ -125,7 +128,10 @@ def simulate(cfg: Config) -> dict[str, pd.DataFrame]:
     """Run one experiment in memory; returns {"runs", "events", "passages", "traces"} as
     pandas DataFrames with a ``config_id`` column (the same rows ``run`` writes)."""
     kernel = sim.build(cfg)
-    parts = [tables.chunk_tables(res, cfg.train.steps, cfg.detect.every) for _, res in iter_chunks(cfg, kernel)]
+    parts = [
+        tables.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection)
+        for _, res in iter_chunks(cfg, kernel)
+    ]
     out = {name: pa.concat_tables([getattr(p, name) for p in parts]) for name in ("runs", "events", "passages")}
     out["traces"] = _trace_tables(kernel, cfg) if cfg.run.trace_seeds else tables.SCHEMAS["traces"].empty_table()
     frames = {}
@@ -262,7 +268,13 @@ def run(
                 res = run_chunk(
                     kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar(n * k), clock(n * k))
                 )
-                tables.write_chunk(out, cid, lo, hi - 1, tables.chunk_tables(res, cfg.train.steps, cfg.detect.every))
+                tables.write_chunk(
+                    out,
+                    cid,
+                    lo,
+                    hi - 1,
+                    tables.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection),
+                )
                 report.chunks_done += 1
         finally:
             bar.close()

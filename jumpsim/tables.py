@@ -34,16 +34,18 @@ from .errors import ConfigError
 class ChunkResult(NamedTuple):
     """Host copy of a finished chunk (what ``runner.run_chunk`` returns and ``chunk_tables`` turns
     into rows): seed ids (S,) int64, the final ``dynamics.SeedState`` as numpy, singular values
-    (S, min(n, m)) at each seed's last finite check, and per-check observations (n_checks + 1, S, ...)
-    including the check at step 0, or None."""
+    (S, min(n, m)), balancedness gap (S,) and |theta|^2 (S,) at each seed's last finite check, and
+    per-check observations (n_checks + 1, S, ...) including the check at step 0, or None."""
 
     seeds: np.ndarray
     state: Any
     sv: np.ndarray
+    balance_gap: np.ndarray
+    norm2: np.ndarray
     trace: Any
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: B_r columns in runs and traces (LATER_COLUMNS)
 TABLES = ("runs", "events", "passages", "traces")
 
 _f64_list = pa.list_(pa.float64())
@@ -170,6 +172,22 @@ SCHEMAS.update(
 # Columns every version of jumpsim wrote (schema version 1): a dataset without them is unreadable.
 # Columns added later are optional: older datasets read them as null.
 REQUIRED = {name: tuple(SCHEMAS[name].names) for name in SCHEMAS}
+# Added with schema version 2 (the paper's absorbing sets B_r): null in datasets written before.
+LATER_COLUMNS = {
+    "runs": [
+        ("br_rank", pa.int32()),  # r of B_r
+        ("br_entries", pa.int32()),  # entries into B_r (a start inside counts as one)
+        ("br_exits", pa.int32()),  # exits from B_r after an entry: the one-way claim in its own terms
+        ("br_steps", pa.int64()),  # steps spent inside (checks inside x detect.every)
+        ("br_first_entry", pa.int64()),  # step of the first entry, null if never
+        ("final_balance_gap", pa.float64()),  # relative balancedness gap at the last finite check
+        ("final_param_norm2", pa.float64()),  # |theta|^2 at the last finite check
+    ],
+    "traces": [("balance_gap", pa.float64()), ("param_norm2", pa.float64()), ("in_br", pa.bool_())],
+}
+for _name, _cols in LATER_COLUMNS.items():
+    for _f in _cols:
+        SCHEMAS[_name] = SCHEMAS[_name].append(pa.field(*_f))
 for _name in SCHEMAS:
     SCHEMAS[_name] = SCHEMAS[_name].with_metadata(
         {"jumpsim_schema_version": str(SCHEMA_VERSION), "jumpsim_table": _name}
@@ -193,9 +211,25 @@ def _table(name: str, cols: dict) -> pa.Table:
     return pa.table({f.name: col(f) for f in schema}, schema=schema)
 
 
-def chunk_tables(res: ChunkResult, horizon: int, every: int) -> ChunkTables:
-    """Rows of one finished chunk (traces only if ``res.trace`` is set)."""
-    s, d = res.state, res.state.det
+def _absorbing_columns(b, detection, every: int, n: int) -> dict:
+    """B_r visit columns of the runs table: null when the run did not count them."""
+    cols = {
+        "br_rank": np.full(n, detection.absorbing_rank, np.int32),
+        "br_entries": np.asarray(b.entries),
+        "br_exits": np.asarray(b.exits),
+        "br_steps": np.asarray(b.checks_inside, np.int64) * every,
+        "br_first_entry": np.asarray(b.first_entry, np.int64),
+    }
+    if not detection.absorbing:
+        return {k: pa.nulls(n, SCHEMAS["runs"].field(k).type) for k in cols}
+    first = cols["br_first_entry"]
+    return {**cols, "br_first_entry": pa.array(first, mask=first < 0)}
+
+
+def chunk_tables(res: ChunkResult, horizon: int, every: int, detection) -> ChunkTables:
+    """Rows of one finished chunk (traces only if ``res.trace`` is set); ``detection``: the
+    ``dynamics.Detection`` it ran with (B_r columns are null unless it counted B_r visits)."""
+    s, d, b = res.state, res.state.det, res.state.absorbing
     seeds = res.seeds
     diverged = np.asarray(s.diverged)
     cap = d.ev_step.shape[1]
@@ -217,6 +251,9 @@ def chunk_tables(res: ChunkResult, horizon: int, every: int) -> ChunkTables:
             "final_loss": np.asarray(s.loss, np.float64),
             "final_test_error": np.asarray(s.test_error, np.float64),
             "final_singular_values": list(np.asarray(res.sv, np.float64)),
+            **_absorbing_columns(b, detection, every, len(seeds)),
+            "final_balance_gap": np.asarray(res.balance_gap, np.float64),
+            "final_param_norm2": np.asarray(res.norm2, np.float64),
         },
     )
     kept = np.minimum(n_events, cap)
@@ -253,6 +290,9 @@ def chunk_tables(res: ChunkResult, horizon: int, every: int) -> ChunkTables:
                 "loss": tr.loss.reshape(-1).astype(np.float64),
                 "test_error": tr.test_error.reshape(-1).astype(np.float64),
                 "singular_values": list(tr.sv.reshape(c * n, -1).astype(np.float64)),
+                "balance_gap": tr.balance_gap.reshape(-1).astype(np.float64),
+                "param_norm2": tr.norm2.reshape(-1).astype(np.float64),
+                "in_br": tr.in_br.reshape(-1),
             },
         )
     return ChunkTables(runs, events, passages, traces)
@@ -380,6 +420,15 @@ def write_experiments(out: Path, rows: list[pa.Table]) -> None:
 
 # --------------------------------------------------------------------------------------
 # reading
+
+
+def schema_ok(name: str, schema: pa.Schema) -> bool:
+    """A part's schema is jumpsim's: every column it has is in the current schema with the same type,
+    and every column all versions wrote is there (later columns may be absent: older datasets)."""
+    want = SCHEMAS[name]
+    have = {f.name: f.type for f in schema}
+    known = all(c in want.names and want.field(c).type == typ for c, typ in have.items())
+    return known and all(c in have for c in REQUIRED[name])
 
 
 def _require_columns(name: str, where: Path, present: list[str]) -> None:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jumpsim
 from jumpsim import dynamics, kernel, model, runner
 
 
@@ -122,3 +123,32 @@ def test_float64_rank_count_stays_float64_when_the_program_has_x64_off(tmp_path)
     initial, final, naive = eval(p.stdout.strip().splitlines()[-1].replace("] [", "], [").replace("] ", "], "))
     assert initial == [3, 3] and final == [3, 3]
     assert naive != 3  # the same count traced outside jumpsim's scope drops to float32 and fails
+
+
+def test_balancedness_is_zero_at_a_minimum_and_absorbing_visits_are_counted(tiny):
+    """At a gradient-descent minimum the layers are balanced (DESIGN section 1): gap ~ 0, inside B_r
+    from the start, and full-batch GD keeps it there (one entry, no exit, every step inside). Making
+    the same weights unbalanced (W1 * 3, W2 / 3: same A, same rank) is an exit at the next check."""
+    cfg = tiny(
+        'model.init="gd"', "model.gd_steps=3000", "model.gd_lr=0.1", 'train.batch="full"', "detect.absorbing=true"
+    )
+    su = dynamics.setup(cfg)
+    gap, norm2 = dynamics.balance(su.start)
+    assert float(gap) < 1e-3 and float(norm2) == pytest.approx(sum(float(jnp.sum(w * w)) for w in su.start))
+    runs = jumpsim.simulate(cfg)["runs"]
+    assert (runs.br_rank == cfg.problem.rank).all() and (runs.br_entries == 1).all() and (runs.br_exits == 0).all()
+    assert (runs.br_steps == cfg.train.steps).all() and (runs.br_first_entry == 0).all()
+    assert (runs.final_balance_gap < cfg.detect.balance_tol).all()
+    with dynamics.float64_scope():
+        s = dynamics.init(su.start, jax.random.key(0), su.data, su.dynamics, su.detection)
+        assert bool(s.absorbing.inside)
+        w1, w2, w3 = s.params
+        s2, obs = dynamics.check(s._replace(params=(3 * w1, w2 / 3, w3)), 20, su.data, su.detection)
+    assert int(obs.rank) == int(s.det.rank) and float(obs.balance_gap) > cfg.detect.balance_tol
+    assert not bool(s2.absorbing.inside) and int(s2.absorbing.exits) == 1 and not bool(obs.in_br)
+    off = jumpsim.simulate(tiny('model.init="gd"', "model.gd_steps=3000", "model.gd_lr=0.1", 'train.batch="full"'))[
+        "runs"
+    ]
+    assert off.br_exits.isna().all() and (off.final_balance_gap < cfg.detect.balance_tol).all()  # not counted when off
+    random_start = dynamics.balance(model.init_gaussian(jax.random.key(1), 5, 6, 3, 6, 1.0, jnp.float64))[0]
+    assert float(random_start) > cfg.detect.balance_tol  # a random start is far from balanced

@@ -75,12 +75,13 @@ def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     keep = [i for i in range(32) if i != 2]
     _assert_same_state(_rows(clean, keep), _rows(bad, keep))
     assert all(np.all(np.isfinite(np.asarray(w))) for w in bad.last_params + bad.params)
-    assert np.all(np.isfinite(np.asarray(k.final_sv(bad))))
+    final = k.final(bad)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in final)
     # traces mark the diverged seed's checks with rank -1 and NaN
     _, obs = k.advance(bad, jnp.int32(cfg.train.steps), n_checks=1, trace=True)
     assert int(obs.rank[0, 2]) == -1 and np.isnan(obs.loss[0, 2]) and int(obs.rank[0, 0]) >= 0
-    res = tables.ChunkResult(np.arange(32), bad, np.asarray(k.final_sv(bad)), None)
-    runs = chunk_tables(res, cfg.train.steps, cfg.detect.every).runs.to_pandas()
+    res = tables.ChunkResult(np.arange(32), bad, *(np.asarray(x) for x in final), None)
+    runs = chunk_tables(res, cfg.train.steps, cfg.detect.every, k.setup.detection).runs.to_pandas()
     assert list(runs.status[:4]) == ["ok", "ok", "diverged", "ok"] and (runs.status == "ok").sum() == 31
     assert runs.steps[2] == bad.stop_step[2] and (runs.steps[keep] == cfg.train.steps).all()
 

@@ -105,3 +105,24 @@ def test_empty_dataset_reads_as_empty_frames(tmp_path):
     d = jumpsim.read_dataset(tmp_path)
     assert all(len(v) == 0 for v in d.values())
     assert "config_id" in d["runs"].columns and "final_rank" in d["runs"].columns
+
+
+def test_round_one_parts_without_later_columns_read_as_null_and_pass_check(dataset, tmp_path):
+    """Parts written before the B_r columns existed (schema version 1): read with those columns null,
+    and `jumpsim check` accepts them."""
+    import shutil
+
+    from jumpsim import check
+
+    _, out, _ = dataset
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for name, cols in tables.LATER_COLUMNS.items():
+        for part in (old / name).rglob("part-*.parquet"):
+            t = pq.read_table(part)
+            pq.write_table(t.drop_columns([c for c, _ in cols]), part)
+    runs = jumpsim.read_table(old, "runs")
+    assert len(runs) == 12 and runs.br_exits.isna().all() and runs.final_balance_gap.isna().all()
+    assert jumpsim.read_table(old, "traces").in_br.isna().all()
+    problems, _ = check.check_dataset(old)
+    assert problems == []

@@ -206,17 +206,36 @@ def _cmd_compare(args) -> int:
 
     a, b = resolve(args.a), resolve(args.b)
     runs = data["runs"]
-    start = args.start if args.start is not None else int(runs[runs.config_id == a].initial_rank.mode().iloc[0])
-    to = args.to_level if args.to_level is not None else start - 1
-    try:
-        res = stats.compare(runs, data["passages"], data["events"], a, b, start, to, args.level, args.burn_in)
-    except ValueError as e:
-        raise UsageError(f"compare: {e}") from None
+    pct = f"{args.level:.0%}"
+    sp = stats.splitting(data["rare"], data["rare_replicas"], args.level)
+    sa, sb = (sp[sp.config_id == c].to_dict(orient="records") for c in (a, b))
+    ratio = stats.splitting_ratio(sa[-1], sb[-1], args.level) if sa and sb else None
+    brute = not runs[runs.config_id == a].empty and not runs[runs.config_id == b].empty
+    if not brute and not (sa and sb):
+        raise UsageError(f"compare: {a} and {b} need brute-force runs or splitting estimates both")
+    res = {"splitting_ratio": ratio}
+    if brute:
+        start = args.start if args.start is not None else int(runs[runs.config_id == a].initial_rank.mode().iloc[0])
+        to = args.to_level if args.to_level is not None else start - 1
+        try:
+            res = {
+                **stats.compare(runs, data["passages"], data["events"], a, b, start, to, args.level, args.burn_in),
+                **res,
+            }
+        except ValueError as e:
+            raise UsageError(f"compare: {e}") from None
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
+    if ratio is not None:
+        what = "escape rate" if ratio["of"] == "rate" else "P(jump within the horizon)"
+        print(
+            f"splitting, {what} A/B = {ratio['ratio']:.3g} [{ratio['low']:.3g}, {ratio['high']:.3g}] "
+            f"({pct}, log-normal)"
+        )
+    if not brute:
+        return 0
     d, rr = res["p_difference"], res["down_rate_ratio"]
-    pct = f"{args.level:.0%}"
     print(f"A = {a}, B = {b}: first passage from rank {start} to <= {to} within the horizon")
     print(
         f"  P_A = {res['p_a']:.4f}, P_B = {res['p_b']:.4f}; P_A - P_B = {d['difference']:+.4f} [{d['low']:+.4f}, "

@@ -432,3 +432,32 @@ def splitting(rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95) -
             )
         out.append(rec)
     return pd.DataFrame(out, columns=cols)
+
+
+def splitting_ratio(a: dict, b: dict, level: float = 0.95) -> dict | None:
+    """Ratio A/B of two splitting estimates (rows of ``splitting``): of the escape rates when both are
+    rate-form estimates, else of P(target within the horizon). The interval is normal on the log
+    ratio, each side's standard error read off its own interval (rate: delta method on log k, so
+    (log high - log low) / 2z; tams: Student-t on p, so (high - p) / t / p). None if either is 0 or NaN."""
+    z = sps.norm.ppf((1 + level) / 2)
+    kind = "rate" if a["method"] == b["method"] == "rate" else "p"
+
+    def log_se(r: dict) -> tuple[float, float]:
+        """(value, standard error of its log)."""
+        if kind == "rate":
+            return r["rate"], (np.log(r["rate_high"]) - np.log(r["rate_low"])) / (2 * z)
+        t = sps.t.ppf((1 + level) / 2, max(r["replicas"] - 1, 1))
+        return r["p"], (r["p_high"] - r["p"]) / t / r["p"] if r["p"] else np.nan
+
+    (va, sa), (vb, sb) = log_se(a), log_se(b)
+    if not (va > 0 and vb > 0 and np.isfinite(sa) and np.isfinite(sb)):
+        return None
+    ratio, half = va / vb, z * float(np.hypot(sa, sb))
+    return {
+        "of": kind,
+        "ratio": float(ratio),
+        "low": float(ratio * np.exp(-half)),
+        "high": float(ratio * np.exp(half)),
+        "a": a["estimate_id"],
+        "b": b["estimate_id"],
+    }

@@ -174,3 +174,30 @@ def test_check_validates_splitting_tables(tams, tmp_path, capsys):
     pq.write_table(t.slice(1), part)  # replica 0 lost
     assert cli.main(["check", str(ds)]) == 1
     assert "expected 0..11" in capsys.readouterr().out
+
+
+def test_compare_two_splitting_estimates(tams, tmp_path, capsys):
+    """`jumpsim compare` of two splitting-only experiments: the ratio of their probabilities with a
+    log-normal interval built from each estimate's own interval."""
+    import shutil
+
+    cfg, out = tams
+    ds = tmp_path / "two"
+    shutil.copytree(out, ds)
+    other = jumpsim.load_config(None, BASE + SPLIT + ["train.ridge=0.047", 'name="b"'])
+    rare.run_rare(other, ds, progress=False, say=lambda *_: None)
+    capsys.readouterr()
+    assert cli.main(["compare", str(ds), cfg.config_id, other.config_id, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    r = res["splitting_ratio"]
+    pa, pb = _estimate_of(ds, cfg.config_id), _estimate_of(ds, other.config_id)
+    assert r["of"] == "p" and r["ratio"] == pytest.approx(pa.p / pb.p) and r["low"] < r["ratio"] < r["high"]
+    assert "p_difference" not in res  # no brute-force runs here
+    assert cli.main(["compare", str(ds), cfg.config_id, other.config_id]) == 0
+    assert "splitting, P(jump within the horizon) A/B" in capsys.readouterr().out
+
+
+def _estimate_of(out, cid):
+    d = jumpsim.read_dataset(out)
+    s = stats.splitting(d["rare"], d["rare_replicas"])
+    return s[s.config_id == cid].iloc[0]

@@ -45,11 +45,14 @@ branches at ">= Z", which is biased.
 Design:
 
 * Vectorised: all R*N particles of all replicas live in fixed-shape arrays (leading axes (R, N)). The
-  host loops over iterations only; each iteration compacts the killed particles of every replica into
-  batches whose sizes are rounded up to 16 * 2^j or 24 * 2^j, or an already compiled size up to
-  max(2x, 2048) (few recompiles, bounded padding), and
-  simulates them in lockstep in one jitted ``while_loop`` over periods that exits once every particle
-  has stopped (reached, diverged, returned to the basin, or at the horizon).
+  host loops over iterations only; each iteration sorts the killed particles of every replica by start
+  period, cuts them into batches whose sizes are rounded up to L * 2^j or 1.5 L * 2^j (L = 16 x the
+  number of local devices), or to an already compiled size when padding is cheaper than a compile (see
+  ``_pad``), and simulates each batch in lockstep in one jitted ``while_loop`` over periods. Every slot
+  runs on its own clock (slot i is at check start_i + k at loop step k), so the loop lasts as long as
+  the longest slot's run and exits once every particle has stopped (reached, diverged, returned to the
+  basin, or at the horizon). With several local devices (``jumpsim`` forces one per CPU core) the
+  batch's particle axis is split over them with ``shard_map``, each device running its own loop.
 * No snapshots per level: every particle keeps its ORIGIN (state, period, key) -- where it was
   created. A clone is made by REPLAYING the chosen survivor from the survivor's origin with the
   survivor's key until its first check with score > Z; that state becomes the clone's origin and the
@@ -58,7 +61,7 @@ Design:
   origin) + key data (8 B) + origin period, level, first-hit period (12 B); while a particle is in a
   simulated batch ~3 more states (start / current, new origin, advance output) + ~30 B. A 5 kB state:
   ~5 kB per particle plus ~15 kB per batch slot (bounded by ``max_batch``).
-* Replays must reproduce the survivor bit for bit: batches are padded to a multiple of 16 particles
+* Replays must reproduce the survivor bit for bit: batches are padded to a multiple of 16 particles per device
   (XLA CPU rounds a partial vector remainder differently), and the key of period t is
   ``fold_in(particle_key, t)``, so a path depends only on its key and start. A replay that never
   exceeds Z raises ``RuntimeError``.
@@ -76,7 +79,9 @@ int32, host bookkeeping float64/int64 numpy; works with jax_enable_x64 on or off
 
 from __future__ import annotations
 
+import functools
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -195,9 +200,20 @@ def _select(mask, a, b):
     return jax.tree.map(lambda x, y: jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, y), a, b)
 
 
+@functools.cache
+def _mesh() -> jax.sharding.Mesh:
+    """1-D mesh over the local devices: every batch's particle axis is split over it."""
+    return jax.sharding.Mesh(np.array(jax.local_devices()), ("p",))
+
+
+def _lanes() -> int:
+    """Batch sizes are multiples of this: LANES particles per local device."""
+    return LANES * _mesh().size
+
+
 def _bucket(n: int) -> int:
-    """Batch size for n particles: the smallest 16 * 2^j or 24 * 2^j >= n."""
-    b = LANES
+    """Batch size for n particles: the smallest L * 2^j or 1.5 L * 2^j >= n, L = ``_lanes()``."""
+    b = _lanes()
     while True:
         if b >= n:
             return b
@@ -225,7 +241,9 @@ class _Out(NamedTuple):
 
 @partial(jax.jit, static_argnames=("advance", "score"))
 def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, valid, horizon, basin):
-    """Run a batch of B particles in lockstep, checks t = min(start_t) .. horizon.
+    """Run a batch of B particles in lockstep, each on its own clock: at loop step k slot i is at check
+    t_i = start_t[i] + k, so a slot is busy only for the periods it needs and the loop exits once every
+    slot has stopped (its length is the longest slot's run, not max stop - min start).
 
     A slot with ``replay`` follows ``replay_key`` from ``state`` (at check ``start_t``) until its first
     check with score > z, which becomes its origin; from there (and from the start if not ``replay``)
@@ -234,30 +252,31 @@ def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, 
     (B,) int32, keys (B, 2) uint32, z (B,) float32, replay/valid (B,) bool; horizon, basin scalars.
     """
     vscore = jax.vmap(score)
-    vadvance = jax.vmap(advance, in_axes=(0, 0, None))
-    vfold = jax.vmap(lambda kd, t: jax.random.fold_in(_wrap(kd), t), in_axes=(0, None))
+    vadvance = jax.vmap(advance)
+    vfold = jax.vmap(lambda kd, t: jax.random.fold_in(_wrap(kd), t))
     b = start_t.shape[0]
-    t0 = jnp.min(jnp.where(valid, start_t, horizon)).astype(jnp.int32)
+    start_t = start_t.astype(jnp.int32)
     neg = jnp.full((b,), -jnp.inf, jnp.float32)
     carry0 = (
-        t0,
+        jnp.int32(0),
         state,
         ~replay,
-        valid,
+        valid & (start_t <= horizon),
         neg,
         jnp.full((b,), NOHIT, jnp.int32),
         state,
-        start_t.astype(jnp.int32),
+        start_t,
         jnp.zeros((b,), jnp.int32),
         jnp.zeros((b,), bool),
     )
 
     def cond(c):
-        return (c[0] <= horizon) & jnp.any(c[3])
+        return jnp.any(c[3])
 
     def body(c):
-        t, x, fresh, running, level, hit, origin, origin_t, steps, capped = c
-        active = running & (t >= start_t)
+        k, x, fresh, running, level, hit, origin, origin_t, steps, capped = c
+        t = start_t + k
+        active = running
         s = vscore(x).astype(jnp.float32)
         nan = jnp.isnan(s)
         s = jnp.where(nan, -jnp.inf, s)
@@ -274,10 +293,25 @@ def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, 
         move = active & running
         keys = jnp.where(fresh[:, None], fresh_key, replay_key)
         x = _select(move, vadvance(x, vfold(keys, t), t), x)
-        return t + 1, x, fresh, running, level, hit, origin, origin_t, steps + move, capped
+        return k + 1, x, fresh, running, level, hit, origin, origin_t, steps + move, capped
 
     _, _, fresh, _, level, hit, origin, origin_t, steps, capped = jax.lax.while_loop(cond, body, carry0)
     return _Out(origin, origin_t, level, hit, steps, capped, valid & ~fresh)
+
+
+def _simulate_sharded(advance, score, *args):
+    """``_simulate`` with the particle axis split over the local devices (each runs its own loop)."""
+    mesh = _mesh()
+    if mesh.size == 1:
+        return _simulate(advance, score, *args)
+    p, rep = jax.sharding.PartitionSpec("p"), jax.sharding.PartitionSpec()
+    return jax.shard_map(
+        partial(_simulate, advance, score),
+        mesh=mesh,
+        in_specs=(p,) * 7 + (rep, rep),
+        out_specs=p,
+        check_vma=False,
+    )(*args)
 
 
 @partial(jax.jit, static_argnames=("init", "n"))
@@ -313,17 +347,40 @@ class _Spec(NamedTuple):
 
 
 _COMPILED: dict = {}  # (advance, score) -> batch sizes compiled so far
+_COST: dict = {}  # (advance, score) -> measured {"slot": s per slot-period, "compile": s, "loop": periods}
 
 
-def _pad(spec, a: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad(spec, a: int, m: int, state_bytes: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices a..a+m-1 padded with copies of the last one to a batch size, and the valid mask. The size is
-    a batch size already compiled for these dynamics if one is >= m and at most max(2 x bucket(m), 2048)
-    (fewer recompiles as replicas finish, at most 2x padding or 2048 lanes), else the bucket of m."""
-    sizes = _COMPILED.setdefault((spec.advance, spec.score), set())
-    fits = [b for b in sizes if m <= b <= max(2 * _bucket(m), 2048)]
-    size = min(fits) if fits else _bucket(m)
-    sizes.add(size)
+    the bucket of m, or a batch size already compiled for these dynamics that is >= m and at most
+    max(2 x bucket(m), 2048) when padding is cheaper than a compile: always for tiny states (<= 64 B),
+    up to 1.5 x bucket(m) otherwise, beyond that when the measured cost of the padded slots (seconds per
+    slot-period x extra slots x last loop length) is below the measured compile time. The layout never
+    changes results (a path depends only on its key and start), only speed."""
+    key = (spec.advance, spec.score)
+    sizes = _COMPILED.setdefault(key, set())
+    bm = _bucket(m)
+    fits = sorted(b for b in sizes if m <= b <= max(2 * bm, 2048) and b % _lanes() == 0)
+    cost = _COST.get(key, {})
+    size = bm
+    if fits:
+        b = fits[0]
+        if state_bytes <= 64 or b <= bm * 3 // 2:
+            size = b
+        elif {"slot", "compile", "loop"} <= cost.keys() and cost["slot"] * (b - bm) * cost["loop"] < cost["compile"]:
+            size = b
     return np.minimum(np.arange(a, a + size), a + m - 1), np.arange(size) < m
+
+
+def _measure(spec, size: int, new: bool, seconds: float, loop: int) -> None:
+    """Record a batch's wall time: slot-period cost from batches of an already compiled size, compile time
+    of a new size as its wall time minus the expected run time."""
+    cost = _COST.setdefault((spec.advance, spec.score), {})
+    cost["loop"] = max(loop, 1)
+    if not new:
+        cost["slot"] = seconds / (size * max(loop, 1))
+    elif "slot" in cost:
+        cost["compile"] = max(seconds - cost["slot"] * size * loop, 0.0)
 
 
 @partial(jax.jit, static_argnames=("advance", "score"))
@@ -339,7 +396,7 @@ def _batch(
     own = _flat(key)[src]
     fresh = jnp.where(replay[:, None], fresh, own)
     start = jax.tree.map(lambda x: _flat(x)[src], origin)
-    out = _simulate(advance, score, start, _flat(origin_t)[src], own, fresh, z, replay, valid, horizon, basin)
+    out = _simulate_sharded(advance, score, start, _flat(origin_t)[src], own, fresh, z, replay, valid, horizon, basin)
     dest = jnp.where(valid & replay, dest, _flat(origin_t).shape[0])
     put = lambda x, v: _flat(x).at[dest].set(v, mode="drop").reshape(x.shape)
     pop = (jax.tree.map(put, origin, out.origin), put(origin_t, out.origin_t), put(key, fresh))
@@ -347,13 +404,23 @@ def _batch(
 
 
 def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
-    """Simulate len(src) slots in padded batches of at most spec.max_batch; returns the new population and
-    host numpy (level, hit, steps, capped) per slot."""
+    """Simulate len(src) slots in padded batches of at most spec.max_batch (slots sorted by start period,
+    so a batch holds particles of similar start); returns the new population and host numpy (level, hit,
+    steps, capped) per slot."""
     n = len(src)
+    state_bytes = sum(x.dtype.itemsize * math.prod(x.shape[2:]) for x in jax.tree.leaves(pop[0]))
+    order = np.argsort(np.asarray(pop[1]).reshape(-1)[src], kind="stable")
+    src, dest, replay, replica, iteration, slot, z = (
+        np.asarray(v)[order] for v in (src, dest, replay, replica, iteration, slot, z)
+    )
     res = [np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int64)]
-    for a in range(0, n, spec.max_batch):
-        m = min(spec.max_batch, n - a)
-        i, valid = _pad(spec, a, m)
+    max_batch = max(_lanes(), spec.max_batch // _lanes() * _lanes())
+    for a in range(0, n, max_batch):
+        m = min(max_batch, n - a)
+        i, valid = _pad(spec, a, m, state_bytes)
+        new = len(i) not in _COMPILED[(spec.advance, spec.score)]
+        _COMPILED[(spec.advance, spec.score)].add(len(i))
+        t0 = time.perf_counter()
         i32 = lambda v: jnp.asarray(v[i], jnp.int32)
         pop, out = _batch(
             spec.advance,
@@ -372,8 +439,9 @@ def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
             jnp.float32(spec.basin),
         )
         out = _host(out, m)
+        _measure(spec, len(i), new, time.perf_counter() - t0, int(out.steps.max(initial=0)) + 1)
         for r, v in zip(res, (out.level, out.hit, out.steps, out.capped)):
-            r[a : a + m] = v
+            r[order[a : a + m]] = v
     return pop, res
 
 

@@ -41,7 +41,9 @@ def main():
             pop, out = orig(*args, **kw)
             jax.block_until_ready(out)
             valid = np.asarray(args[8])
-            rows.append((int(valid.sum()), len(valid), int(np.asarray(out.steps)[valid].sum()), time.perf_counter() - t))
+            rows.append(
+                (int(valid.sum()), len(valid), int(np.asarray(out.steps)[valid].sum()), time.perf_counter() - t)
+            )
             return pop, out
 
         splitting._batch = timed

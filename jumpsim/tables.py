@@ -202,9 +202,13 @@ class ChunkTables(NamedTuple):
 
 
 def _table(name: str, cols: dict) -> pa.Table:
+    """A table of jumpsim's schema from column values; columns added after schema 1 may be left out (null)."""
     schema = SCHEMAS[name]
+    n = len(next(iter(cols.values()))) if cols else 0
 
     def col(f):
+        if f.name not in cols and f.name not in REQUIRED.get(name, ()):
+            return pa.nulls(n, f.type)
         v = cols[f.name]
         return v.cast(f.type) if isinstance(v, pa.Array) else pa.array(v, type=f.type)
 
@@ -221,7 +225,7 @@ def _absorbing_columns(b, detection, every: int, n: int) -> dict:
         "br_first_entry": np.asarray(b.first_entry, np.int64),
     }
     if not detection.absorbing:
-        return {k: pa.nulls(n, SCHEMAS["runs"].field(k).type) for k in cols}
+        return {}  # left out: null
     first = cols["br_first_entry"]
     return {**cols, "br_first_entry": pa.array(first, mask=first < 0)}
 

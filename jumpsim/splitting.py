@@ -239,8 +239,8 @@ class _Out(NamedTuple):
     failed: jax.Array  # (B,) bool: replay never exceeded z
 
 
-@partial(jax.jit, static_argnames=("advance", "score"))
-def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, valid, horizon, basin):
+@partial(jax.jit, static_argnames=("advance", "score", "axis"))
+def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, valid, horizon, basin, axis=None):
     """Run a batch of B particles in lockstep, each on its own clock: at loop step k slot i is at check
     t_i = start_t[i] + k, so a slot is busy only for the periods it needs and the loop exits once every
     slot has stopped (its length is the longest slot's run, not max stop - min start).
@@ -271,7 +271,11 @@ def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, 
     )
 
     def cond(c):
-        return jnp.any(c[3])
+        # Under shard_map (``axis``) every device loops until all devices are done: the population update
+        # after the loop gathers across devices, and XLA's CPU collectives abort a program whose devices
+        # reach a rendezvous more than 40 s apart (seen with rate-form particles that ran for minutes).
+        more = jnp.any(c[3])
+        return more if axis is None else jax.lax.psum(more.astype(jnp.int32), axis) > 0
 
     def body(c):
         k, x, fresh, running, level, hit, origin, origin_t, steps, capped = c
@@ -300,13 +304,14 @@ def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, 
 
 
 def _simulate_sharded(advance, score, *args):
-    """``_simulate`` with the particle axis split over the local devices (each runs its own loop)."""
+    """``_simulate`` with the particle axis split over the local devices (each runs the loop on its slots;
+    the loops end together)."""
     mesh = _mesh()
     if mesh.size == 1:
         return _simulate(advance, score, *args)
     p, rep = jax.sharding.PartitionSpec("p"), jax.sharding.PartitionSpec()
     return jax.shard_map(
-        partial(_simulate, advance, score),
+        partial(_simulate, advance, score, axis="p"),
         mesh=mesh,
         in_specs=(p,) * 7 + (rep, rep),
         out_specs=p,

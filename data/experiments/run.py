@@ -4,6 +4,7 @@
     python data/experiments/run.py --only b c   # some experiments; the report uses what exists
     python data/experiments/run.py --report-only
     python data/experiments/run.py --make-start # rewrite rank3_start.npz (2 x 400k GD steps)
+    python data/experiments/run.py --make-start 2e-3  # the GD minimum at another ridge
 
 Every experiment TOML here says ``extends = "base.toml"``: base.toml holds the suite's
 problem, model and detector, each file only its own differences. Datasets go to
@@ -87,13 +88,14 @@ def suite_problem(cfg=None) -> problem_lib.Problem:
 # the rank-3 start
 
 
-def start_facts(path: Path = START) -> dict:
-    """Rank, singular values and residual gradient of the committed start, in numpy float64:
+def start_facts(path: Path = START, ridge: float | None = None) -> dict:
+    """Rank, singular values and residual gradient of a committed start, in numpy float64:
     A = W_L ... W_1 and the full-batch gradient of the mean squared error over the observed
-    entries plus 2 ridge W (the base's problem, ridge, loss and threshold)."""
+    entries plus 2 ridge W (the base's problem, loss and threshold; ``ridge`` default: the base's)."""
     cfg = base_config()
     prob = suite_problem(cfg)
-    ridge, thr = cfg.train.ridge.value_at(0), cfg.detect.threshold
+    thr = cfg.detect.threshold
+    ridge = cfg.train.ridge.value_at(0) if ridge is None else ridge
     scale = 1.0 if cfg.train.loss == "mean" else float(prob.n_observed)
     with np.load(path) as z:
         ws = [np.asarray(z[f"W{l + 1}"], np.float64) for l in range(cfg.model.depth)]
@@ -125,13 +127,19 @@ def start_facts(path: Path = START) -> dict:
     }
 
 
-def make_start(path: Path = START) -> dict:
-    """Rewrite the start file: full-batch gradient descent in float32 from the gaussian start of
-    the base's model.seed, model.gd_steps steps at model.gd_lr and the base's ridge (the recipe
+def start_path(ridge: float | None = None) -> Path:
+    """The committed GD minimum for ``ridge``: rank3_start.npz at the base's ridge (1e-3), else
+    rank3_start_ridge{ridge}.npz (the escape curve starts each ridge from its own minimum)."""
+    return START if ridge in (None, 1e-3) else HERE / f"rank3_start_ridge{ridge:g}.npz"
+
+
+def make_start(path: Path = START, ridge: float | None = None) -> dict:
+    """Rewrite a start file: full-batch gradient descent in float32 from the gaussian start of
+    the base's model.seed, model.gd_steps steps at model.gd_lr and ``ridge`` (default: the base's; the recipe
     of ``model.init = "gd"``: W <- W - lr (G + 2 ridge W)), saved as W1 ... WL. Then the same
     start is made by jumpsim itself (an init = "gd" run) and its facts, from the experiments
     table's ``start`` column, are checked against the file's."""
-    cfg = base_config()
+    cfg = base_config() if ridge is None else jumpsim.load_config(BASE, [f"train.ridge={ridge}"])
     mc, prob = cfg.model, suite_problem(cfg)
     n, m = prob.target.shape
     dims = [m] + [mc.width] * (mc.depth - 1) + [n]
@@ -162,7 +170,7 @@ def make_start(path: Path = START) -> dict:
         ws, jax.numpy.asarray(prob.rows), jax.numpy.asarray(prob.cols), jax.numpy.asarray(prob.values, f32)
     )
     np.savez(path, **{f"W{l + 1}": np.asarray(w, np.float64) for l, w in enumerate(ws)})
-    facts = start_facts(path)
+    facts = start_facts(path, ridge)
     print(
         f"{path}: {mc.gd_steps:,} GD steps in {time.perf_counter() - t:.0f} s; rank {facts['rank']}, "
         f"residual gradient {facts['grad_norm']:.2e}, "
@@ -176,6 +184,7 @@ def make_start(path: Path = START) -> dict:
         "run.seeds=1",
         "run.chunk=1",
         "run.trace_seeds=0",
+        f"train.ridge={cfg.train.ridge.value_at(0)}",
     ]
     check = config_lib.load(BASE, overrides)
     with tempfile.TemporaryDirectory() as d:
@@ -1141,10 +1150,17 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--report-only", action="store_true", help="do not simulate; rebuild the report from the datasets")
-    p.add_argument("--make-start", action="store_true", help=f"rewrite {START.name} (and check it), then stop")
+    p.add_argument(
+        "--make-start",
+        nargs="?",
+        const=1e-3,
+        type=float,
+        metavar="RIDGE",
+        help=f"rewrite {START.name} (or the start file of another RIDGE) and check it, then stop",
+    )
     args = p.parse_args(argv)
-    if args.make_start:
-        make_start()
+    if args.make_start is not None:
+        make_start(start_path(args.make_start), args.make_start)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     names = [n for n in EXPERIMENTS if not args.only or n.split("_")[0] in args.only]

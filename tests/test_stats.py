@@ -242,3 +242,60 @@ def test_estimators_read_the_real_layout(tmp_path):
     fa = stats.first_passage(data["runs"], data["passages"])
     fb = stats.first_passage(runs, pas)
     np.testing.assert_array_equal(fa.k.to_numpy(), fb.k.to_numpy())
+
+
+def _binomial_floor(n: int, level: float = 0.95, z: float = 5.0) -> float:
+    """Fewest covering intervals out of n that a correct `level` interval gives with probability
+    better than 1 - 3e-7 (normal tail of the binomial count at z sigma)."""
+    return n * level - z * np.sqrt(n * level * (1 - level))
+
+
+def test_arrhenius_fit_recovers_the_law_and_covers_b():
+    # exact expected counts: the fit returns a and b to rounding, deviance 0
+    inv = 1 / np.array([0.115, 0.12, 0.125, 0.13, 0.135])
+    a, b = 30.0, 6.0
+    expo = np.full(5, 1e9)
+    mean = expo * np.exp(a - b * inv)
+    fit = stats.arrhenius_fit(inv, mean, expo)
+    assert abs(fit["b"] - b) < 1e-9 and abs(fit["a"] - a) < 1e-8 and fit["deviance"] < 1e-9
+    assert np.allclose(fit["log_k"](inv), a - b * inv)
+    lo, hi = fit["log_k_interval"](np.array([9.0, 10.0]))
+    assert np.all(lo <= a - b * np.array([9.0, 10.0])) and np.all(hi >= a - b * np.array([9.0, 10.0]))
+    assert hi[1] - lo[1] > hi[0] - lo[0]  # wider the further it extrapolates
+    # Poisson counts: the 95 % interval on b covers the truth at its nominal rate (300 fits, the floor
+    # is the binomial count 5 sigma below 285), and the deviance test does not reject the true form
+    # more often than 5 % + 5 sigma
+    rng = np.random.default_rng(0)
+    covered = rejected = 0
+    for _ in range(300):
+        f = stats.arrhenius_fit(inv, rng.poisson(mean), expo)
+        covered += f["b_low"] <= b <= f["b_high"]
+        rejected += f["p_value"] < 0.05
+    assert covered >= _binomial_floor(300)
+    assert rejected <= 300 * 0.05 + 5 * np.sqrt(300 * 0.05 * 0.95)
+
+
+def test_arrhenius_fit_rejects_a_curved_law():
+    # log k quadratic in 1/eta with a large curvature and large counts: the deviance test rejects
+    inv = 1 / np.linspace(0.10, 0.15, 8)
+    expo = np.full(8, 1e12)
+    log_k = -5 - 3 * (inv - 8) - 4 * (inv - 8) ** 2
+    fit = stats.arrhenius_fit(inv, np.random.default_rng(1).poisson(expo * np.exp(log_k)), expo)
+    assert fit["p_value"] < 1e-6
+
+
+def test_restart_time_is_one_over_the_rate_and_covers_it():
+    # memoryless escape at rate k with a competing divergence at rate d, attempts cut at T: the
+    # expected steps to success with restarts is 1 / k (renewal), whatever d and T
+    k, d, T = 2e-4, 1e-4, 3000
+    rng = np.random.default_rng(2)
+    covered = 0
+    for _ in range(300):
+        tau, div = rng.exponential(1 / k, 2000), rng.exponential(1 / d, 2000)
+        success = (tau <= div) & (tau <= T)
+        cost = np.minimum(np.minimum(tau, div), T)
+        r, lo, hi = stats.restart_time(cost, success)
+        covered += lo <= 1 / k <= hi
+    assert covered >= _binomial_floor(300)
+    r, lo, hi = stats.restart_time(np.full(50, 100.0), np.zeros(50, bool))
+    assert r == float("inf") and hi == float("inf") and lo > 50 * 100 / 50

@@ -441,7 +441,14 @@ def section_timings(timings: dict) -> list[str]:
         return ["Wall time of this generation: not recorded (no `timings.json`).", ""]
     tot = sum(timings.values())
     each = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-    return [f"Wall time of the simulations (`timings.json`): {tot / 60:.1f} min ({each}).", ""]
+    lines = [f"Wall time of the CPU simulations (`timings.json`): {tot / 60:.1f} min ({each}).", ""]
+    gpu = RESULTS / "gpu_timings.json"
+    if gpu.exists():
+        g = json.loads(gpu.read_text())
+        sec = g["seconds"]
+        each = ", ".join(f"{k} {v:.0f} s" for k, v in sec.items())
+        lines += [f"GPU runs ({g['device']}, `gpu_timings.json`): {sum(sec.values()) / 60:.1f} min ({each}).", ""]
+    return lines
 
 
 def section_a(out: Path, facts: dict) -> list[str]:
@@ -1242,10 +1249,11 @@ def splitting_low(out: Path, cv: pd.DataFrame, fits: dict) -> dict:
             agree_all.append(agree == "yes")
         rel = (q.p_high - q.p_low) / (2 * 1.96 * q.p) if q.p > 0 else float("nan")
         ratio = (1 - q.p) / (q.p * rel * rel) * q.horizon / q.seed_steps if q.p > 0 else float("nan")
+        ratio = f"{ratio:.3g}" if agree == "yes" else "- (the estimate is off)" if agree == "NO" else "-"
         p_txt = f"{q.p:.3g} [{q.p_low:.3g}, {q.p_high:.3g}]" if q.p > 0 else "0 (every replica extinct)"
         lines.append(
             f"| {q.eta:g} | tams ({q.score}), {q.replicas} x {q.particles} ({q.extinct} extinct) | {p_txt} | "
-            f"{q.seed_steps:,} | {agree} | {ratio:.3g} |"
+            f"{q.seed_steps:,} | {agree} | {ratio} |"
         )
     sl["agree_all"] = all(agree_all) if agree_all else None
     sl.to_parquet(out / "l_splitting_low.parquet")

@@ -82,3 +82,45 @@ def test_b_c_sgd_escapes_at_large_eta_only_and_does_not_jump_back():
     assert reached >= floor, (reached, floor)
     ev = fk["events"]
     assert ((ev.direction == "up") & (ev.step >= boundary)).sum() == 0  # one way in the small-eta phase
+
+
+def test_start_files_are_critical_points_at_their_own_ridge():
+    # each ridge's committed GD minimum is a rank-3 critical point at that ridge (numpy float64), and not
+    # at the base's ridge: the files are not interchangeable
+    for ridge in (5e-4, 2e-3):
+        path = suite_run.start_path(ridge)
+        own, base = suite_run.start_facts(path, ridge), suite_run.start_facts(path)
+        assert own["rank"] == 3 and own["grad_norm"] < 1e-4, (ridge, own["grad_norm"])
+        assert base["grad_norm"] > 1e-3
+    # the rank-2 minimum of (n): rank 2, sigma_3 zero to rounding, a critical point at the base's ridge
+    facts = suite_run.start_facts(suite_run.RANK2)
+    assert facts["rank"] == 2 and facts["singular_values"][2] < 1e-10 and facts["grad_norm"] < 1e-8
+
+
+def test_gpu_pack_gives_the_same_statistics(tmp_path, tiny):
+    # a dataset packed for the trip back from a GPU (compact runs table) and read by the report gives
+    # the same first passages and rates as the whole dataset
+    pack_spec = importlib.util.spec_from_file_location(
+        "gpu_pack", Path(suite_run.__file__).resolve().parent / "gpu_pack.py"
+    )
+    gpu_pack = importlib.util.module_from_spec(pack_spec)
+    pack_spec.loader.exec_module(gpu_pack)
+    import tarfile
+
+    from jumpsim import stats
+
+    jumpsim.run([tiny("run.seeds=32", "run.chunk=16", "train.steps=2000")], tmp_path / "ds", progress=False)
+    gpu_pack.pack(tmp_path / "ds", tmp_path / "ds.tar")
+    (tmp_path / "res" / suite_run.GPU).mkdir(parents=True)
+    with tarfile.open(tmp_path / "ds.tar") as tar:
+        tar.extractall(tmp_path / "res" / suite_run.GPU, filter="data")
+    packed = suite_run.load_pack(tmp_path / "res", ("ds",))
+    whole = jumpsim.read_dataset(tmp_path / "ds")
+    fp_a = stats.first_passage(packed["runs"], packed["passages"]).reset_index(drop=True)
+    fp_b = stats.first_passage(whole["runs"], whole["passages"]).reset_index(drop=True)
+    assert len(fp_a) > 0 and fp_a[["k", "n", "p"]].equals(fp_b[["k", "n", "p"]])
+    r_a, r_b = stats.rates(packed["runs"], packed["events"]), stats.rates(whole["runs"], whole["events"])
+    assert r_a["count"].sum() > 0 and r_a["count"].tolist() == r_b["count"].tolist()
+    assert r_a.exposure_steps.tolist() == r_b.exposure_steps.tolist()
+    with pytest.raises(SystemExit, match="twice"):
+        suite_run.load_pack(tmp_path / "res", ("ds", "ds"))

@@ -311,7 +311,7 @@ def replay_escape(out: Path) -> None:
         'name="o-escape-replay"',
     ]
     replay = jumpsim.load_config(HERE / "o_escape_paths.toml", over)
-    jumpsim.run(replay, out / "o_escape_replay", progress=False)
+    jumpsim.run([replay], out / "o_escape_replay", progress=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1591,7 +1591,7 @@ def section_o(out: Path, facts: dict) -> list[str]:
     ev = data["events"]
     down = ev[(ev.direction == "down") & (ev.rank_after <= 2)].groupby("seed").step.min()
     t = sigma3_frame(data["traces"])
-    every = int(t.step.diff().dropna().min())
+    every = int(json.loads(data["experiments"].config.iloc[0])["detect"]["every"])
     falls = []
     for seed, g in t.groupby("seed"):
         esc = down.get(seed)
@@ -1623,11 +1623,14 @@ def section_o(out: Path, facts: dict) -> list[str]:
         ]
         facts["o_step"] = {"ratio": ratio, "before": before, "after": after}
     lines += [
-        "So at these learning rates an escape is one large SGD step that collapses the third direction, not a "
-        "diffusion down a slope: a score built on sigma_3 has no intermediate levels between the basin and the "
-        "collapsed state, which is why splitting on it loses its advantage and under-estimates as eta falls ((h), "
-        "(l)). A score for the small-eta regime would have to rank states by their chance of such a step (the "
-        "excitation just before it: loss and sigma_3 rise over ~20 steps first).",
+        "So at these learning rates an escape starts with one large SGD step that collapses the third direction, "
+        "not with a diffusion down a slope. Such collapses are not rare in themselves (the seeds above that did "
+        "not escape had them and recovered); an escape is a collapse deep enough for the ridge to carry sigma_3 "
+        "through tau before it grows back. A score built on sigma_3 has no intermediate levels between the basin "
+        "and the collapsed state, which is why splitting on it loses its advantage and under-estimates as eta falls "
+        "((h), (l)): the whole estimate rests on the few lineages that collapsed. A score for the small-eta regime "
+        "would have to rank states by their chance of such a step (the excitation just before it: loss and "
+        "sigma_3 rise over ~20 steps first).",
         "",
     ]
     facts["o"] = {

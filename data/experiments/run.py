@@ -911,8 +911,11 @@ def section_h(out: Path, facts: dict) -> list[str]:
     fp = stats.first_passage(r, pas)
     exp_, counts = stats.exposure(r, ev)
     sp = splitting_rows(data)
+    cv = facts.setdefault("curve", curve_rows(out))
+    gpu = cv[cv.ridge == 1e-3] if len(cv) else pd.DataFrame({"config_id": []})
     lines = head + [
-        "Brute force (all seeds from the start, 95 % Wilson / exact Poisson) beside fixed-horizon TAMS (mean of "
+        "Brute force (all seeds from the start, 95 % Wilson / exact Poisson; where the GPU's runs of (j) hold the "
+        "same config, they are the reference for agreement) beside fixed-horizon TAMS (mean of "
         "replica estimates, Student-t) and the rate form (k = flux x P(target before basin), delta method; "
         "P = 1 - exp(-kT)), each with the SGD steps it simulated.",
         "",
@@ -936,6 +939,16 @@ def section_h(out: Path, facts: dict) -> list[str]:
             f"{f.k}/{f.n} = {f.p:.3g} [{f.p_low:.3g}, {f.p_high:.3g}] | "
             f"{fmt_rate(cnt, e, lo, hi)} | {len(rr) * T:,} | - | {bf_need:,.3g} |"
         )
+        g = gpu[gpu.config_id == cid]
+        if len(g):  # the same config on the GPU (j): many more seeds, the reference for agreement
+            q = g.iloc[0]
+            bf_p, bf_k = (q.p_low, q.p_high), (q.rate_low, q.rate_high)
+            cnt, e, f = int(q["count"]), int(q.exposure), q
+            lines.append(
+                f"| {eta} | brute force on the GPU (j), {q.seeds:,} seeds ({q.diverged:,} diverged) | "
+                f"{q.reached:,}/{q.seeds:,} = {q.p:.3g} [{q.p_low:.3g}, {q.p_high:.3g}] | "
+                f"{fmt_rate(cnt, e, q.rate_low, q.rate_high)} | {q.seed_steps:,} | - | - |"
+            )
         for s_ in sp[sp.config_id == cid].itertuples():
             p_iv, k_iv = (s_.p_low, s_.p_high), (s_.rate_low, s_.rate_high)
             agree = overlap(p_iv, bf_p) and (s_.method == "tams" or overlap(k_iv, bf_k))
@@ -1093,7 +1106,7 @@ def curve_fits(cv: pd.DataFrame) -> dict:
 
 def section_j(out: Path, facts: dict) -> list[str]:
     head = ["## (j) The escape curve: jump rate against the learning rate, three ridges", ""]
-    cv = curve_rows(out)
+    cv = facts["curve"] if "curve" in facts else curve_rows(out)
     if cv.empty:
         return head + [
             f"not run: `bash data/experiments/gpu_runs.sh OUT` on a GPU, then unpack OUT/*.tar into {out.name}/{GPU}/",
@@ -1307,13 +1320,23 @@ def figure_j(out: Path, cv: pd.DataFrame, fits: dict, sl: pd.DataFrame) -> list[
             axes[1].errorbar(
                 1 / g.eta + (0.03 if score == "layers" else 0),
                 y,
-                yerr=[y - np.log10(np.maximum(g.p_low, 1e-300)), np.log10(g.p_high) - y],
+                yerr=[y - np.log10(np.maximum(g.p_low, g.p / 100)), np.log10(g.p_high) - y],
                 fmt="s",
                 mfc="none",
                 color="k" if score == "sigma" else "tab:red",
                 label=f"TAMS ({score}), ridge 0.001",
                 capsize=2,
             )
+    if 1e-3 in fits:
+        f, T = fits[1e-3]["fit"], float(cv.horizon.max())
+        xs = np.linspace(1 / cv.eta.max(), 1 / 0.105, 50)
+        axes[1].plot(
+            xs,
+            np.log10(-np.expm1(-np.exp(f["log_k"](xs)) * T)),
+            "--",
+            color=colors[1e-3],
+            label="1 - exp(-k T), Arrhenius fit, ridge 0.001",
+        )
     axes[0].set(xlabel="1 / eta", ylabel="log10 jump rate 3 -> 2 per step", title="rate (dashed: Arrhenius fit)")
     axes[1].set(xlabel="1 / eta", ylabel="log10 P(rank <= 2 within T)", title="probability within T")
     for ax in axes:

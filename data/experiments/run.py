@@ -62,6 +62,7 @@ EXPERIMENTS = [
     "m_depth4_search",
     "n_one_way",
     "o_escape_paths",
+    "p_depth4_curve",
 ]
 # experiments that also run splitting estimates (jumpsim rare), by method
 SPLITTING = {
@@ -109,7 +110,7 @@ def start_facts(path: Path = START, ridge: float | None = None) -> dict:
     ridge = cfg.train.ridge.value_at(0) if ridge is None else ridge
     scale = 1.0 if cfg.train.loss == "mean" else float(prob.n_observed)
     with np.load(path) as z:
-        ws = [np.asarray(z[f"W{l + 1}"], np.float64) for l in range(cfg.model.depth)]
+        ws = [np.asarray(z[f"W{l + 1}"], np.float64) for l in range(len(z.files))]
     a = ws[0]
     for w in ws[1:]:
         a = w @ a
@@ -138,19 +139,23 @@ def start_facts(path: Path = START, ridge: float | None = None) -> dict:
     }
 
 
-def start_path(ridge: float | None = None) -> Path:
-    """The committed GD minimum for ``ridge``: rank3_start.npz at the base's ridge (1e-3), else
-    rank3_start_ridge{ridge}.npz (the escape curve starts each ridge from its own minimum)."""
+def start_path(ridge: float | None = None, depth: int = 3) -> Path:
+    """The committed GD minimum for ``ridge`` and ``depth``: rank3_start.npz at the base's ridge (1e-3) and
+    depth (3), else rank3_start_ridge{ridge}.npz / rank3_start_depth{depth}.npz (each curve starts from its
+    own minimum)."""
+    if depth != 3:
+        return HERE / f"rank3_start_depth{depth}.npz"
     return START if ridge in (None, 1e-3) else HERE / f"rank3_start_ridge{ridge:g}.npz"
 
 
-def make_start(path: Path = START, ridge: float | None = None) -> dict:
+def make_start(path: Path = START, ridge: float | None = None, depth: int = 3) -> dict:
     """Rewrite a start file: full-batch gradient descent in float32 from the gaussian start of
     the base's model.seed, model.gd_steps steps at model.gd_lr and ``ridge`` (default: the base's; the recipe
     of ``model.init = "gd"``: W <- W - lr (G + 2 ridge W)), saved as W1 ... WL. Then the same
     start is made by jumpsim itself (an init = "gd" run) and its facts, from the experiments
     table's ``start`` column, are checked against the file's."""
-    cfg = base_config() if ridge is None else jumpsim.load_config(BASE, [f"train.ridge={ridge}"])
+    over = ([] if ridge is None else [f"train.ridge={ridge}"]) + ([] if depth == 3 else [f"model.depth={depth}"])
+    cfg = jumpsim.load_config(BASE, over)
     mc, prob = cfg.model, suite_problem(cfg)
     n, m = prob.target.shape
     dims = [m] + [mc.width] * (mc.depth - 1) + [n]
@@ -196,6 +201,7 @@ def make_start(path: Path = START, ridge: float | None = None) -> dict:
         "run.chunk=1",
         "run.trace_seeds=0",
         f"train.ridge={cfg.train.ridge.value_at(0)}",
+        f"model.depth={mc.depth}",
     ]
     check = config_lib.load(BASE, overrides)
     with tempfile.TemporaryDirectory() as d:
@@ -1050,42 +1056,48 @@ def pack_device(out: Path) -> str:
     return info.read_text().splitlines()[1].split(",")[0].strip()
 
 
+def escape_rows(data: dict, **extra) -> list[dict]:
+    """One row per config of a dataset started at a rank-3 minimum: brute-force P(rank <= 2 within T), the
+    3 -> 2 rate with its exposure, and the divergence counts (``extra`` is added to every row)."""
+    r, pas, ev = data["runs"], data["passages"], data["events"]
+    fp = stats.first_passage(r, pas)
+    exp_, counts = stats.exposure(r, ev)
+    rows = []
+    for cid, c, rr in configs_with_runs(data):
+        f = passage(fp, cid, 2, 3)
+        cnt, e, lo, hi = down_rate(exp_, counts, cid, 3)
+        div = rr.status == "diverged"
+        rows.append(
+            {
+                **extra,
+                "eta": float(c["train"]["lr"]),
+                "config_id": cid,
+                "seeds": len(rr),
+                "horizon": int(rr.horizon.max()),
+                "diverged": int(div.sum()),
+                "escaped_then_diverged": int((div & (rr.min_rank <= 2)).sum()),
+                "reached": int(f.k),
+                "p": float(f.p),
+                "p_low": float(f.p_low),
+                "p_high": float(f.p_high),
+                "count": cnt,
+                "exposure": e,
+                "rate": cnt / e if e else float("nan"),
+                "rate_low": lo,
+                "rate_high": hi,
+                "seed_steps": len(rr) * int(rr.horizon.max()),
+            }
+        )
+    return rows
+
+
 def curve_rows(out: Path) -> pd.DataFrame:
-    """One row per (ridge, eta) of the escape curve: brute-force P(rank <= 2 within T), the 3 -> 2 rate
-    with its exposure, and the divergence counts."""
+    """One row per (ridge, eta) of the escape curve (``escape_rows`` of each ridge's GPU packs)."""
     rows = []
     for ridge, names in CURVE.items():
         data = load_pack(out, names)
-        if data is None:
-            continue
-        r, pas, ev = data["runs"], data["passages"], data["events"]
-        fp = stats.first_passage(r, pas)
-        exp_, counts = stats.exposure(r, ev)
-        for cid, c, rr in configs_with_runs(data):
-            f = passage(fp, cid, 2, 3)
-            cnt, e, lo, hi = down_rate(exp_, counts, cid, 3)
-            div = rr.status == "diverged"
-            rows.append(
-                {
-                    "ridge": ridge,
-                    "eta": float(c["train"]["lr"]),
-                    "config_id": cid,
-                    "seeds": len(rr),
-                    "horizon": int(rr.horizon.max()),
-                    "diverged": int(div.sum()),
-                    "escaped_then_diverged": int((div & (rr.min_rank <= 2)).sum()),
-                    "reached": int(f.k),
-                    "p": float(f.p),
-                    "p_low": float(f.p_low),
-                    "p_high": float(f.p_high),
-                    "count": cnt,
-                    "exposure": e,
-                    "rate": cnt / e if e else float("nan"),
-                    "rate_low": lo,
-                    "rate_high": hi,
-                    "seed_steps": len(rr) * int(rr.horizon.max()),
-                }
-            )
+        if data is not None:
+            rows += escape_rows(data, ridge=ridge)
     return pd.DataFrame(rows).sort_values(["ridge", "eta"]).reset_index(drop=True) if rows else pd.DataFrame()
 
 
@@ -1453,10 +1465,13 @@ def section_m(out: Path, facts: dict) -> list[str]:
             f"| {q.observed:g} | {q.problem_seed} | {q.final_ranks} | {q.stuck_above} | {q.at_true_rank} | "
             f"{q.still_moving} |"
         )
+    own = m[(m.observed == base_config().problem.observed) & (m.problem_seed == base_config().problem.seed)]
     lines += [
         "",
         (
-            f"Depth-4 minima above the true rank exist on {len(found)} of {len(m)} problems searched."
+            f"Depth-4 minima above the true rank exist on {len(found)} of {len(m)} problems searched; on the suite's "
+            f"own problem {int(own.stuck_above.sum())} of {int(own.runs.sum())} starts stop at rank 3, so section (p) "
+            "runs the depth-4 escape curve from one of them (`rank3_start_depth4.npz`, the start of model.seed)."
             if len(found)
             else f"No depth-4 rank-overestimating minimum in {len(m)} problems x 32 starts: on these problems gradient "
             "descent at depth 4 ends at the true rank (or is still moving), so the depth-4 escape curve has no "
@@ -1666,6 +1681,75 @@ def section_o(out: Path, facts: dict) -> list[str]:
     return lines
 
 
+def section_p(out: Path, facts: dict) -> list[str]:
+    name = "p_depth4_curve"
+    head = ["## (p) Depth 4 against depth 3: the escape curve and the rate ratio at equal eta", ""]
+    data = load(out, name)
+    if data is None or data["runs"].empty:
+        return head + not_run(name, data)
+    d4 = pd.DataFrame(escape_rows(data, depth=4)).sort_values("eta").reset_index(drop=True)
+    cv = facts["curve"] if "curve" in facts else curve_rows(out)
+    d3 = cv[cv.ridge == 1e-3].assign(depth=3) if len(cv) else pd.DataFrame()
+    s3_4, s3_3 = start_facts(start_path(depth=4))["singular_values"][2], start_facts()["singular_values"][2]
+    lines = head + [
+        f"Brute force on the CPU from the depth-4 rank-3 minimum of the same problem (`rank3_start_depth4.npz`: "
+        f"GD at depth 4 from the gaussian start of model.seed, sigma_3 = {s3_4:.3g} against {s3_3:.3g} at depth 3), "
+        f"ridge 1e-3, {int(d4.horizon.max()):,} steps, "
+        f"{int(d4.seeds.iloc[0]):,} seeds per learning rate (`p_depth4_curve.toml`).",
+        "",
+        "| eta | seeds | diverged | P(rank <= 2 within T) | 3 -> 2 jumps / steps at rank 3 |",
+        "|---|---|---|---|---|",
+    ]
+    for q in d4.itertuples():
+        lines.append(
+            f"| {q.eta:g} | {q.seeds:,} | {pct(q.diverged / q.seeds)} | {q.reached:,}/{q.seeds:,} = {q.p:.3g} "
+            f"[{q.p_low:.3g}, {q.p_high:.3g}] | {fmt_rate(q.count, q.exposure, q.rate_low, q.rate_high)} |"
+        )
+    small = d4[d4.diverged / d4.seeds < FIT_MAX_DIVERGED]
+    fit4 = None
+    if len(small) >= 3 and small["count"].sum() > 0:
+        fit4 = stats.arrhenius_fit(1 / small.eta, small["count"], small.exposure)
+        lines += [
+            "",
+            f"Arrhenius fit at depth 4 (learning rates {', '.join(f'{e:g}' for e in small.eta)}, fewer than "
+            f"{pct(FIT_MAX_DIVERGED)} diverged): b = {fit4['b']:.2f} [{fit4['b_low']:.2f}, {fit4['b_high']:.2f}], "
+            f"goodness of fit p = {fit4['p_value']:.2g}"
+            + (
+                f"; at depth 3 (j): b = {facts['j']['fits'][1e-3]['fit']['b']:.2f}."
+                if "j" in facts and 1e-3 in facts["j"]["fits"]
+                else "."
+            ),
+        ]
+    # equal eta: the ratio of the 3 -> 2 rates, exact conditional interval (stats.rate_ratio)
+    ratios = []
+    if len(d3):
+        both = d4.merge(d3, on="eta", suffixes=("_4", "_3"))
+        for q in both.itertuples():
+            rr = stats.rate_ratio(int(q.count_4), q.exposure_4, int(q.count_3), q.exposure_3)
+            ratios.append({"eta": q.eta, **rr, "count_4": int(q.count_4), "count_3": int(q.count_3)})
+    lines += ["", "Rate ratio depth 4 / depth 3 at equal eta and ridge 1e-3 (exact conditional interval):", ""]
+    if ratios:
+        lines += ["| eta | depth 4 jumps | depth 3 jumps | ratio [95 %] |", "|---|---|---|---|"]
+        for q in ratios:
+            lines.append(
+                f"| {q['eta']:g} | {q['count_4']:,} | {q['count_3']:,} | {q['ratio']:.3g} [{q['low']:.3g}, "
+                f"{q['high']:.3g}] |"
+            )
+    else:
+        lines.append("no learning rate is in both curves.")
+    lo_edge = d4[d4.diverged / d4.seeds >= 0.5].eta.min()
+    lines += [
+        "",
+        f"At equal eta, depth 4 escapes far more readily than depth 3; but its edge of divergence is lower too "
+        f"(>= 50 % diverge from eta {lo_edge:g} at depth 4, 0.15 at depth 3): the escape window moves down with the "
+        "edge of stability rather than opening at small eta.",
+        "",
+    ]
+    d4.to_parquet(out / "p_depth4_curve.parquet")
+    facts["p"] = {"curve": d4, "fit": fit4, "ratios": ratios}
+    return lines
+
+
 def section_claims(facts: dict) -> list[str]:
     """The table at the top: what the paper claims, what the sections below measured, agreement."""
     rows = []
@@ -1729,18 +1813,20 @@ def section_claims(facts: dict) -> list[str]:
                     "the claim's small-eta condition matters",
                 )
             )
-    m = facts.get("m")
-    d = facts.get("d")
+    m, pp = facts.get("m"), facts.get("p")
     if m is not None:
         found = int((m.stuck_above > 0).sum())
-        rows.append(
-            (
-                "Deeper networks: more local minima, possibly a stronger low-rank bias",
-                f"(m) depth-4 GD ended above r* on {found} of {len(m)} problems searched"
-                + ("; (d) from random starts depth 4 reached rank r*+1 more often" if d else ""),
-                "depth 4 removes the stuck minimum here" if found == 0 else "see (m)",
+        what = f"(m) depth-4 GD stops above r* on {found} of {len(m)} problems searched"
+        verdict = "depth 4 removes the stuck minimum here" if found == 0 else "depth-4 minima above r* exist"
+        both = [q for q in (pp or {}).get("ratios", []) if q["count_4"] > 0 and q["count_3"] > 0]
+        if both:
+            q = min(both, key=lambda q: q["high"] / q["low"])
+            what += (
+                f"; (p) at eta {q['eta']:g} the depth-4 escape rate is {q['ratio']:.3g}x depth 3's "
+                f"[{q['low']:.3g}, {q['high']:.3g}]"
             )
-        )
+            verdict = "depth raises the rate at equal eta" if q["low"] > 1 else "no depth effect resolved"
+        rows.append(("Deeper networks: more local minima, possibly a stronger low-rank bias", what, verdict))
     k = facts.get("k")
     if k is not None and len(k):
         b = k.iloc[0]
@@ -2007,6 +2093,7 @@ def report(out: Path, timings: dict) -> str:
         section_m,
         section_n,
         section_o,
+        section_p,
     )
     for section in sections:
         body += section(out, facts)
@@ -2029,6 +2116,7 @@ def main(argv=None) -> int:
         choices=[n.split("_")[0] for n in EXPERIMENTS],
         help="run only these (a b c ...); the report uses every dataset present",
     )
+    p.add_argument("--depth", type=int, default=3, help="with --make-start: the network's depth")
     p.add_argument("--make-rank2-start", action="store_true", help=f"rewrite {RANK2.name} (and check it), then stop")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--report-only", action="store_true", help="do not simulate; rebuild the report from the datasets")
@@ -2045,7 +2133,7 @@ def main(argv=None) -> int:
         make_rank2_start()
         return 0
     if args.make_start is not None:
-        make_start(start_path(args.make_start), args.make_start)
+        make_start(start_path(args.make_start, args.depth), args.make_start, args.depth)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     names = [n for n in EXPERIMENTS if not args.only or n.split("_")[0] in args.only]

@@ -1609,13 +1609,15 @@ def sigma3_frame(traces: pd.DataFrame) -> pd.DataFrame:
 
 
 def largest_fall(g: pd.DataFrame) -> tuple[float, int, float, float]:
-    """(largest ratio sigma_3 before / after over one row of ``g``, its step, sigma_3 before, after)."""
+    """(largest ratio sigma_3 before / after over one row of ``g``, its step, sigma_3 before, after), among
+    the falls that start in the basin (sigma_3 before >= a quarter of its first value): once sigma_3 is near
+    tau its relative fluctuations are large and are not the collapse."""
     s3 = g.s3.to_numpy()
     if len(s3) < 2:
         return 1.0, -1, float("nan"), float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
         r = s3[:-1] / s3[1:]
-    r = np.where(np.isfinite(r), r, 0.0)
+    r = np.where(np.isfinite(r) & (s3[:-1] >= 0.25 * s3[0]), r, 0.0)
     i = int(np.argmax(r))
     return float(r[i]), int(g.step.iloc[i + 1]), float(s3[i]), float(s3[i + 1])
 
@@ -1661,7 +1663,7 @@ def section_o(out: Path, facts: dict) -> list[str]:
         ]
         facts["o_step"] = {"ratio": ratio, "before": before, "after": after}
     lines += [
-        "So at these learning rates an escape starts with one large SGD step that collapses the third direction, "
+        "So at these learning rates most escapes start with one large SGD step that collapses the third direction, "
         "not with a diffusion down a slope. Such collapses are not rare in themselves (the seeds above that did "
         "not escape had them and recovered); an escape is a collapse deep enough for the ridge to carry sigma_3 "
         "through tau before it grows back. A score built on sigma_3 has no intermediate levels between the basin "

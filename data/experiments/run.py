@@ -1747,9 +1747,47 @@ def section_p(out: Path, facts: dict) -> list[str]:
         "edge of stability rather than opening at small eta.",
         "",
     ]
+    lines += figure_p(out, d4, fit4, d3, facts.get("j", {}).get("fits", {}).get(1e-3, {}).get("fit"))
     d4.to_parquet(out / "p_depth4_curve.parquet")
     facts["p"] = {"curve": d4, "fit": fit4, "ratios": ratios}
     return lines
+
+
+def figure_p(out: Path, d4: pd.DataFrame, fit4, d3: pd.DataFrame, fit3) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ["(matplotlib not installed: no figure of the depth comparison)", ""]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for g, fit, label, col in ((d3, fit3, "depth 3", "tab:orange"), (d4, fit4, "depth 4", "tab:purple")):
+        if g is None or not len(g):
+            continue
+        ok = g["count"] > 0
+        y = np.log10(g.rate[ok])
+        ax.errorbar(
+            1 / g.eta[ok],
+            y,
+            yerr=[y - np.log10(g.rate_low[ok]), np.log10(g.rate_high[ok]) - y],
+            fmt="o",
+            color=col,
+            capsize=2,
+            label=f"{label}, ridge 0.001",
+        )
+        z = g[~ok]
+        ax.scatter(1 / z.eta, np.log10(z.rate_high), marker="v", color=col)
+        if fit is not None:
+            xs = np.linspace(1 / g.eta.max(), 1 / g.eta[ok].min() + 1.5, 50)
+            ax.plot(xs, fit["log_k"](xs) / np.log(10), "--", color=col)
+    ax.set(xlabel="1 / eta", ylabel="log10 jump rate 3 -> 2 per step", title="depth 4 vs depth 3 (v: upper bounds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "p_depth4_curve.png", dpi=110)
+    plt.close(fig)
+    return ["![depth 4 vs depth 3](p_depth4_curve.png)", ""]
 
 
 def section_claims(facts: dict) -> list[str]:

@@ -1130,7 +1130,12 @@ def section_j(out: Path, facts: dict) -> list[str]:
         "every "
         f"seed starts at its ridge's own gradient-descent minimum of rank 3 (`rank3_start*.npz`) and runs {T:,} SGD "
         "steps. P is the probability of rank <= 2 within T (Wilson); the rate counts 3 -> 2 jumps per step spent at "
-        "rank 3 (exact Poisson). At the ridge 1e-3 the learning rates 0.115-0.125 pool 0.5-1 million extra seeds.",
+        "rank 3 (exact Poisson). Where one learning rate holds more seeds than its neighbours, extra packs with "
+        "other seeds were pooled: "
+        + ", ".join(
+            f"eta {q.eta:g} at ridge {q.ridge:g}: {q.seeds:,}" for q in cv[cv.seeds > cv.seeds.min() * 2].itertuples()
+        )
+        + ".",
         "",
         "| ridge | eta | seeds | diverged | escaped, then diverged | P(rank <= 2 within T) | 3 -> 2 jumps / steps at "
         "rank 3 |",
@@ -1413,10 +1418,18 @@ def section_k(out: Path, facts: dict) -> list[str]:
         "",
         f"Fastest: lr {best.lr} with ridge {best.ridge}, {best.steps:,.0f} steps "
         f"[{best.steps_low:,.0f}, {best.steps_high:,.0f}]; next: lr {second.lr} with ridge {second.ridge} "
-        f"({second.steps:,.0f}; {'intervals apart' if apart else 'intervals overlap'}). At a constant small eta "
-        "(0.05-0.10) the expected time is beyond anything measured: see the rates of (j).",
+        f"({second.steps:,.0f}; {'intervals apart' if apart else 'intervals overlap'}).",
         "",
     ]
+    fit = facts.get("j", {}).get("fits", {}).get(1e-3, {}).get("fit")
+    if fit is not None:
+        lo, hi = fit["log_k_interval"](10.0)
+        lines += [
+            "A constant small eta is no recipe here: at eta 0.10 the Arrhenius fit of (j) (ridge 1e-3) puts the rate "
+            f"at {np.exp(fit['log_k'](10.0)):.2g} per step, an expected {np.exp(-fit['log_k'](10.0)):.2g} steps "
+            f"[{np.exp(-hi):.2g}, {np.exp(-lo):.2g}] to escape (an extrapolation, with the caveat of (j)).",
+            "",
+        ]
     k.to_parquet(out / "k_recipe.parquet")
     facts["k"] = k
     return lines
@@ -1669,8 +1682,8 @@ def section_o(out: Path, facts: dict) -> list[str]:
         "through tau before it grows back. A score built on sigma_3 has no intermediate levels between the basin "
         "and the collapsed state, which is why splitting on it loses its advantage and under-estimates as eta falls "
         "((h), (l)): the whole estimate rests on the few lineages that collapsed. A score for the small-eta regime "
-        "would have to rank states by their chance of such a step (the excitation just before it: loss and "
-        "sigma_3 rise over ~20 steps first).",
+        "would have to rank states by their chance of such a step (the state just before it, visible only between "
+        "checks in the replay).",
         "",
     ]
     facts["o"] = {
@@ -1740,10 +1753,12 @@ def section_p(out: Path, facts: dict) -> list[str]:
     else:
         lines.append("no learning rate is in both curves.")
     lo_edge = d4[d4.diverged / d4.seeds >= 0.5].eta.min()
+    edge3 = d3[d3.diverged / d3.seeds >= 0.5].eta.min() if len(d3) else float("nan")
     lines += [
         "",
         f"At equal eta, depth 4 escapes far more readily than depth 3; but its edge of divergence is lower too "
-        f"(>= 50 % diverge from eta {lo_edge:g} at depth 4, 0.15 at depth 3): the escape window moves down with the "
+        f"(>= 50 % diverge from eta {lo_edge:g} at depth 4, {edge3:g} at depth 3): the escape window moves down with "
+        "the "
         "edge of stability rather than opening at small eta.",
         "",
     ]

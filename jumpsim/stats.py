@@ -104,6 +104,27 @@ def first_passage(runs: pd.DataFrame, passages: pd.DataFrame, level: float = 0.9
     )
 
 
+def first_passage_rate(runs: pd.DataFrame, passages: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Rate of first passage to persistent rank <= level per step, per (config_id, start_rank, level): the
+    constant-hazard (exponential) estimate count / exposure, where count is the seeds that reached it and
+    exposure the steps each seed spent before reaching it (or before its run ended: horizon or divergence),
+    with the exact Poisson interval. Unlike ``rates`` it counts each seed at most once, so repeated jumps
+    of one seed (down, back up, down again) do not weigh as independent events."""
+    cols = ["config_id", "start_rank", "level", "count", "exposure_steps", "rate", "rate_low", "rate_high"]
+    if passages.empty:
+        return pd.DataFrame(columns=cols)
+    df = _passage_times(runs, passages)
+    g = df.groupby(["config_id", "start_rank", "level"], sort=True)
+    out = g.agg(count=("reached", "sum"), exposure_steps=("time", "sum")).reset_index()
+    out["count"] = out["count"].astype(int)
+    out["exposure_steps"] = out["exposure_steps"].astype(np.int64)
+    out["rate"] = out["count"] / out["exposure_steps"]
+    out["rate_low"], out["rate_high"] = poisson_rate_ci(
+        out["count"].to_numpy(), out["exposure_steps"].to_numpy(), level
+    )
+    return out[cols]
+
+
 def _passage_times(runs: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
     """Per passage row: time (step reached, or censoring step) and whether it was reached within
     the seed's run (a passage dated after the run's end is censored there)."""
@@ -479,18 +500,21 @@ def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95) -> dict:
     x = np.asarray(inv_eta, float)
     y = np.asarray(counts, float)
     e = np.asarray(exposure, float)
-    if len(x) < 2 or np.ptp(x) == 0 or y.sum() == 0:
-        raise ValueError("arrhenius_fit needs two or more learning rates and at least one jump")
+    if len(np.unique(x[y > 0])) < 2:
+        # with jumps at one learning rate only, the likelihood keeps rising as b -> +-inf: no fit exists
+        raise ValueError("arrhenius_fit needs jumps at two or more learning rates")
     x0 = float(x.mean())
     X = np.column_stack([np.ones_like(x), -(x - x0)])  # log k = c - b (x - x0)
     beta = np.array([np.log(y.sum() / e.sum()), 0.0])
-    for _ in range(100):
+    for _ in range(200):
         mu = e * np.exp(X @ beta)
         info = X.T @ (mu[:, None] * X)
         step = np.linalg.solve(info, X.T @ (y - mu))
         beta = beta + step
-        if np.max(np.abs(step)) < 1e-12 * (1 + np.max(np.abs(beta))):
+        if np.max(np.abs(step)) < 1e-10 * (1 + np.max(np.abs(beta))):
             break
+    else:
+        raise ValueError("arrhenius_fit: Newton's method did not converge")
     mu = e * np.exp(X @ beta)
     cov = np.linalg.inv(X.T @ (mu[:, None] * X))
     c, b = float(beta[0]), float(beta[1])

@@ -265,14 +265,24 @@ def test_arrhenius_fit_recovers_the_law_and_covers_b():
     # Poisson counts: the 95 % interval on b covers the truth at its nominal rate (300 fits, the floor
     # is the binomial count 5 sigma below 285), and the deviance test does not reject the true form
     # more often than 5 % + 5 sigma
+    # 1000 fits: the intervals on b, a and log k at an extrapolated 1/eta = 10 cover the truth at their
+    # nominal 95 %, within 5 binomial sigma on either side (too narrow and too wide both fail)
     rng = np.random.default_rng(0)
-    covered = rejected = 0
-    for _ in range(300):
+    covered = {"b": 0, "a": 0, "log_k(10)": 0}
+    rejected = 0
+    for _ in range(1000):
         f = stats.arrhenius_fit(inv, rng.poisson(mean), expo)
-        covered += f["b_low"] <= b <= f["b_high"]
+        covered["b"] += f["b_low"] <= b <= f["b_high"]
+        covered["a"] += f["a_low"] <= a <= f["a_high"]
+        lo, hi = f["log_k_interval"](10.0)
+        covered["log_k(10)"] += lo <= a - 10 * b <= hi
         rejected += f["p_value"] < 0.05
-    assert covered >= _binomial_floor(300)
-    assert rejected <= 300 * 0.05 + 5 * np.sqrt(300 * 0.05 * 0.95)
+    sd = 5 * np.sqrt(1000 * 0.05 * 0.95)
+    for name, c in covered.items():
+        assert 950 - sd <= c <= 950 + sd, (name, c)
+    assert rejected <= 50 + sd
+    with pytest.raises(ValueError, match="two or more"):
+        stats.arrhenius_fit(inv[:3], [0, 0, 7], expo[:3])
 
 
 def test_arrhenius_fit_rejects_a_curved_law():
@@ -290,12 +300,48 @@ def test_restart_time_is_one_over_the_rate_and_covers_it():
     k, d, T = 2e-4, 1e-4, 3000
     rng = np.random.default_rng(2)
     covered = 0
-    for _ in range(300):
+    for _ in range(1000):
         tau, div = rng.exponential(1 / k, 2000), rng.exponential(1 / d, 2000)
         success = (tau <= div) & (tau <= T)
         cost = np.minimum(np.minimum(tau, div), T)
         r, lo, hi = stats.restart_time(cost, success)
         covered += lo <= 1 / k <= hi
-    assert covered >= _binomial_floor(300)
+    sd = 5 * np.sqrt(1000 * 0.05 * 0.95)  # nominal 95 % within 5 binomial sigma, both sides
+    assert 950 - sd <= covered <= 950 + sd
     r, lo, hi = stats.restart_time(np.full(50, 100.0), np.zeros(50, bool))
     assert r == float("inf") and hi == float("inf") and lo > 50 * 100 / 50
+
+
+def test_first_passage_rate_counts_each_seed_once_and_covers_the_hazard():
+    # exponential first passages at hazard k, a competing divergence at rate d, runs cut at T: the
+    # estimate count / exposure covers k at >= its nominal rate (exact Poisson interval; 300 datasets,
+    # floor 5 sigma below 285); a seed's repeated jumps do not enter (only its first passage does)
+    k, d, T, n = 3e-4, 1e-4, 4000, 1500
+    rng = np.random.default_rng(3)
+    covered = 0
+    for rep in range(300):
+        tau, div = rng.exponential(1 / k, n), rng.exponential(1 / d, n)
+        reached = (tau <= div) & (tau <= T)
+        end = np.where(div < T, np.floor(div), T).astype(int)
+        runs = pd.DataFrame(
+            {
+                "config_id": "c",
+                "seed": np.arange(n),
+                "steps": end,
+                "status": np.where(div < T, "diverged", "ok"),
+                "horizon": T,
+            }
+        )
+        passages = pd.DataFrame(
+            {
+                "config_id": "c",
+                "seed": np.arange(n),
+                "start_rank": 3,
+                "level": 2,
+                "step": np.where(reached, np.floor(tau), np.nan),
+            }
+        )
+        r = stats.first_passage_rate(runs, passages).iloc[0]
+        assert r["count"] == int(reached.sum())
+        covered += r.rate_low <= k <= r.rate_high
+    assert covered >= _binomial_floor(300)

@@ -488,7 +488,7 @@ def splitting_ratio(a: dict, b: dict, level: float = 0.95) -> dict | None:
 # laws and recipes built on the counts
 
 
-def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95) -> dict:
+def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95, quasi: bool = False) -> dict:
     """Fit the Freidlin-Wentzell / Arrhenius form k(eta) = exp(a - b / eta) to jump counts.
 
     ``inv_eta`` (P,) = 1 / eta of each setting, ``counts`` (P,) jumps seen there, ``exposure`` (P,)
@@ -496,7 +496,9 @@ def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95) -> dict:
     fitted by Newton's method; zero counts take part). Returns a, b with Wald intervals from the
     observed information, the deviance and its chi-square goodness-of-fit p-value on P - 2 degrees of
     freedom (a small p-value says the data do not follow the form), ``log_k(inv_eta)`` to draw or
-    extrapolate the fit and ``log_k_interval(inv_eta) -> (low, high)``, its Wald interval there."""
+    extrapolate the fit and ``log_k_interval(inv_eta) -> (low, high)``, its Wald interval there. With
+    ``quasi`` the covariance is scaled by max(1, deviance / dof) (quasi-Poisson): the intervals widen by
+    the scatter the form does not explain, instead of trusting it (``scale`` says by how much)."""
     x = np.asarray(inv_eta, float)
     y = np.asarray(counts, float)
     e = np.asarray(exposure, float)
@@ -516,14 +518,15 @@ def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95) -> dict:
     else:
         raise ValueError("arrhenius_fit: Newton's method did not converge")
     mu = e * np.exp(X @ beta)
-    cov = np.linalg.inv(X.T @ (mu[:, None] * X))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = float(2 * np.sum(np.where(y > 0, y * np.log(y / mu), 0.0) - (y - mu)))
+    dof = len(x) - 2
+    scale = max(1.0, dev / dof) if quasi and dof > 0 else 1.0
+    cov = np.linalg.inv(X.T @ (mu[:, None] * X)) * scale
     c, b = float(beta[0]), float(beta[1])
     a = c + b * x0
     var_a = cov[0, 0] + x0 * x0 * cov[1, 1] + 2 * x0 * cov[0, 1]
     z = sps.norm.ppf((1 + level) / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = float(2 * np.sum(np.where(y > 0, y * np.log(y / mu), 0.0) - (y - mu)))
-    dof = len(x) - 2
     return {
         "a": a,
         "a_low": a - z * np.sqrt(var_a),
@@ -535,6 +538,7 @@ def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95) -> dict:
         "dof": dof,
         "p_value": float(sps.chi2.sf(dev, dof)) if dof > 0 else float("nan"),
         "points": len(x),
+        "scale": scale,
         "log_k": lambda inv: a - b * np.asarray(inv, float),
         "log_k_interval": lambda inv: _wald_line(c, b, x0, cov, np.asarray(inv, float), z),
     }

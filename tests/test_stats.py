@@ -285,6 +285,16 @@ def test_arrhenius_fit_recovers_the_law_and_covers_b():
         stats.arrhenius_fit(inv[:3], [0, 0, 7], expo[:3])
 
 
+def test_arrhenius_fit_quasi_widens_by_the_unexplained_scatter():
+    inv = 1 / np.linspace(0.10, 0.15, 8)
+    expo = np.full(8, 1e12)
+    counts = np.random.default_rng(1).poisson(expo * np.exp(-5 - 3 * (inv - 8) - 4 * (inv - 8) ** 2))
+    plain, quasi = stats.arrhenius_fit(inv, counts, expo), stats.arrhenius_fit(inv, counts, expo, quasi=True)
+    ratio = np.sqrt(plain["deviance"] / plain["dof"])
+    assert ratio > 2 and quasi["b"] == plain["b"]
+    assert np.isclose((quasi["b_high"] - quasi["b_low"]) / (plain["b_high"] - plain["b_low"]), ratio)
+
+
 def test_arrhenius_fit_rejects_a_curved_law():
     # log k quadratic in 1/eta with a large curvature and large counts: the deviance test rejects
     inv = 1 / np.linspace(0.10, 0.15, 8)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import jumpsim
 from jumpsim import summary
 
+LIMIT = 16 << 20  # bytes a file may have to come back from the lent GPU machine
 DROP = ("final_singular_values", "final_test_error", "final_balance_gap", "final_param_norm2")
 
 
@@ -35,13 +36,20 @@ def pack(dataset: Path, out: Path) -> None:
             src = dataset / (table + ".parquet" if table == "experiments" else table)
             if not src.exists():
                 continue
-            t = ds.dataset(src, format="parquet", partitioning="hive").to_table()
+            try:
+                t = ds.dataset(src, format="parquet", partitioning="hive").to_table()
+            except Exception as e:  # a chunk half-written when the job was killed: keep the rest
+                print(f"{dataset.name}/{table}: not packed ({type(e).__name__}: {e})", file=sys.stderr)
+                continue
             t = t.select([c for c in t.column_names if c not in DROP])
             pq.write_table(t, d / f"{table}.parquet", compression="zstd", compression_level=9)
         with tarfile.open(out, "w") as tar:
             for f in sorted(d.iterdir()):
                 tar.add(f, arcname=f"{dataset.name}/{f.name}")
-    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({jumpsim.__version__})")
+    size = out.stat().st_size
+    print(f"{out}: {size / 1e6:.1f} MB ({jumpsim.__version__})")
+    if size > LIMIT:
+        print(f"{out}: larger than the {LIMIT >> 20} MiB a file that comes back may be: split the job", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1042,6 +1042,7 @@ def load_pack(out: Path, names) -> dict | None:
         t: pd.concat([pd.read_parquet(d / f"{t}.parquet") for d in dirs], ignore_index=True)
         for t in ("experiments", "runs", "events", "passages")
     }
+    tabs["runs"] = pd.concat([pd.read_parquet(d / "runs.parquet").assign(pack=d.name) for d in dirs], ignore_index=True)
     tabs["experiments"] = tabs["experiments"].drop_duplicates("config_id")
     dup = int(tabs["runs"].duplicated(["config_id", "seed"]).sum())
     if dup:
@@ -1049,23 +1050,34 @@ def load_pack(out: Path, names) -> dict | None:
     return tabs
 
 
-def pack_device(out: Path) -> str:
-    info = out / GPU / "info.txt"
-    if not info.exists():
-        return "a GPU"
-    return info.read_text().splitlines()[1].split(",")[0].strip()
+def pack_device(out: Path, names=None) -> str:
+    """The devices that ran the given packs (default: all unpacked), from their experiments tables."""
+    root = out / GPU
+    dirs = [root / n for n in names] if names else sorted(root.glob("*/experiments.parquet"))
+    devs = set()
+    for d in dirs:
+        f = d if d.name == "experiments.parquet" else d / "experiments.parquet"
+        if f.exists():
+            devs |= set(pd.read_parquet(f, columns=["devices"]).devices)
+    return " and ".join(sorted(devs)) or "a GPU"
 
 
 def escape_rows(data: dict, **extra) -> list[dict]:
     """One row per config of a dataset started at a rank-3 minimum: brute-force P(rank <= 2 within T), the
-    3 -> 2 rate with its exposure, and the divergence counts (``extra`` is added to every row)."""
+    escape rate (first passage to rank <= 2 per step before it: ``count``, ``exposure``, ``rate*``; each
+    seed once), all 3 -> 2 jumps (``jumps``, repeats of a seed included), and the divergence counts
+    (``extra`` is added to every row)."""
     r, pas, ev = data["runs"], data["passages"], data["events"]
     fp = stats.first_passage(r, pas)
+    fr = stats.first_passage_rate(r, pas)
+    fr = fr[(fr.start_rank == 3) & (fr.level == 2)].set_index("config_id")
     exp_, counts = stats.exposure(r, ev)
     rows = []
     for cid, c, rr in configs_with_runs(data):
         f = passage(fp, cid, 2, 3)
-        cnt, e, lo, hi = down_rate(exp_, counts, cid, 3)
+        jumps = down_rate(exp_, counts, cid, 3)[0]
+        q = fr.loc[cid]
+        cnt, e, lo, hi = int(q["count"]), int(q.exposure_steps), float(q.rate_low), float(q.rate_high)
         div = rr.status == "diverged"
         rows.append(
             {
@@ -1085,6 +1097,8 @@ def escape_rows(data: dict, **extra) -> list[dict]:
                 "rate": cnt / e if e else float("nan"),
                 "rate_low": lo,
                 "rate_high": hi,
+                "jumps": jumps,
+                "packs": int(rr.pack.nunique()) if "pack" in rr else 1,
                 "seed_steps": len(rr) * int(rr.horizon.max()),
             }
         )
@@ -1109,7 +1123,7 @@ def curve_fits(cv: pd.DataFrame) -> dict:
         small = g[g.diverged / g.seeds < FIT_MAX_DIVERGED]
         if len(small) >= 3 and small["count"].sum() > 0:
             fits[ridge] = {
-                "fit": stats.arrhenius_fit(1 / small.eta, small["count"], small.exposure),
+                "fit": stats.arrhenius_fit(1 / small.eta, small["count"], small.exposure, quasi=True),
                 "etas": small.eta.tolist(),
                 "all": stats.arrhenius_fit(1 / g.eta, g["count"], g.exposure) if len(g) > 2 else None,
             }
@@ -1129,29 +1143,32 @@ def section_j(out: Path, facts: dict) -> list[str]:
         f"Brute force on {pack_device(out)} (`data/experiments/gpu_runs.sh`, {cv.seed_steps.sum():,} seed-steps): "
         "every "
         f"seed starts at its ridge's own gradient-descent minimum of rank 3 (`rank3_start*.npz`) and runs {T:,} SGD "
-        "steps. P is the probability of rank <= 2 within T (Wilson); the rate counts 3 -> 2 jumps per step spent at "
-        "rank 3 (exact Poisson). Where one learning rate holds more seeds than its neighbours, extra packs with "
-        "other seeds were pooled: "
-        + ", ".join(
-            f"eta {q.eta:g} at ridge {q.ridge:g}: {q.seeds:,}" for q in cv[cv.seeds > cv.seeds.min() * 2].itertuples()
+        "steps. P is the probability of rank <= 2 within T (Wilson); the escape rate k counts each seed's first "
+        "passage to rank <= 2 per step spent before it (exact Poisson; a seed that jumps down, back up and down "
+        "again counts once: repeats are not independent events; the last column has every 3 -> 2 jump). Pooled "
+        "from more than one pack (other seeds, `run.seed_offset`): "
+        + (
+            ", ".join(f"eta {q.eta:g} at ridge {q.ridge:g} ({q.packs} packs)" for q in cv[cv.packs > 1].itertuples())
+            or "none"
         )
         + ".",
         "",
-        "| ridge | eta | seeds | diverged | escaped, then diverged | P(rank <= 2 within T) | 3 -> 2 jumps / steps at "
-        "rank 3 |",
-        "|---|---|---|---|---|---|---|",
+        "| ridge | eta | seeds | diverged | escaped, then diverged | P(rank <= 2 within T) | escape rate k: first "
+        "escapes / steps before them | 3 -> 2 jumps in all |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for q in cv.itertuples():
         lines.append(
             f"| {q.ridge:g} | {q.eta:g} | {q.seeds:,} | {pct(q.diverged / q.seeds)} | {q.escaped_then_diverged:,} | "
             f"{q.reached:,}/{q.seeds:,} = {q.p:.3g} [{q.p_low:.3g}, {q.p_high:.3g}] | "
-            f"{fmt_rate(q.count, q.exposure, q.rate_low, q.rate_high)} |"
+            f"{fmt_rate(q.count, q.exposure, q.rate_low, q.rate_high)} | {q.jumps:,} |"
         )
     fits = curve_fits(cv)
     lines += [
         "",
-        f"**Arrhenius fit** log k = a - b / eta (Poisson regression of the jump counts on the steps at rank 3, Wald "
-        f"95 % intervals) over the learning rates where fewer than {pct(FIT_MAX_DIVERGED)} of the seeds diverged; the "
+        f"**Arrhenius fit** log k = a - b / eta (Poisson regression of the first-escape counts on the steps before "
+        "them; Wald 95 % intervals, widened by sqrt(deviance / dof) where the scatter exceeds Poisson's, "
+        f"quasi-Poisson) over the learning rates where fewer than {pct(FIT_MAX_DIVERGED)} of the seeds diverged; the "
         "goodness-of-fit p-value is the deviance's chi-square tail (small: the data do not follow the form). The same "
         "fit over every learning rate, up to the edge of divergence, is beside it for contrast.",
         "",
@@ -1277,7 +1294,7 @@ def splitting_low(out: Path, cv: pd.DataFrame, fits: dict) -> dict:
         agree = "-" if b is None else ("yes" if overlap((q.p_low, q.p_high), (b.p_low, b.p_high)) else "NO")
         if b is not None:
             agree_all.append(agree == "yes")
-        rel = (q.p_high - q.p_low) / (2 * 1.96 * q.p) if q.p > 0 else float("nan")
+        rel = (q.p_high - q.p) / (1.96 * q.p) if q.p > 0 else float("nan")  # the lower end is clipped at 0
         ratio = (1 - q.p) / (q.p * rel * rel) * q.horizon / q.seed_steps if q.p > 0 else float("nan")
         ratio = f"{ratio:.3g}" if agree == "yes" else "- (the estimate is off)" if agree == "NO" else "-"
         p_txt = f"{q.p:.3g} [{q.p_low:.3g}, {q.p_high:.3g}]" if q.p > 0 else "0 (every replica extinct)"
@@ -1398,12 +1415,12 @@ def section_k(out: Path, facts: dict) -> list[str]:
             }
         )
     k = pd.DataFrame(rows).sort_values("steps").reset_index(drop=True)
-    best, second = k.iloc[0], k.iloc[1]
+    best, second = k.iloc[0], k.iloc[min(1, len(k) - 1)]
     lines = head + [
         f"From the stuck rank-3 minimum, {int(k.seeds.iloc[0]):,} seeds per schedule for {int(k.horizon.iloc[0]):,} "
-        f"steps on {pack_device(out)}. Expected steps to rank <= 2 when every attempt that diverges or has not arrived "
-        "by the horizon restarts from the minimum: E[steps of an attempt] / P(attempt arrives) (`stats.restart_time`, "
-        "renewal; 95 % delta-method interval). Sorted fastest first.",
+        f"steps on {pack_device(out, ['k_recipe'])}. Expected steps to rank <= 2 when every attempt that diverges "
+        "or has not arrived by the horizon restarts from the minimum: E[steps of an attempt] / P(attempt arrives) "
+        "(`stats.restart_time`, renewal; 95 % delta-method interval). Sorted fastest first.",
         "",
         "| lr | ridge | diverged | P(rank <= 2 within T) | expected steps to rank 2 with restarts |",
         "|---|---|---|---|---|",
@@ -1565,28 +1582,34 @@ def section_n(out: Path, facts: dict) -> list[str]:
         us, es = up_rate(e_small, c_small)
         uk, ek = ua - us, ea - es
         # each up-jump out of rank 2 after the kick: steps since that seed last jumped down to rank <= 2
-        down = ev[(ev.direction == "down") & (ev.rank_after <= 2)][["seed", "step"]].sort_values("step")
-        up = ev[(ev.direction == "up") & (ev.rank_before <= 2) & (ev.step >= 50_000)][["seed", "step"]]
-        up = up.sort_values("step")
+        key = ["config_id", "seed"]
+        down = ev[(ev.direction == "down") & (ev.rank_after <= 2)][key + ["step"]].sort_values("step")
+        up = ev[(ev.direction == "up") & (ev.rank_before <= 2) & (ev.rank_after > 2) & (ev.step >= 50_000)]
+        up = up[key + ["step"]].sort_values("step")
         since = pd.merge_asof(
             up,
             down.rename(columns={"step": "entered"}),
             left_on="step",
             right_on="entered",
-            by="seed",
+            by=key,
             allow_exact_matches=False,
         )
+        entered_after = int((since.entered >= 50_000).sum())
         since = (since.step - since.entered).to_numpy()
         settled = int(np.sum(~(since < 10_000)))
+        small_exits = int(r.br_exits.sum())
+        first_entry = r[r.br_entries > 0].br_first_entry
         lines += [
-            f"The kick experiment (c) again with {len(r):,} seeds on {pack_device(out)} (eta 0.14 to step 50,000, "
-            "then 0.05), B_2 counted: up-jumps out of rank 2 during the kick "
+            f"The kick experiment (c) again with {len(r):,} seeds on {pack_device(out, ['c_b2'])} (eta 0.14 to step "
+            "50,000, then 0.05), B_2 counted: up-jumps out of rank 2 during the kick "
             f"{fmt_rate(uk, ek, *stats.poisson_rate_ci(uk, ek))}; after it, at eta 0.05, "
             f"{fmt_rate(us, es, *stats.poisson_rate_ci(us, es))}. Seeds that entered B_2: "
             f"{int((r.br_entries > 0).sum()):,}; exits from B_2 after entry: {int(r.br_exits.sum()):,} "
-            f"({int(r.br_steps.sum()):,} steps inside). The up-jumps at eta 0.05 come {np.median(since):,.0f} steps "
-            f"(median) after the seed's last jump down to rank 2; {len(since) - settled} of {len(since)} within 10,000 "
-            "steps of it: a sigma_3 that the kick left near tau, still decaying, crosses it back (near the threshold "
+            f"({int(r.br_steps.sum()):,} steps inside; every seed's first entry into B_2 came at step "
+            f"{int(first_entry.min()):,} or later). The up-jumps at eta 0.05 come {np.median(since):,.0f} steps "
+            f"(median) after the seed's last jump down to rank 2, {len(since) - settled} of {len(since)} within "
+            f"10,000 steps of it, and {entered_after} of {len(since)} follow a down-jump made after the kick: sigma_3 "
+            "that the kick left near tau, still decaying at eta 0.05, crosses tau back and forth (near the threshold "
             "the ridge's pull to 0 and the data's pull up nearly cancel). None comes from the rank-2 minimum itself "
             "(the table above).",
             "",
@@ -1599,6 +1622,8 @@ def section_n(out: Path, facts: dict) -> list[str]:
             "",
         ]
         res["kick"] = {
+            "small_exits": small_exits,
+            "first_entry": int(first_entry.min()),
             "up_kick": uk,
             "exp_kick": ek,
             "up_small": us,
@@ -1712,18 +1737,20 @@ def section_p(out: Path, facts: dict) -> list[str]:
         f"ridge 1e-3, {int(d4.horizon.max()):,} steps, "
         f"{int(d4.seeds.iloc[0]):,} seeds per learning rate (`p_depth4_curve.toml`).",
         "",
-        "| eta | seeds | diverged | P(rank <= 2 within T) | 3 -> 2 jumps / steps at rank 3 |",
-        "|---|---|---|---|---|",
+        "| eta | seeds | diverged | P(rank <= 2 within T) | escape rate k: first escapes / steps before them | "
+        "3 -> 2 jumps in all |",
+        "|---|---|---|---|---|---|",
     ]
     for q in d4.itertuples():
         lines.append(
             f"| {q.eta:g} | {q.seeds:,} | {pct(q.diverged / q.seeds)} | {q.reached:,}/{q.seeds:,} = {q.p:.3g} "
-            f"[{q.p_low:.3g}, {q.p_high:.3g}] | {fmt_rate(q.count, q.exposure, q.rate_low, q.rate_high)} |"
+            f"[{q.p_low:.3g}, {q.p_high:.3g}] | {fmt_rate(q.count, q.exposure, q.rate_low, q.rate_high)} | "
+            f"{q.jumps:,} |"
         )
     small = d4[d4.diverged / d4.seeds < FIT_MAX_DIVERGED]
     fit4 = None
     if len(small) >= 3 and small["count"].sum() > 0:
-        fit4 = stats.arrhenius_fit(1 / small.eta, small["count"], small.exposure)
+        fit4 = stats.arrhenius_fit(1 / small.eta, small["count"], small.exposure, quasi=True)
         lines += [
             "",
             f"Arrhenius fit at depth 4 (learning rates {', '.join(f'{e:g}' for e in small.eta)}, fewer than "
@@ -1742,9 +1769,13 @@ def section_p(out: Path, facts: dict) -> list[str]:
         for q in both.itertuples():
             rr = stats.rate_ratio(int(q.count_4), q.exposure_4, int(q.count_3), q.exposure_3)
             ratios.append({"eta": q.eta, **rr, "count_4": int(q.count_4), "count_3": int(q.count_3)})
-    lines += ["", "Rate ratio depth 4 / depth 3 at equal eta and ridge 1e-3 (exact conditional interval):", ""]
+    lines += [
+        "",
+        "Escape-rate ratio depth 4 / depth 3 at equal eta and ridge 1e-3 (first escapes; exact conditional interval):",
+        "",
+    ]
     if ratios:
-        lines += ["| eta | depth 4 jumps | depth 3 jumps | ratio [95 %] |", "|---|---|---|---|"]
+        lines += ["| eta | depth 4 escapes | depth 3 escapes | ratio [95 %] |", "|---|---|---|---|"]
         for q in ratios:
             lines.append(
                 f"| {q['eta']:g} | {q['count_4']:,} | {q['count_3']:,} | {q['ratio']:.3g} [{q['low']:.3g}, "
@@ -1756,7 +1787,13 @@ def section_p(out: Path, facts: dict) -> list[str]:
     edge3 = d3[d3.diverged / d3.seeds >= 0.5].eta.min() if len(d3) else float("nan")
     lines += [
         "",
-        f"At equal eta, depth 4 escapes far more readily than depth 3; but its edge of divergence is lower too "
+        (
+            f"At every learning rate in both curves ({', '.join(format(q['eta'], 'g') for q in ratios)}) depth 4's "
+            f"escape rate is at least {min(q['low'] for q in ratios):.3g}x depth 3's (lower ends of the intervals)"
+            if ratios and all(q["low"] > 1 for q in ratios)
+            else "At equal eta the two depths' escape rates are not resolved apart"
+        )
+        + "; but depth 4's edge of divergence is lower too "
         f"(>= 50 % diverge from eta {lo_edge:g} at depth 4, {edge3:g} at depth 3): the escape window moves down with "
         "the "
         "edge of stability rather than opening at small eta.",
@@ -1821,14 +1858,24 @@ def section_claims(facts: dict) -> list[str]:
     if j:
         cv = j["curve"]
         r13 = cv[(cv.ridge == 1e-3) & (cv.eta == 0.13)]
-        low = cv[(cv.reached > 0)].sort_values("eta").iloc[0]
-        what = (
-            f"(j) from the rank-3 minimum, P(rank <= 2 within {int(cv.horizon.max()):,}) = {low.p:.2g} at eta "
-            f"{low.eta:g} (ridge {low.ridge:g}), the lowest eta with an escape in {int(low.seeds):,} seeds"
-        )
+        hits = cv[(cv.reached > 0)].sort_values("eta")
+        low = hits.iloc[0] if len(hits) else None
+        if low is None:
+            what = f"(j) no escape in {int(cv.seeds.sum()):,} seeds"
+        else:
+            what = (
+                f"(j) from the rank-3 minimum, P(rank <= 2 within {int(cv.horizon.max()):,}) = {low.p:.2g} at eta "
+                f"{low.eta:g} (ridge {low.ridge:g}), the lowest eta with an escape in {int(low.seeds):,} seeds"
+            )
         if len(r13):
             what += f"; {r13.p.iloc[0]:.2g} at eta 0.13"
-        rows.append(("SGD jumps from a higher-rank minimum to a lower-rank one with non-zero probability", what, "yes"))
+        rows.append(
+            (
+                "SGD jumps from a higher-rank minimum to a lower-rank one with non-zero probability",
+                what,
+                "yes" if low is not None else "not seen",
+            )
+        )
         fits = j["fits"]
         if fits:
             parts = [
@@ -1848,17 +1895,22 @@ def section_claims(facts: dict) -> list[str]:
     n = facts.get("n")
     if n:
         small = min((k for k in n if isinstance(k, float)), default=None)
+        kick = n.get("kick")
         if small is not None:
             s = n[small]
-            rows.append(
-                (
-                    "No jump back up: B_r is absorbing for small eta and ridge",
-                    f"(n) from the rank-2 minimum at eta {small:g}: {s['up']} up-jumps in {s['exposure']:,} steps "
-                    f"(< {s['up_high']:.2g} per step), {s['exits']} exits from B_2",
-                    "yes" if s["up"] == 0 and s["exits"] == 0 else "NO",
-                )
+            what = (
+                f"(n) from the rank-2 minimum at eta {small:g}: {s['up']} up-jumps in {s['exposure']:,} steps "
+                f"(< {s['up_high']:.2g} per step), {s['exits']} exits from B_2"
             )
-        kick = n.get("kick")
+            verdict = "yes, from a minimum" if s["up"] == 0 and s["exits"] == 0 else "NO"
+            if kick:
+                what += (
+                    f"; after an eta = 0.14 kick, at eta 0.05: {kick['up_small']} up-jumps in {kick['exp_small']:,} "
+                    f"steps at rank 2 and {kick['small_exits']} exits from B_2, from states the kick left near tau"
+                )
+                if kick["up_small"] or kick["small_exits"]:
+                    verdict += "; not for states left near the threshold by a kick (they cross back and forth)"
+            rows.append(("No jump back up: B_r is absorbing for small eta and ridge", what, verdict))
         if kick:
             rows.append(
                 (
@@ -1890,7 +1942,12 @@ def section_claims(facts: dict) -> list[str]:
                 "Recipe: small ridge to reach at least the right rank, then SGD noise to find lower-rank minima",
                 f"(k) fastest of {len(k)} schedules: lr {b.lr}, ridge {b.ridge}: {b.steps:,.0f} steps "
                 f"[{b.steps_low:,.0f}, {b.steps_high:,.0f}] to rank 2 with restarts",
-                "works only with eta near the edge of divergence; at small eta the wait is astronomical (j)",
+                "works only with eta near the edge of divergence"
+                + (
+                    f"; at a constant eta 0.10 the fit of (j) extrapolates {np.exp(-fj['log_k'](10.0)):.2g} steps"
+                    if (fj := facts.get("j", {}).get("fits", {}).get(1e-3, {}).get("fit")) is not None
+                    else ""
+                ),
             )
         )
     if not rows:

@@ -2087,9 +2087,15 @@ def finding_d(facts: dict) -> str | None:
     down = d["down3"]
     if down and all(q[0] == 0 for q in down.values()):
         text += (
-            ". Whether depth raises the 3 -> 2 jump rate is not settled: no 3 -> 2 jump at either depth ("
+            ". At eta 0.05 no 3 -> 2 jump at either depth ("
             + ", ".join(f"depth {k} < {q[3]:.2g} per step" for k, q in sorted(down.items()))
             + ")"
+        )
+    ratios = (facts.get("p") or {}).get("ratios") or []
+    if ratios:
+        text += (
+            "; from each depth's own rank-3 minimum (p), the depth-4 escape rate over depth 3's at equal eta: "
+            + ", ".join(f"eta {q['eta']:g}: {q['ratio']:.3g} [{q['low']:.3g}, {q['high']:.3g}]" for q in ratios)
         )
     return text + "."
 

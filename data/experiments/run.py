@@ -1200,8 +1200,10 @@ def section_j(out: Path, facts: dict) -> list[str]:
             "",
             "Local slopes b = ln(k_2 / k_1) / (1/eta_1 - 1/eta_2) between neighbouring learning rates (each with at "
             "least "
-            "3 first escapes; 95 % delta-method intervals): " + "; ".join(slopes) + ". Where the fit is rejected, the slope "
-            "changes along the curve, and an extrapolation of the straight line to small eta is not a measurement.",
+            "3 first escapes; 95 % delta-method intervals): "
+            + "; ".join(slopes)
+            + ". Where the fit is rejected, the slope changes along the curve, and an extrapolation of the straight "
+            "line to small eta is not a measurement.",
         ]
     # divergence onset per ridge
     onset = []

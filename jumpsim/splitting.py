@@ -90,6 +90,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from .stats import mean_interval, rate_interval
 
@@ -370,9 +371,9 @@ def _pad(spec, a: int, m: int, state_bytes: int) -> tuple[np.ndarray, np.ndarray
     size = bm
     if fits:
         b = fits[0]
-        if state_bytes <= 64 or b <= bm * 3 // 2:
+        if state_bytes <= 64 or b <= bm * 3 // 2 or "compile" not in cost:  # unmeasured: a compile is dear
             size = b
-        elif {"slot", "compile", "loop"} <= cost.keys() and cost["slot"] * (b - bm) * cost["loop"] < cost["compile"]:
+        elif {"slot", "loop"} <= cost.keys() and cost["slot"] * (b - bm) * cost["loop"] < cost["compile"]:
             size = b
     return np.minimum(np.arange(a, a + size), a + m - 1), np.arange(size) < m
 
@@ -420,6 +421,11 @@ def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
     )
     res = [np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int64)]
     max_batch = max(_lanes(), spec.max_batch // _lanes() * _lanes())
+    # more slots than the largest size compiled so far: run them in batches of that size rather than
+    # compile a bigger one (a compile costs seconds; an extra batch of the same size costs one loop)
+    compiled = sorted(b for b in _COMPILED.get((spec.advance, spec.score), ()) if b <= max_batch)
+    if compiled and n > compiled[-1]:
+        max_batch = compiled[-1]
     for a in range(0, n, max_batch):
         m = min(max_batch, n - a)
         i, valid = _pad(spec, a, m, state_bytes)
@@ -470,9 +476,13 @@ def _start(spec: _Spec, states, keys, replica) -> EngineState:
     r, n = keys.shape[:2]
     zeros = np.zeros(r * n, np.int32)
     idx = np.arange(r * n)
-    pop = (states, jnp.zeros((r, n), jnp.int32), keys)
+    # on the devices' mesh from the start, as every batch returns it (else the second batch compiles again)
+    pop = jax.device_put((states, jnp.zeros((r, n), jnp.int32), keys), jax.sharding.NamedSharding(_mesh(), P()))
+    # the initial population runs in batches of the size the iterations will use (R x K clones): one
+    # compiled size serves the whole estimate, where a batch of R x N would compile a second one
+    first = spec._replace(max_batch=min(spec.max_batch, _bucket(r * spec.k)))
     (states, origin_t, keys), (level, hit, steps, capped) = _run(
-        spec, pop, idx, idx, zeros.astype(bool), zeros, zeros, zeros, zeros.astype(np.float32)
+        first, pop, idx, idx, zeros.astype(bool), zeros, zeros, zeros, zeros.astype(np.float32)
     )
     return EngineState(
         origin=states,

@@ -303,3 +303,15 @@ def test_nondeterministic_replay_fails_loudly():
         splitting.estimate(
             init, advance, score, horizon=20, particles=16, replicas=1, on_iteration=lambda st: replaying.append(1)
         )
+
+
+def test_one_estimate_compiles_one_batch_size():
+    """The initial population runs in batches of the iterations' size and later, larger or smaller batches
+    reuse it, so a whole estimate compiles the lockstep batch once (compiles cost seconds each; this is a
+    speed property, checked by counting compilations rather than by timing)."""
+    init, advance, score = walk(0.3, 7)
+    before = splitting._batch._cache_size()
+    r = splitting.estimate(init, advance, score, horizon=40, particles=40, replicas=6, seed=2)
+    assert r.iterations.max() > 3
+    assert splitting._batch._cache_size() - before == 1
+    assert len(splitting._COMPILED[(advance, score)]) == 1

@@ -148,6 +148,29 @@ def start_path(ridge: float | None = None, depth: int = 3) -> Path:
     return START if ridge in (None, 1e-3) else HERE / f"rank3_start_ridge{ridge:g}.npz"
 
 
+def full_batch_gd(ws, prob: problem_lib.Problem, lr: float, ridge: float, steps: int, scale: float = 1.0):
+    """``steps`` steps of full-batch gradient descent on the observed entries of ``prob`` from the layers ``ws``
+    (W_1 first), W <- W - lr (G + 2 ridge W), loss scale * mean squared error, products at HIGHEST precision,
+    in the dtype of ``ws`` (the recipe of ``model.init = "gd"``)."""
+    hi = jax.lax.Precision.HIGHEST
+
+    def loss(p, rows, cols, vals):
+        a = p[0]
+        for w in p[1:]:
+            a = jax.numpy.matmul(w, a, precision=hi)
+        return scale * jax.numpy.mean((a[rows, cols] - vals) ** 2)
+
+    def gd(ws, rows, cols, vals):
+        def body(p, _):
+            g = jax.grad(loss)(p, rows, cols, vals)
+            return tuple(w - lr * (gi + 2.0 * ridge * w) for w, gi in zip(p, g)), None
+
+        return jax.lax.scan(body, ws, None, length=steps)[0]
+
+    rows, cols = jax.numpy.asarray(prob.rows), jax.numpy.asarray(prob.cols)
+    return jax.jit(gd)(ws, rows, cols, jax.numpy.asarray(np.asarray(prob.values), ws[0].dtype))
+
+
 def make_start(path: Path = START, ridge: float | None = None, depth: int = 3) -> dict:
     """Rewrite a start file: full-batch gradient descent in float32 from the gaussian start of
     the base's model.seed, model.gd_steps steps at model.gd_lr and ``ridge`` (default: the base's; the recipe
@@ -166,25 +189,9 @@ def make_start(path: Path = START, ridge: float | None = None, depth: int = 3) -
         for l in range(mc.depth)
     )
     scale = 1.0 if cfg.train.loss == "mean" else float(prob.n_observed)
-    lr, ridge, hi = mc.gd_lr, cfg.train.ridge.value_at(0), jax.lax.Precision.HIGHEST
-
-    def loss(ws, rows, cols, vals):
-        a = ws[0]
-        for w in ws[1:]:
-            a = jax.numpy.matmul(w, a, precision=hi)
-        return scale * jax.numpy.mean((a[rows, cols] - vals) ** 2)
-
-    def gd(ws, rows, cols, vals):
-        def body(p, _):
-            g = jax.grad(loss)(p, rows, cols, vals)
-            return tuple(w - lr * (gi + 2.0 * ridge * w) for w, gi in zip(p, g)), None
-
-        return jax.lax.scan(body, ws, None, length=mc.gd_steps)[0]
-
+    ridge = cfg.train.ridge.value_at(0)
     t = time.perf_counter()
-    ws = jax.jit(gd)(
-        ws, jax.numpy.asarray(prob.rows), jax.numpy.asarray(prob.cols), jax.numpy.asarray(prob.values, f32)
-    )
+    ws = full_batch_gd(ws, prob, mc.gd_lr, ridge, mc.gd_steps, scale)
     np.savez(path, **{f"W{l + 1}": np.asarray(w, np.float64) for l, w in enumerate(ws)})
     facts = start_facts(path, ridge)
     print(
@@ -229,27 +236,10 @@ def make_rank2_start(path: Path = RANK2) -> dict:
     prob = suite_problem(cfg)
     with np.load(START) as z:
         ws0 = [np.asarray(z[f"W{l + 1}"], np.float64) for l in range(cfg.model.depth)]
-    lr, hi = cfg.model.gd_lr, jax.lax.Precision.HIGHEST
-
-    def loss(ws):
-        a = ws[0]
-        for w in ws[1:]:
-            a = jax.numpy.matmul(w, a, precision=hi)
-        return jax.numpy.mean((a[rows, cols] - vals) ** 2)
-
-    def gd(ws, ridge, n):
-        def body(p, _):
-            g = jax.grad(loss)(p)
-            return tuple(w - lr * (gi + 2.0 * ridge * w) for w, gi in zip(p, g)), None
-
-        return jax.lax.scan(body, ws, None, length=n)[0]
-
     with jumpsim.dynamics.float64_scope():
-        rows, cols = jax.numpy.asarray(prob.rows), jax.numpy.asarray(prob.cols)
-        vals = jax.numpy.asarray(np.asarray(prob.values, np.float64))
         ws = tuple(jax.numpy.asarray(w) for w in ws0)
-        ws = jax.jit(gd, static_argnums=2)(ws, 5e-3, 200_000)
-        ws = jax.jit(gd, static_argnums=2)(ws, cfg.train.ridge.value_at(0), 400_000)
+        ws = full_batch_gd(ws, prob, cfg.model.gd_lr, 5e-3, 200_000)
+        ws = full_batch_gd(ws, prob, cfg.model.gd_lr, cfg.train.ridge.value_at(0), 400_000)
     np.savez(path, **{f"W{l + 1}": np.asarray(w, np.float64) for l, w in enumerate(ws)})
     facts = start_facts(path)
     print(
@@ -917,7 +907,7 @@ def section_h(out: Path, facts: dict) -> list[str]:
     fp = stats.first_passage(r, pas)
     exp_, counts = stats.exposure(r, ev)
     sp = splitting_rows(data)
-    cv = facts.setdefault("curve", curve_rows(out))
+    cv = curve(out, facts)
     gpu = cv[cv.ridge == 1e-3] if len(cv) else pd.DataFrame({"config_id": []})
     lines = head + [
         "Brute force (all seeds from the start, 95 % Wilson / exact Poisson; where the GPU's runs of (j) hold the "
@@ -1039,10 +1029,9 @@ def load_pack(out: Path, names) -> dict | None:
     if not dirs:
         return None
     tabs = {
-        t: pd.concat([pd.read_parquet(d / f"{t}.parquet") for d in dirs], ignore_index=True)
+        t: pd.concat([pd.read_parquet(d / f"{t}.parquet").assign(pack=d.name) for d in dirs], ignore_index=True)
         for t in ("experiments", "runs", "events", "passages")
     }
-    tabs["runs"] = pd.concat([pd.read_parquet(d / "runs.parquet").assign(pack=d.name) for d in dirs], ignore_index=True)
     tabs["experiments"] = tabs["experiments"].drop_duplicates("config_id")
     dup = int(tabs["runs"].duplicated(["config_id", "seed"]).sum())
     if dup:
@@ -1115,6 +1104,13 @@ def curve_rows(out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["ridge", "eta"]).reset_index(drop=True) if rows else pd.DataFrame()
 
 
+def curve(out: Path, facts: dict) -> pd.DataFrame:
+    """``curve_rows`` once per report: (h), (j) and (p) all read it."""
+    if "curve" not in facts:
+        facts["curve"] = curve_rows(out)
+    return facts["curve"]
+
+
 def curve_fits(cv: pd.DataFrame) -> dict:
     """Per ridge: the Arrhenius fit over the learning rates with < FIT_MAX_DIVERGED diverged (and, for
     contrast, over all of them)."""
@@ -1132,7 +1128,7 @@ def curve_fits(cv: pd.DataFrame) -> dict:
 
 def section_j(out: Path, facts: dict) -> list[str]:
     head = ["## (j) The escape curve: jump rate against the learning rate, three ridges", ""]
-    cv = facts["curve"] if "curve" in facts else curve_rows(out)
+    cv = curve(out, facts)
     if cv.empty:
         return head + [
             f"not run: `bash data/experiments/gpu_runs.sh OUT` on a GPU, then unpack OUT/*.tar into {out.name}/{GPU}/",
@@ -1730,7 +1726,7 @@ def section_p(out: Path, facts: dict) -> list[str]:
     if data is None or data["runs"].empty:
         return head + not_run(name, data)
     d4 = pd.DataFrame(escape_rows(data, depth=4)).sort_values("eta").reset_index(drop=True)
-    cv = facts["curve"] if "curve" in facts else curve_rows(out)
+    cv = curve(out, facts)
     d3 = cv[cv.ridge == 1e-3].assign(depth=3) if len(cv) else pd.DataFrame()
     s3_4, s3_3 = start_facts(start_path(depth=4))["singular_values"][2], start_facts()["singular_values"][2]
     lines = head + [

@@ -102,20 +102,22 @@ def bench_jumpsim(cfg, repeats=1) -> dict:
 # baselines: one seed at a time
 
 
+def baseline_settings(cfg):
+    """What every baseline reads from a config: (problem, layer shapes (W_1 first), lr, ridge, batch, K),
+    with constant lr and ridge."""
+    prob = problem_lib.make(cfg)
+    n, m = prob.shape
+    shapes = model.layer_shapes(n, m, cfg.model.depth, cfg.model.width)
+    tc = cfg.train
+    return prob, shapes, tc.lr.values[0], tc.ridge.values[0], tc.batch, cfg.detect.every
+
+
 def numpy_loop(cfg, n_seeds: int, steps: int) -> dict:
     """Per-seed numpy loop with the hand-written rank-one gradient (what a careful researcher
     writes without JAX). float32 like jumpsim's default."""
-    prob = problem_lib.make(cfg)
-    n, m = prob.shape
+    prob, shapes, lr, ridge, B, K = baseline_settings(cfg)
+    L = len(shapes)
     rows, cols, vals = prob.rows, prob.cols, prob.values.astype(np.float32)
-    lr, ridge, B, K, L = (
-        cfg.train.lr.values[0],
-        cfg.train.ridge.values[0],
-        cfg.train.batch,
-        cfg.detect.every,
-        cfg.model.depth,
-    )
-    shapes = model.layer_shapes(n, m, L, cfg.model.width)
     t = time.perf_counter()
     for s in range(n_seeds):
         rng = np.random.default_rng(s)
@@ -164,18 +166,9 @@ def torch_loop(cfg, n_seeds: int, steps: int) -> dict | None:
         import torch
     except ImportError:
         return None
-    prob = problem_lib.make(cfg)
-    n, m = prob.shape
+    prob, shapes, lr, ridge, B, K = baseline_settings(cfg)
     rows, cols = torch.as_tensor(prob.rows, dtype=torch.long), torch.as_tensor(prob.cols, dtype=torch.long)
     vals = torch.as_tensor(prob.values, dtype=torch.float32)
-    lr, ridge, B, K, L = (
-        cfg.train.lr.values[0],
-        cfg.train.ridge.values[0],
-        cfg.train.batch,
-        cfg.detect.every,
-        cfg.model.depth,
-    )
-    shapes = model.layer_shapes(n, m, L, cfg.model.width)
     t = time.perf_counter()
     for s in range(n_seeds):
         g = torch.Generator().manual_seed(s)
@@ -268,19 +261,13 @@ def torch_batched_runner(
         return None
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
     dev = torch.device(device)
-    prob = problem_lib.make(cfg)
-    n, m = prob.shape
+    prob, shapes, lr, ridge, B, K = baseline_settings(cfg)
     rows = torch.as_tensor(prob.rows, dtype=torch.long, device=dev)
     cols = torch.as_tensor(prob.cols, dtype=torch.long, device=dev)
     vals = torch.as_tensor(prob.values, dtype=torch.float32, device=dev)
-    tc = cfg.train
-    lr, ridge, B, K = tc.lr.values[0], tc.ridge.values[0], tc.batch, cfg.detect.every
-    scale, thr = model.loss_scale(tc.loss, prob.n_observed), cfg.detect.threshold
+    scale, thr = model.loss_scale(cfg.train.loss, prob.n_observed), cfg.detect.threshold
     torch.manual_seed(0)
-    ws = [
-        torch.randn((n_seeds, *sh), device=dev) / sh[1] ** 0.5
-        for sh in model.layer_shapes(n, m, cfg.model.depth, cfg.model.width)
-    ]
+    ws = [torch.randn((n_seeds, *sh), device=dev) / sh[1] ** 0.5 for sh in shapes]
     k_obs = rows.shape[0]
 
     unroll = K if unroll is None else unroll

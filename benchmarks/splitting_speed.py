@@ -1,10 +1,11 @@
 """Splitting engine speed on the DLN: SGD steps/s of ``jumpsim.rare.run_rare`` (TAMS) on one config.
 
-    PYTHONPATH=. python benchmarks/splitting_speed.py CONFIG.toml [--set key=value ...] [--batches]
+    PYTHONPATH=. python benchmarks/splitting_speed.py CONFIG.toml [--set key=value ...] [--rounds]
 
 Prints wall time, particle periods, SGD steps/s (particle_steps * period_steps / wall; compile time
-included), and with --batches one line per simulated batch (valid slots, padded size, start-period
-spread, wall seconds, lockstep efficiency = periods advanced / (size * periods looped)).
+included), and with --rounds the slot table's use: device rounds, seconds in them and in the exchanges
+(compiles included), slots, and the busy fraction of slot-periods (periods advanced / (slots x periods
+looped)); idle slots cost as much as busy ones on a CPU.
 Compare with `jumpsim run CONFIG --seeds 1024 --quiet`, which prints seed-steps/s, in the same session.
 """
 
@@ -28,31 +29,43 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("config")
     ap.add_argument("--set", action="append", default=[])
-    ap.add_argument("--batches", action="store_true")
+    ap.add_argument("--rounds", action="store_true")
     a = ap.parse_args()
     cfg = jumpsim.load_config(a.config, a.set)
     print(f"jumpsim from {jumpsim.__file__}; devices {jax.local_devices()}", file=sys.stderr)
-    rows = []
-    if a.batches:
-        orig = splitting._batch
+    use = {"rounds": 0, "round_s": 0.0, "exchange_s": 0.0, "looped": 0, "busy": 0, "slots": 0}
+    if a.rounds:
+        rnd, exchange = splitting._round, splitting._exchange
 
-        def timed(*args, **kw):
+        def timed_round(*args):
+            before = np.asarray(args[2].steps).sum()
             t = time.perf_counter()
-            pop, out = orig(*args, **kw)
-            jax.block_until_ready(out)
-            valid = np.asarray(args[8])
-            rows.append(
-                (int(valid.sum()), len(valid), int(np.asarray(out.steps)[valid].sum()), time.perf_counter() - t)
-            )
-            return pop, out
+            out = rnd(*args)
+            steps = np.asarray(out.steps)  # waits for the round
+            use["round_s"] += time.perf_counter() - t
+            use["rounds"] += 1
+            use["busy"] += int(steps.sum() - before)  # periods advanced in this round (slots keep their count)
+            use["looped"] += int(np.asarray(out.t).size) * int(args[5])  # upper bound: ROUND periods per slot
+            use["slots"] = int(steps.size)
+            return out
 
-        splitting._batch = timed
+        def timed_exchange(*args):
+            t = time.perf_counter()
+            out = jax.block_until_ready(exchange(*args))
+            use["exchange_s"] += time.perf_counter() - t
+            return out
+
+        splitting._round, splitting._exchange = timed_round, timed_exchange
     with tempfile.TemporaryDirectory() as d:
         o = rare.run_rare(cfg, d, progress=False, say=lambda *x: None)
     r = o.result
     k = cfg.detect.every
-    for m, size, steps, dt in rows:
-        print(f"  batch {m:5d}/{size:5d}  periods {steps:8d}  {dt:7.2f} s  {steps * k / dt / 1e6:6.2f} M steps/s")
+    if a.rounds:
+        print(
+            f"  {use['rounds']} rounds of <= {splitting.ROUND} periods, {use['slots']} slots: "
+            f"{use['round_s']:.1f} s in rounds, {use['exchange_s']:.1f} s in exchanges; "
+            f"busy >= {use['busy'] / max(use['looped'], 1):.0%} of slot-periods"
+        )
     print(
         f"wall {o.wall_s:.1f} s, p = {r.p:.4g}, iterations {r.iterations.tolist()}, "
         f"{r.particle_steps * k:,} SGD steps, {r.particle_steps * k / o.wall_s / 1e6:.3f} M SGD steps/s"

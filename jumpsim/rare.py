@@ -38,6 +38,7 @@ from .config import Config
 from .errors import ConfigError
 
 PENDING = 1e-3  # score cap per missing persistence check of a candidate jump
+SAVE_EVERY_S = 2.0  # engine state written at most this often (a killed job loses at most this much work)
 
 
 class Particles(NamedTuple):
@@ -228,14 +229,16 @@ def run_rare(
     path.parent.mkdir(parents=True, exist_ok=True)
     resume = splitting.load_state(path, p.init) if path.exists() else None
     t0 = time.perf_counter()
-    clock = {"last": t0}
+    clock = {"last": t0, "saved": -math.inf}
 
     def on_iteration(st: splitting.EngineState):
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            splitting.save_state(f, st)
-        tmp.replace(path)
         now = time.perf_counter()
+        if now - clock["saved"] >= SAVE_EVERY_S:  # the engine calls this after every round of commits
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "wb") as f:
+                splitting.save_state(f, st)
+            tmp.replace(path)
+            clock["saved"] = now = time.perf_counter()
         if progress and (now - clock["last"] > 2 or st.done.all()):
             z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
             print(

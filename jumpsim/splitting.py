@@ -44,24 +44,25 @@ branches at ">= Z", which is biased.
 
 Design:
 
-* Vectorised: all R*N particles of all replicas live in fixed-shape arrays (leading axes (R, N)). The
-  host loops over iterations only; each iteration sorts the killed particles of every replica by start
-  period, cuts them into batches whose sizes are rounded up to L * 2^j or 1.5 L * 2^j (L = 16 x the
-  number of local devices), or to an already compiled size when padding is cheaper than a compile (see
-  ``_pad``), and simulates each batch in lockstep in one jitted ``while_loop`` over periods. Every slot
-  runs on its own clock (slot i is at check start_i + k at loop step k), so the loop lasts as long as
-  the longest slot's run and exits once every particle has stopped (reached, diverged, returned to the
-  basin, or at the horizon). With several local devices (``jumpsim`` forces one per CPU core) the
-  batch's particle axis is split over them with ``shard_map``, each device running its own loop.
+* Vectorised: all R*N particles of all replicas live in fixed-shape arrays (leading axes (R, N)). Particle
+  runs (the initial population, then the clones of every kill step) are jobs in a host queue, simulated
+  in a fixed table of B slots on the devices (``_drive``): one jitted ``while_loop`` advances every busy
+  slot by up to ROUND periods in lockstep, each slot on its own clock (its particle's period); then the
+  host collects the runs that stopped (reached, diverged, returned to the basin, or at the horizon) and
+  loads queued jobs into the freed slots. Replicas advance independently: a replica's next kill step
+  runs as soon as the clones of its previous one have all finished, while the others' clones keep
+  running, so slots rarely idle waiting for one slow clone. B is a multiple of L = 16 x the number of
+  local devices, fixed per estimate (one compile; see ``_table_size``). With several local devices
+  (``jumpsim`` forces one per CPU core) the slot axis is split over them with ``shard_map``.
 * No snapshots per level: every particle keeps its ORIGIN (state, period, key) -- where it was
   created. A clone is made by REPLAYING the chosen survivor from the survivor's origin with the
   survivor's key until its first check with score > Z; that state becomes the clone's origin and the
   clone continues with its own fresh key, all inside the same lockstep loop (per-particle start
   periods; periods before a particle's start are masked). Memory per particle: ONE state at rest (its
-  origin) + key data (8 B) + origin period, level, first-hit period (12 B); while a particle is in a
-  simulated batch ~3 more states (start / current, new origin, advance output) + ~30 B. A 5 kB state:
-  ~5 kB per particle plus ~15 kB per batch slot (bounded by ``max_batch``).
-* Replays must reproduce the survivor bit for bit: batches are padded to a multiple of 16 particles per device
+  origin) + key data (8 B) + origin period, level, first-hit period (12 B); each slot of the table ~3
+  states (current, new origin, advance output) + ~40 B. A 5 kB state: ~5 kB per particle plus ~15 kB
+  per slot (B <= ``max_batch``).
+* Replays must reproduce the survivor bit for bit: the table is a multiple of 16 slots per device
   (XLA CPU rounds a partial vector remainder differently), and the key of period t is
   ``fold_in(particle_key, t)``, so a path depends only on its key and start. A replay that never
   exceeds Z raises ``RuntimeError``.
@@ -69,9 +70,11 @@ Design:
   iteration 0 = the initial population; ``init`` gets fold_in(particle key, 2^31 - 1). Replica ids are
   global (``replica_offset + r``), so replicas can be run in parts and pooled with ``combine``: a run of
   replicas 0..7 equals the combination of runs 0..3 and 4..7 exactly.
-* Resumable: after the initial population and after every iteration ``on_iteration(engine_state)`` gets
-  an ``EngineState`` (NamedTuple of arrays); ``save_state`` / ``load_state`` write / read its leaves
-  with ``np.savez``; ``estimate(..., state=loaded)`` finishes with the same answer bit for bit.
+* Resumable: after the initial population and whenever replicas finish an iteration
+  ``on_iteration(engine_state)`` gets an ``EngineState`` (NamedTuple of arrays, every replica as of its
+  last complete iteration; its device arrays are valid during the call only); ``save_state`` /
+  ``load_state`` write / read its leaves with ``np.savez``; ``estimate(..., state=loaded)`` finishes
+  with the same answer bit for bit. The schedule (which slot, which round) never changes a result.
 
 Everything is in periods (one ``advance``); the caller converts to SGD steps. Scores are float32, periods
 int32, host bookkeeping float64/int64 numpy; works with jax_enable_x64 on or off.
@@ -81,7 +84,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -101,6 +103,7 @@ SURVIVOR_TAG = 2**31 - 2  # survivor draws of (replica, iteration): never a slot
 FLUX_REPLICA = 2**31 - 3  # flux trajectories are "replica" FLUX_REPLICA, iteration 0, slot m
 NOHIT = np.int32(2**31 - 1)  # first-hit period of a particle that never reached the target
 MAX_BATCH = 1 << 16
+ROUND = 16  # periods per device call of the slot table: a freed slot waits at most this long for its next job
 
 
 # --------------------------------------------------------------------------------------------- state / results
@@ -230,96 +233,6 @@ def _flat(tree):
 # --------------------------------------------------------------------------------------------- lockstep simulation
 
 
-class _Out(NamedTuple):
-    origin: Any  # (B, ...) state at the branch check (replays) or the start state (fresh)
-    origin_t: jax.Array  # (B,) int32
-    level: jax.Array  # (B,) float32
-    hit: jax.Array  # (B,) int32
-    steps: jax.Array  # (B,) int32 periods advanced (replay part included)
-    capped: jax.Array  # (B,) bool: still running at the horizon
-    failed: jax.Array  # (B,) bool: replay never exceeded z
-
-
-@partial(jax.jit, static_argnames=("advance", "score", "axis"))
-def _simulate(advance, score, state, start_t, replay_key, fresh_key, z, replay, valid, horizon, basin, axis=None):
-    """Run a batch of B particles in lockstep, each on its own clock: at loop step k slot i is at check
-    t_i = start_t[i] + k, so a slot is busy only for the periods it needs and the loop exits once every
-    slot has stopped (its length is the longest slot's run, not max stop - min start).
-
-    A slot with ``replay`` follows ``replay_key`` from ``state`` (at check ``start_t``) until its first
-    check with score > z, which becomes its origin; from there (and from the start if not ``replay``)
-    it follows ``fresh_key``, tracking level = max score and the first check with score >= 1, and stops
-    at the target, at NaN, at score <= basin, or at the horizon. Shapes: state leaves (B, ...), start_t
-    (B,) int32, keys (B, 2) uint32, z (B,) float32, replay/valid (B,) bool; horizon, basin scalars.
-    """
-    vscore = jax.vmap(score)
-    vadvance = jax.vmap(advance)
-    vfold = jax.vmap(lambda kd, t: jax.random.fold_in(_wrap(kd), t))
-    b = start_t.shape[0]
-    start_t = start_t.astype(jnp.int32)
-    neg = jnp.full((b,), -jnp.inf, jnp.float32)
-    carry0 = (
-        jnp.int32(0),
-        state,
-        ~replay,
-        valid & (start_t <= horizon),
-        neg,
-        jnp.full((b,), NOHIT, jnp.int32),
-        state,
-        start_t,
-        jnp.zeros((b,), jnp.int32),
-        jnp.zeros((b,), bool),
-    )
-
-    def cond(c):
-        # Under shard_map (``axis``) every device loops until all devices are done: the population update
-        # after the loop gathers across devices, and XLA's CPU collectives abort a program whose devices
-        # reach a rendezvous more than 40 s apart (seen with rate-form particles that ran for minutes).
-        more = jnp.any(c[3])
-        return more if axis is None else jax.lax.psum(more.astype(jnp.int32), axis) > 0
-
-    def body(c):
-        k, x, fresh, running, level, hit, origin, origin_t, steps, capped = c
-        t = start_t + k
-        active = running
-        s = vscore(x).astype(jnp.float32)
-        nan = jnp.isnan(s)
-        s = jnp.where(nan, -jnp.inf, s)
-        branch = active & ~fresh & (s > z)
-        origin = _select(branch, x, origin)
-        origin_t = jnp.where(branch, t, origin_t)
-        fresh = fresh | branch
-        upd = active & fresh
-        level = jnp.where(upd, jnp.maximum(level, s), level)
-        hit = jnp.where(upd & (s >= 1) & (hit == NOHIT), t, hit)
-        stop = active & (nan | (upd & ((s >= 1) | (s <= basin))))
-        capped = capped | (upd & ~stop & (t == horizon))
-        running = running & ~stop & (t < horizon)
-        move = active & running
-        keys = jnp.where(fresh[:, None], fresh_key, replay_key)
-        x = _select(move, vadvance(x, vfold(keys, t), t), x)
-        return k + 1, x, fresh, running, level, hit, origin, origin_t, steps + move, capped
-
-    _, _, fresh, _, level, hit, origin, origin_t, steps, capped = jax.lax.while_loop(cond, body, carry0)
-    return _Out(origin, origin_t, level, hit, steps, capped, valid & ~fresh)
-
-
-def _simulate_sharded(advance, score, *args):
-    """``_simulate`` with the particle axis split over the local devices (each runs the loop on its slots;
-    the loops end together)."""
-    mesh = _mesh()
-    if mesh.size == 1:
-        return _simulate(advance, score, *args)
-    p, rep = jax.sharding.PartitionSpec("p"), jax.sharding.PartitionSpec()
-    return jax.shard_map(
-        partial(_simulate, advance, score, axis="p"),
-        mesh=mesh,
-        in_specs=(p,) * 7 + (rep, rep),
-        out_specs=p,
-        check_vma=False,
-    )(*args)
-
-
 @partial(jax.jit, static_argnames=("init", "n"))
 def _init_population(init, seed, replica, n):
     """Initial particles of replicas `replica` (R,): states (R, n, ...) and key data (R, n, 2)."""
@@ -352,119 +265,246 @@ class _Spec(NamedTuple):
     naive_ties: bool
 
 
-_COMPILED: dict = {}  # (advance, score) -> batch sizes compiled so far
-_COST: dict = {}  # (advance, score) -> measured {"slot": s per slot-period, "compile": s, "loop": periods}
+class _Slots(NamedTuple):
+    """A fixed table of B simulation slots on the devices (leading axis B, split over the mesh). A slot holds
+    one particle run (a job) from its start state until it stops; each slot runs on its own clock ``t``."""
+
+    x: Any  # current state
+    origin: Any  # branch state (replays) or start state (fresh runs)
+    t: jax.Array  # (B,) int32 check index of x
+    origin_t: jax.Array  # (B,) int32
+    replay_key: jax.Array  # (B, 2) uint32: the survivor's key (replays)
+    fresh_key: jax.Array  # (B, 2) uint32: the run's own key
+    z: jax.Array  # (B,) float32: branch above this score (replays)
+    fresh: jax.Array  # (B,) bool: following fresh_key (not replaying)
+    running: jax.Array  # (B,) bool
+    level: jax.Array  # (B,) float32 max score since the branch
+    hit: jax.Array  # (B,) int32 first check with score >= 1
+    steps: jax.Array  # (B,) int32 periods advanced (replay part included)
+    capped: jax.Array  # (B,) bool: still running at the horizon
 
 
-def _pad(spec, a: int, m: int, state_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices a..a+m-1 padded with copies of the last one to a batch size, and the valid mask. The size is
-    the bucket of m, or a batch size already compiled for these dynamics that is >= m and at most
-    max(2 x bucket(m), 2048) when padding is cheaper than a compile: always for tiny states (<= 64 B),
-    up to 1.5 x bucket(m) otherwise, beyond that when the measured cost of the padded slots (seconds per
-    slot-period x extra slots x last loop length) is below the measured compile time. The layout never
-    changes results (a path depends only on its key and start), only speed."""
-    key = (spec.advance, spec.score)
-    sizes = _COMPILED.setdefault(key, set())
-    bm = _bucket(m)
-    fits = sorted(b for b in sizes if m <= b <= max(2 * bm, 2048) and b % _lanes() == 0)
-    cost = _COST.get(key, {})
-    size = bm
-    if fits:
-        b = fits[0]
-        if state_bytes <= 64 or b <= bm * 3 // 2 or "compile" not in cost:  # unmeasured: a compile is dear
-            size = b
-        elif {"slot", "loop"} <= cost.keys() and cost["slot"] * (b - bm) * cost["loop"] < cost["compile"]:
-            size = b
-    return np.minimum(np.arange(a, a + size), a + m - 1), np.arange(size) < m
+class _Jobs(NamedTuple):
+    """Particle runs waiting for a slot (host arrays, one entry per run)."""
+
+    src: np.ndarray  # flat population index whose origin / key the run starts from
+    dest: np.ndarray  # flat population index a clone is written to
+    replay: np.ndarray  # bool: a clone (replay src until score > z, then fresh randomness)
+    row: np.ndarray  # replica row in the engine state
+    replica: np.ndarray  # global replica id   } the clone's fresh key
+    iteration: np.ndarray  # iteration          }
+    slot: np.ndarray  # particle index j     }
+    z: np.ndarray  # float32
+
+    def take(self, i) -> _Jobs:
+        return _Jobs(*(a[i] for a in self))
+
+    @staticmethod
+    def cat(a: _Jobs, b: _Jobs) -> _Jobs:
+        return _Jobs(*(np.concatenate([x, y]) for x, y in zip(a, b)))
 
 
-def _measure(spec, size: int, new: bool, seconds: float, loop: int) -> None:
-    """Record a batch's wall time: slot-period cost from batches of an already compiled size, compile time
-    of a new size as its wall time minus the expected run time."""
-    cost = _COST.setdefault((spec.advance, spec.score), {})
-    cost["loop"] = max(loop, 1)
-    if not new:
-        cost["slot"] = seconds / (size * max(loop, 1))
-    elif "slot" in cost:
-        cost["compile"] = max(seconds - cost["slot"] * size * loop, 0.0)
+def _no_jobs() -> _Jobs:
+    i = np.zeros(0, np.int64)
+    return _Jobs(i, i, np.zeros(0, bool), i, i, i, i, np.zeros(0, np.float32))
 
 
-@partial(jax.jit, static_argnames=("advance", "score"))
-def _batch(
-    advance, score, origin, origin_t, key, src, dest, replay, valid, seed, replica, iteration, slot, z, horizon, basin
-):
-    """One padded batch of B particles of the (R, N) population, all flat indices. Clones (``replay``):
-    replay the survivor src from its origin, branch at its first check with score > z, continue with the
-    fresh key of (replica, iteration, slot), and are written to dest (invalid slots dropped). Others: run
-    particle src fresh from its origin with its own key (the initial population). Returns the updated
-    (origin, origin_t, key) and the per-slot _Out (without states)."""
-    fresh = jax.vmap(_key_data, in_axes=(None, 0, 0, 0))(seed, replica, iteration, slot)
+def _slot_round(advance, score, s: _Slots, horizon, basin, rounds, axis=None) -> _Slots:
+    """Advance every running slot by up to `rounds` periods (one lockstep while_loop). At each check a
+    replaying slot branches at its first score > z (that state becomes its origin) and then follows its
+    fresh key; a fresh slot tracks level = max score and the first check with score >= 1 and stops at the
+    target, at NaN, at score <= basin, or at the horizon."""
+    vscore = jax.vmap(score)
+    vadvance = jax.vmap(advance)
+    vfold = jax.vmap(lambda kd, t: jax.random.fold_in(_wrap(kd), t))
+
+    def cond(c):
+        # Under shard_map (``axis``) every device loops until all devices are done with the round: XLA's CPU
+        # collectives abort a program whose devices reach a rendezvous more than 40 s apart.
+        more = jnp.any(c[1].running)
+        more = more if axis is None else jax.lax.psum(more.astype(jnp.int32), axis) > 0
+        return more & (c[0] < rounds)
+
+    def body(c):
+        k, s = c
+        active, t = s.running, s.t
+        sc = vscore(s.x).astype(jnp.float32)
+        nan = jnp.isnan(sc)
+        sc = jnp.where(nan, -jnp.inf, sc)
+        branch = active & ~s.fresh & (sc > s.z)
+        origin = _select(branch, s.x, s.origin)
+        origin_t = jnp.where(branch, t, s.origin_t)
+        fresh = s.fresh | branch
+        upd = active & fresh
+        level = jnp.where(upd, jnp.maximum(s.level, sc), s.level)
+        hit = jnp.where(upd & (sc >= 1) & (s.hit == NOHIT), t, s.hit)
+        stop = active & (nan | (upd & ((sc >= 1) | (sc <= basin))))
+        capped = s.capped | (upd & ~stop & (t == horizon))
+        running = active & ~stop & (t < horizon)
+        keys = jnp.where(fresh[:, None], s.fresh_key, s.replay_key)
+        x = _select(running, vadvance(s.x, vfold(keys, t), t), s.x)
+        s = _Slots(
+            x,
+            origin,
+            t + running,
+            origin_t,
+            s.replay_key,
+            s.fresh_key,
+            s.z,
+            fresh,
+            running,
+            level,
+            hit,
+            s.steps + running,
+            capped,
+        )
+        return k + 1, s
+
+    return jax.lax.while_loop(cond, body, (jnp.int32(0), s))[1]
+
+
+@partial(jax.jit, static_argnames=("advance", "score"), donate_argnums=(2,))
+def _round(advance, score, s: _Slots, horizon, basin, rounds) -> _Slots:
+    """``_slot_round`` with the slot axis split over the local devices (each runs its own loop)."""
+    mesh = _mesh()
+    if mesh.size == 1:
+        return _slot_round(advance, score, s, horizon, basin, rounds)
+    p, rep = P("p"), P()
+    return jax.shard_map(
+        partial(_slot_round, advance, score, axis="p"),
+        mesh=mesh,
+        in_specs=(p, rep, rep, rep),
+        out_specs=p,
+        check_vma=False,
+    )(s, horizon, basin, rounds)
+
+
+@partial(jax.jit, donate_argnums=(0, 1))
+def _exchange(pop, s: _Slots, write, dest, load, src, replay, seed, replica, iteration, slot, z, horizon):
+    """Write the finished clones of the table into the population (``write`` (B,) bool, at flat ``dest``),
+    then load new jobs into slots ``load`` (B,) int32 (B = unused entry): start state, period and key of
+    population particle ``src``; clones (``replay``) get the fresh key of (replica, iteration, slot)."""
+    origin, origin_t, key = pop
+    total = origin_t.size
+    d = jnp.where(write, dest, total)
+    put = lambda x, v: _flat(x).at[d].set(v, mode="drop").reshape(x.shape)
+    origin, origin_t, key = jax.tree.map(put, origin, s.origin), put(origin_t, s.origin_t), put(key, s.fresh_key)
     own = _flat(key)[src]
-    fresh = jnp.where(replay[:, None], fresh, own)
-    start = jax.tree.map(lambda x: _flat(x)[src], origin)
-    out = _simulate_sharded(advance, score, start, _flat(origin_t)[src], own, fresh, z, replay, valid, horizon, basin)
-    dest = jnp.where(valid & replay, dest, _flat(origin_t).shape[0])
-    put = lambda x, v: _flat(x).at[dest].set(v, mode="drop").reshape(x.shape)
-    pop = (jax.tree.map(put, origin, out.origin), put(origin_t, out.origin_t), put(key, fresh))
-    return pop, out._replace(origin=None)
-
-
-def _run(spec, pop, src, dest, replay, replica, iteration, slot, z):
-    """Simulate len(src) slots in padded batches of at most spec.max_batch (slots sorted by start period,
-    so a batch holds particles of similar start); returns the new population and host numpy (level, hit,
-    steps, capped) per slot."""
-    n = len(src)
-    state_bytes = sum(x.dtype.itemsize * math.prod(x.shape[2:]) for x in jax.tree.leaves(pop[0]))
-    order = np.argsort(np.asarray(pop[1]).reshape(-1)[src], kind="stable")
-    src, dest, replay, replica, iteration, slot, z = (
-        np.asarray(v)[order] for v in (src, dest, replay, replica, iteration, slot, z)
+    clone_key = jax.vmap(_key_data, in_axes=(None, 0, 0, 0))(seed, replica, iteration, slot)
+    fresh = jnp.where(replay[:, None], clone_key, own)
+    x0 = jax.tree.map(lambda x: _flat(x)[src], origin)
+    t0 = _flat(origin_t)[src]
+    b = load.shape[0]
+    set_ = lambda a, v: a.at[load].set(v, mode="drop")
+    s = _Slots(
+        jax.tree.map(set_, s.x, x0),
+        jax.tree.map(set_, s.origin, x0),
+        set_(s.t, t0),
+        set_(s.origin_t, t0),
+        set_(s.replay_key, own),
+        set_(s.fresh_key, fresh),
+        set_(s.z, z),
+        set_(s.fresh, ~replay),
+        set_(s.running, t0 <= horizon),
+        set_(s.level, jnp.full((b,), -jnp.inf, jnp.float32)),
+        set_(s.hit, jnp.full((b,), NOHIT, jnp.int32)),
+        set_(s.steps, jnp.zeros((b,), jnp.int32)),
+        set_(s.capped, jnp.zeros((b,), bool)),
     )
-    res = [np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int64)]
-    max_batch = max(_lanes(), spec.max_batch // _lanes() * _lanes())
-    # more slots than the largest size compiled so far: run them in batches of that size rather than
-    # compile a bigger one (a compile costs seconds; an extra batch of the same size costs one loop)
-    compiled = sorted(b for b in _COMPILED.get((spec.advance, spec.score), ()) if b <= max_batch)
-    if compiled and n > compiled[-1]:
-        max_batch = compiled[-1]
-    for a in range(0, n, max_batch):
-        m = min(max_batch, n - a)
-        i, valid = _pad(spec, a, m, state_bytes)
-        new = len(i) not in _COMPILED[(spec.advance, spec.score)]
-        _COMPILED[(spec.advance, spec.score)].add(len(i))
-        t0 = time.perf_counter()
-        i32 = lambda v: jnp.asarray(v[i], jnp.int32)
-        pop, out = _batch(
-            spec.advance,
-            spec.score,
-            *pop,
-            i32(src),
-            i32(dest),
-            jnp.asarray(replay[i]),
-            jnp.asarray(valid),
-            jnp.int32(spec.seed),
-            i32(replica),
-            i32(iteration),
-            i32(slot),
-            jnp.asarray(z[i], jnp.float32),
-            jnp.int32(spec.horizon),
-            jnp.float32(spec.basin),
-        )
-        out = _host(out, m)
-        _measure(spec, len(i), new, time.perf_counter() - t0, int(out.steps.max(initial=0)) + 1)
-        for r, v in zip(res, (out.level, out.hit, out.steps, out.capped)):
-            r[order[a : a + m]] = v
-    return pop, res
+    return (origin, origin_t, key), s
 
 
-def _host(out, m):
-    """First m slots of a batch result as numpy; raise if a replay failed."""
-    out = jax.tree.map(lambda x: np.asarray(x)[:m], out)
-    if out.failed.any():
-        raise RuntimeError(
-            "splitting: a replayed survivor never exceeded Z; replays are not bit-for-bit "
-            "reproducible (non-deterministic advance/score?) -- refusing to continue biased"
+def _empty_slots(pop, size: int) -> _Slots:
+    """A table of `size` idle slots shaped like the population's particles, on the mesh."""
+    one = jax.tree.map(lambda x: jnp.zeros((size,) + x.shape[2:], x.dtype), pop[0])
+    zi, zb = jnp.zeros((size,), jnp.int32), jnp.zeros((size,), bool)
+    kd = jnp.zeros((size, 2), jnp.uint32)
+    s = _Slots(
+        one, one, zi, zi, kd, kd, jnp.zeros((size,), jnp.float32), zb, zb, jnp.zeros((size,), jnp.float32), zi, zi, zb
+    )
+    return jax.device_put(s, jax.sharding.NamedSharding(_mesh(), P("p")))
+
+
+def _table_size(spec, n_jobs: int) -> int:
+    """Slots in the table for ``n_jobs`` = R x k clones per round of iterations, at most max_batch. On a CPU
+    an idle slot costs as much as a busy one, and replicas wait for their slowest clone, so the table holds
+    ~0.4 of them (measured on the rank-3 escape, 32 and 8 replicas: 0.4-0.5 R k slots are busy ~85 % of
+    the time, R k slots ~50 %); accelerators run idle lanes in parallel, so there it holds all of them."""
+    want = n_jobs if jax.default_backend() != "cpu" else math.ceil(0.4 * n_jobs)
+    return min(max(_lanes(), spec.max_batch // _lanes() * _lanes()), _bucket(want))
+
+
+def _drive(spec, pop, jobs: _Jobs, size: int, finished: Callable[[_Jobs, tuple], _Jobs], on_pop=None):
+    """Run `jobs` through a table of `size` slots, ROUND periods per device call; a slot freed by a finished
+    run takes the next queued job at once. ``finished(jobs, (level, hit, steps, capped))`` gets the runs
+    that ended in a round (host arrays) and returns new jobs to queue; ``on_pop(pop)`` sees the population
+    after each exchange (the clones finished so far written). Returns the population with every finished
+    clone's origin and key written to its destination.
+
+    Results do not depend on the schedule: a run's path depends only on its start state and key, the
+    table has one fixed size (one compile per estimate), and the population update of a finished clone
+    lands before any job that could read it is loaded (``_exchange`` writes, then loads)."""
+    slots = _empty_slots(pop, size)
+    info = _Jobs(*(np.zeros(size, a.dtype) for a in _no_jobs()))
+    busy = np.zeros(size, bool)
+    write = np.zeros(size, bool)
+    head = 0
+    horizon, basin = jnp.int32(spec.horizon), jnp.float32(spec.basin)
+    while True:
+        free = np.flatnonzero(~busy)
+        m = min(len(free), len(jobs.src) - head)
+        new = jobs.take(np.arange(head, head + m))
+        head += m
+        if head > 4 * size:  # drop the consumed part of the queue now and then
+            jobs, head = jobs.take(np.arange(head, len(jobs.src))), 0
+        dest = jnp.asarray(info.dest, jnp.int32)  # of the runs that finished last round, before reloading
+        load = np.full(size, size, np.int32)
+        load[:m] = free[:m]
+        for f, a in zip(_Jobs._fields, new):
+            getattr(info, f)[free[:m]] = a
+        busy[free[:m]] = True
+        pad = lambda a, dt: jnp.asarray(np.pad(a.astype(dt), (0, size - m)))
+        if m or write.any():  # (a device call costs ~ms: skipped when nothing is written or loaded)
+            pop, slots = _exchange(
+                pop,
+                slots,
+                jnp.asarray(write),
+                dest,
+                jnp.asarray(load),
+                pad(new.src, np.int32),
+                pad(new.replay, bool),
+                jnp.int32(spec.seed),
+                pad(new.replica, np.int32),
+                pad(new.iteration, np.int32),
+                pad(new.slot, np.int32),
+                pad(new.z, np.float32),
+                horizon,
+            )
+            write[:] = False
+            if on_pop is not None:
+                on_pop(pop)
+        if not busy.any():
+            return pop
+        slots = _round(spec.advance, spec.score, slots, horizon, basin, jnp.int32(ROUND))
+        running, fresh, level, hit, steps, capped = jax.device_get(
+            (slots.running, slots.fresh, slots.level, slots.hit, slots.steps, slots.capped)
         )
-    return out
+        done = busy & ~running
+        if not done.any():
+            continue
+        if np.any(done & info.replay & ~fresh):
+            raise RuntimeError(
+                "splitting: a replayed survivor never exceeded Z; replays are not bit-for-bit "
+                "reproducible (non-deterministic advance/score?) -- refusing to continue biased"
+            )
+        i = np.flatnonzero(done)
+        res = (level[i], hit[i], steps[i], capped[i])
+        busy[i] = False
+        write[i] = info.replay[i]
+        more = finished(info.take(i), res)
+        if len(more.src):
+            jobs = _Jobs.cat(jobs.take(np.arange(head, len(jobs.src))), more)
+            head = 0
 
 
 # --------------------------------------------------------------------------------------------- engine
@@ -474,20 +514,24 @@ def _start(spec: _Spec, states, keys, replica) -> EngineState:
     """Engine state after running the initial population (states (R, N, ...), keys (R, N, 2)) fresh from
     period 0."""
     r, n = keys.shape[:2]
-    zeros = np.zeros(r * n, np.int32)
     idx = np.arange(r * n)
-    # on the devices' mesh from the start, as every batch returns it (else the second batch compiles again)
+    zeros = np.zeros(r * n, np.int64)
+    # on the devices' mesh from the start, as every exchange returns it (else the next call compiles again)
     pop = jax.device_put((states, jnp.zeros((r, n), jnp.int32), keys), jax.sharding.NamedSharding(_mesh(), P()))
-    # the initial population runs in batches of the size the iterations will use (R x K clones): one
-    # compiled size serves the whole estimate, where a batch of R x N would compile a second one
-    first = spec._replace(max_batch=min(spec.max_batch, _bucket(r * spec.k)))
-    (states, origin_t, keys), (level, hit, steps, capped) = _run(
-        first, pop, idx, idx, zeros.astype(bool), zeros, zeros, zeros, zeros.astype(np.float32)
-    )
+    level, hit = np.empty(r * n, np.float32), np.empty(r * n, np.int32)
+    steps, capped = np.empty(r * n, np.int64), np.empty(r * n, np.int64)
+
+    def finished(jobs, res):
+        for a, v in zip((level, hit, steps, capped), res):
+            a[jobs.src] = v
+        return _no_jobs()
+
+    jobs = _Jobs(idx, idx, zeros.astype(bool), idx // n, zeros, zeros, zeros, zeros.astype(np.float32))
+    pop = _drive(spec, pop, jobs, _table_size(spec, r * spec.k), finished)
     return EngineState(
-        origin=states,
-        origin_t=origin_t,
-        key=keys,
+        origin=pop[0],
+        origin_t=pop[1],
+        key=pop[2],
         level=level.reshape(r, n),
         hit=hit.reshape(r, n),
         log_w=np.zeros(r),
@@ -503,105 +547,148 @@ def _start(spec: _Spec, states, keys, replica) -> EngineState:
     )
 
 
-def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
-    """Kill / clone until every replica is done (Z >= 1, extinct, or max_iterations)."""
+def _kill(spec: _Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineState, _Jobs]:
+    """One kill step of the replicas in `ready` (R,) bool: Z = k-th smallest level, kill every level <= Z
+    (all of them tied: extinct), record Z and K, and return the clone jobs (survivors drawn uniformly,
+    keyed by (seed, replica, iteration)). Replicas at Z >= 1 or max_iterations are marked done. The killed
+    particles' levels are not touched here: their clones' results arrive later."""
     n, k = spec.n, spec.k
-    st = st._replace(**{f: np.array(getattr(st, f)) for f in EngineState._fields[3:]})  # private host copies
-    st = st._replace(
-        origin=jax.tree.map(jnp.asarray, st.origin), origin_t=jnp.asarray(st.origin_t), key=jnp.asarray(st.key)
-    )
     r_all = np.arange(len(st.replica))
-    while not st.done.all():
-        level = st.level
-        order = np.argsort(level, axis=1, kind="stable")
-        z = level[r_all, order[:, k - 1]]
-        live = ~st.done
-        finished = live & (z >= 1)
-        capped = live & ~finished & (st.iteration >= spec.max_iterations)
-        live &= ~finished & ~capped
-        if spec.naive_ties:  # kill exactly k (ties broken at random), branch at >= Z: biased, validation only
-            rng = np.random.default_rng([spec.seed, int(st.iteration.max()), int(st.replica[0])])
-            order = np.lexsort((rng.random(level.shape), level), axis=1)
-            killed = np.zeros(level.shape, bool)
-            np.put_along_axis(killed, order[:, :k], True, axis=1)
-            z_branch = np.nextafter(z.astype(np.float32), np.float32(-np.inf))
-        else:
-            killed = level <= z[:, None]
-            z_branch = z.astype(np.float32)
-        killed &= live[:, None]
-        n_killed = killed.sum(1)
-        extinct = live & (n_killed == n)
-        go = live & ~extinct
-        it = st.iteration + (go | extinct)
-        width = st.log_z.shape[1]
-        if it.max() > width:  # grow the per-iteration log
-            extra = max(width, 16)
-            st = st._replace(
-                log_z=np.pad(st.log_z, ((0, 0), (0, extra)), constant_values=np.nan),
-                log_k=np.pad(st.log_k, ((0, 0), (0, extra)), constant_values=-1),
-            )
-        rec = np.flatnonzero(go | extinct)
-        st.log_z[rec, it[rec] - 1] = z[rec]
-        st.log_k[rec, it[rec] - 1] = n_killed[rec]
-        log_w = st.log_w + np.where(go, np.log1p(-np.minimum(n_killed, n - 1) / n), 0.0)
-        steps = st.steps.copy()
-        period_capped = st.period_capped.copy()
-        level, hit = st.level.copy(), st.hit.copy()
-        origin, origin_t, key = st.origin, st.origin_t, st.key
-        killed &= go[:, None]
-        if go.any():
-            draws = np.asarray(
-                _survivor_draws(
-                    jnp.int32(spec.seed),
-                    jnp.asarray(st.replica),
-                    jnp.asarray(it, jnp.int32),
-                    jnp.asarray(n - n_killed, jnp.int32),
-                    n,
-                )
-            )
-            surv = np.argsort(killed, axis=1, kind="stable")  # survivors first, in slot order
-            src_local = np.take_along_axis(surv, draws, axis=1)
-            rr, jj = np.nonzero(killed)
-            dest = rr * n + jj
-            src = rr * n + src_local[rr, jj]
-            (origin, origin_t, key), (lv, ht, sp, cp) = _run(
-                spec,
-                (origin, origin_t, key),
-                src,
-                dest,
-                np.ones(len(rr), bool),
-                st.replica[rr],
-                it[rr],
-                jj,
-                z_branch[rr],
-            )
-            level[rr, jj], hit[rr, jj] = lv, ht
-            np.add.at(steps, rr, sp)
-            np.add.at(period_capped, rr, cp)
+    level = st.level
+    order = np.argsort(level, axis=1, kind="stable")
+    z = level[r_all, order[:, k - 1]]
+    live = ready & ~st.done
+    finished = live & (z >= 1)
+    capped = live & ~finished & (st.iteration >= spec.max_iterations)
+    live &= ~finished & ~capped
+    if spec.naive_ties:  # kill exactly k (ties broken at random), branch at >= Z: biased, validation only
+        rng = np.random.default_rng([spec.seed, int(st.iteration.max()), int(st.replica[0])])
+        order = np.lexsort((rng.random(level.shape), level), axis=1)
+        killed = np.zeros(level.shape, bool)
+        np.put_along_axis(killed, order[:, :k], True, axis=1)
+        z_branch = np.nextafter(z.astype(np.float32), np.float32(-np.inf))
+    else:
+        killed = level <= z[:, None]
+        z_branch = z.astype(np.float32)
+    killed &= live[:, None]
+    n_killed = killed.sum(1)
+    extinct = live & (n_killed == n)
+    go = live & ~extinct
+    it = st.iteration + (go | extinct)
+    width = st.log_z.shape[1]
+    if it.max() > width:  # grow the per-iteration log
+        extra = max(width, 16)
         st = st._replace(
-            origin=origin,
-            origin_t=origin_t,
-            key=key,
-            level=level,
-            hit=hit,
-            log_w=log_w,
-            iteration=it.astype(np.int32),
-            done=st.done | finished | capped | extinct,
-            extinct=st.extinct | extinct,
-            capped=st.capped | capped,
-            steps=steps,
-            period_capped=period_capped,
+            log_z=np.pad(st.log_z, ((0, 0), (0, extra)), constant_values=np.nan),
+            log_k=np.pad(st.log_k, ((0, 0), (0, extra)), constant_values=-1),
         )
-        if on_iteration is not None:
-            on_iteration(st)
-    if st.capped.any():
+    rec = np.flatnonzero(go | extinct)
+    st.log_z[rec, it[rec] - 1] = z[rec]
+    st.log_k[rec, it[rec] - 1] = n_killed[rec]
+    st = st._replace(
+        log_w=st.log_w + np.where(go, np.log1p(-np.minimum(n_killed, n - 1) / n), 0.0),
+        iteration=it.astype(np.int32),
+        done=st.done | finished | capped | extinct,
+        extinct=st.extinct | extinct,
+        capped=st.capped | capped,
+    )
+    killed &= go[:, None]
+    if not go.any():
+        return st, _no_jobs()
+    draws = np.asarray(
+        _survivor_draws(
+            jnp.int32(spec.seed),
+            jnp.asarray(st.replica),
+            jnp.asarray(it, jnp.int32),
+            jnp.asarray(n - n_killed, jnp.int32),
+            n,
+        )
+    )
+    surv = np.argsort(killed, axis=1, kind="stable")  # survivors first, in slot order
+    src_local = np.take_along_axis(surv, draws, axis=1)
+    rr, jj = np.nonzero(killed)
+    jobs = _Jobs(
+        rr * n + src_local[rr, jj],
+        rr * n + jj,
+        np.ones(len(rr), bool),
+        rr,
+        st.replica[rr].astype(np.int64),
+        it[rr].astype(np.int64),
+        jj,
+        z_branch[rr],
+    )
+    return st, jobs
+
+
+_ROW_FIELDS = ("level", "hit", "log_w", "iteration", "done", "extinct", "capped", "steps", "period_capped")
+
+
+def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
+    """Kill / clone until every replica is done (Z >= 1, extinct, or max_iterations). Replicas advance on
+    their own: a replica's next kill step runs as soon as the clones of its last one have all finished,
+    while other replicas' clones still run. The EngineState handed to `on_iteration` holds every replica
+    as it was after its last complete iteration (a consistent point to resume from: clones in flight have
+    written only to killed slots, which a resumed run rewrites with the same values)."""
+    st = st._replace(**{f: np.array(getattr(st, f)) for f in EngineState._fields[3:]})  # private host copies
+    pop = (jax.tree.map(jnp.asarray, st.origin), jnp.asarray(st.origin_t), jnp.asarray(st.key))
+    pop = jax.device_put(pop, jax.sharding.NamedSharding(_mesh(), P()))
+    r = len(st.replica)
+    # working state (rows in flight partly updated), the latest population, commits since the last hook call
+    w = {"st": st, "pop": pop, "dirty": False}
+    outstanding = np.zeros(r, np.int64)
+    backup = {f: getattr(st, f).copy() for f in _ROW_FIELDS}  # rows in flight: their state before the kill
+    in_flight = np.zeros(r, bool)
+
+    def kill(ready):
+        for f in _ROW_FIELDS:
+            backup[f][ready] = getattr(w["st"], f)[ready]
+        w["st"], jobs = _kill(spec, w["st"], ready)
+        np.add.at(outstanding, jobs.row, 1)
+        in_flight[:] = outstanding > 0
+        return jobs
+
+    def snapshot() -> EngineState:
+        s = w["st"]
+        s = s._replace(**{f: getattr(s, f).copy() for f in EngineState._fields[3:]})
+        rows = np.flatnonzero(in_flight)
+        for f in _ROW_FIELDS:
+            getattr(s, f)[rows] = backup[f][rows]
+        cols = np.arange(s.log_z.shape[1])[None, :] >= s.iteration[rows][:, None]
+        s.log_z[rows] = np.where(cols, np.nan, s.log_z[rows])
+        s.log_k[rows] = np.where(cols, -1, s.log_k[rows])
+        return s._replace(origin=w["pop"][0], origin_t=w["pop"][1], key=w["pop"][2])
+
+    def finished(jobs, res):
+        s = w["st"]
+        rr, jj = jobs.row, jobs.dest - jobs.row * spec.n
+        s.level[rr, jj], s.hit[rr, jj] = res[0], res[1]
+        np.add.at(s.steps, rr, res[2])
+        np.add.at(s.period_capped, rr, res[3])
+        np.subtract.at(outstanding, rr, 1)
+        ready = np.zeros(r, bool)
+        ready[rr] = True
+        ready &= outstanding == 0
+        in_flight[ready] = False
+        w["dirty"] |= bool(ready.any())
+        return kill(ready)
+
+    def on_pop(pop):
+        w["pop"] = pop
+        if w["dirty"] and on_iteration is not None:
+            on_iteration(snapshot())
+        w["dirty"] = False
+
+    jobs = kill(~st.done)
+    pop = _drive(spec, pop, jobs, _table_size(spec, r * spec.k), finished, on_pop)
+    out = w["st"]
+    if out.capped.any():
         warnings.warn(
-            f"splitting: {int(st.capped.sum())} replica(s) hit max_iterations = {spec.max_iterations}; "
+            f"splitting: {int(out.capped.sum())} replica(s) hit max_iterations = {spec.max_iterations}; "
             "their estimates are biased",
             RuntimeWarning,
             stacklevel=3,
         )
-    return st
+    return out._replace(origin=pop[0], origin_t=pop[1], key=pop[2])
 
 
 def _replica_p(st: EngineState) -> np.ndarray:

@@ -310,8 +310,8 @@ def test_one_estimate_compiles_one_batch_size():
     reuse it, so a whole estimate compiles the lockstep batch once (compiles cost seconds each; this is a
     speed property, checked by counting compilations rather than by timing)."""
     init, advance, score = walk(0.3, 7)
-    before = splitting._batch._cache_size()
+    before = splitting._round._cache_size(), splitting._exchange._cache_size()
     r = splitting.estimate(init, advance, score, horizon=40, particles=40, replicas=6, seed=2)
     assert r.iterations.max() > 3
-    assert splitting._batch._cache_size() - before == 1
-    assert len(splitting._COMPILED[(advance, score)]) == 1
+    assert splitting._round._cache_size() - before[0] == 1
+    assert splitting._exchange._cache_size() - before[1] == 1

@@ -207,7 +207,7 @@ def _cmd_compare(args) -> int:
     a, b = resolve(args.a), resolve(args.b)
     runs = data["runs"]
     pct = f"{args.level:.0%}"
-    sp = stats.splitting(data["rare"], data["rare_replicas"], args.level)
+    sp = stats.splitting(data["rare"], data["rare_replicas"], args.level, data["rare_iterations"])
     sa, sb = (sp[sp.config_id == c].to_dict(orient="records") for c in (a, b))
     ratio = stats.splitting_ratio(sa[-1], sb[-1], args.level) if sa and sb else None
     brute = not runs[runs.config_id == a].empty and not runs[runs.config_id == b].empty

@@ -376,10 +376,17 @@ def rate_interval(
     return rate, rate * float(np.exp(-half)), rate * float(np.exp(half))
 
 
-def splitting(rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def splitting(
+    rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95, iterations: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per splitting estimate (config_id, estimate_id), its shards pooled: p = P(target within
     the horizon) with its interval (tams: mean of replica estimates; rate: 1 - exp(-k T)), and for the
-    rate form k per step with its interval. Extinct replicas count as 0 (never dropped)."""
+    rate form k per step with its interval. Extinct replicas count as 0 (never dropped).
+
+    With the per-iteration table (``rare_iterations``): where replicas went extinct, ``stalled_level`` is
+    the median over them of the score level at which all their particles tied (1 = target) and
+    ``stalled_log10_w`` the median log10 of their weight prod(1 - K/N) before it: how far the levels got,
+    and at what estimated probability, before the score stopped making progress (NaN if none extinct)."""
     cols = [
         "config_id",
         "estimate_id",
@@ -402,6 +409,8 @@ def splitting(rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95) -
         "replicas",
         "extinct",
         "seed_steps",
+        "stalled_level",
+        "stalled_log10_w",
     ]
     out = []
     for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
@@ -422,6 +431,7 @@ def splitting(rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95) -
             "replicas": len(rp),
             "extinct": int(g.extinct.sum()),
             "seed_steps": int(g.seed_steps.sum()),
+            **_stalled(replicas, iterations, cid, eid, int(r0.particles)),
         }
         if r0.method == "tams":
             p, lo, hi = mean_interval(rp, level)
@@ -453,6 +463,23 @@ def splitting(rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95) -
             )
         out.append(rec)
     return pd.DataFrame(out, columns=cols)
+
+
+def _stalled(replicas, iterations, cid, eid, n: int) -> dict:
+    """Median stall level and log10 weight of the extinct replicas of one estimate (see ``splitting``)."""
+    nan = {"stalled_level": np.nan, "stalled_log10_w": np.nan}
+    if iterations is None or iterations.empty:
+        return nan
+    dead = replicas[(replicas.config_id == cid) & (replicas.estimate_id == eid) & replicas.extinct].replica
+    it = iterations[(iterations.config_id == cid) & (iterations.estimate_id == eid)]
+    it = it[it.replica.isin(dead)].sort_values(["replica", "iteration"])
+    if it.empty:
+        return nan
+    last = it.groupby("replica").tail(1)
+    alive = it.drop(last.index)
+    w = np.log10(1 - np.minimum(alive.killed.to_numpy(), n - 1) / n)
+    lw = pd.Series(w, index=alive.replica.to_numpy()).groupby(level=0).sum().reindex(last.replica, fill_value=0.0)
+    return {"stalled_level": float(last.z.median()), "stalled_log10_w": float(lw.median())}
 
 
 def splitting_ratio(a: dict, b: dict, level: float = 0.95) -> dict | None:

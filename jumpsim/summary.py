@@ -72,7 +72,7 @@ def summarize_json(out, level: float = 0.95, burn_in: int = 0) -> dict:
         "first_passage": _records(fp),
         "median_passage": _records(km),
         "rates": _records(rates),
-        "splitting": _records(stats.splitting(data["rare"], data["rare_replicas"], level)),
+        "splitting": _records(stats.splitting(data["rare"], data["rare_replicas"], level, data["rare_iterations"])),
     }
 
 
@@ -137,6 +137,17 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
         p_hi = "?" if r["p_high"] is None else f"{r['p_high']:.3g}"
         p = "?" if r["p"] is None else f"{r['p']:.3g}"
         lines.append(f"    P(rank {arrow} {r['level']} within {r['horizon']:,} steps) = {p} [{p_lo}, {p_hi}] ({pct})")
+        if r["extinct"] and r.get("stalled_level") is not None:
+            lines.append(
+                f"    {r['extinct']} extinct replica(s): their particles all tied at score {r['stalled_level']:.3g} "
+                f"(median; 1 = target) after a weight of 10^{r['stalled_log10_w']:.1f}; "
+                + (
+                    "no replica reached the target, so p is not resolved: more particles, another score, or the "
+                    "README's advice for small eta"
+                    if r["extinct"] == r["replicas"]
+                    else "extinct replicas count as 0 (the estimate is skewed low if many are)"
+                )
+            )
     return lines
 
 

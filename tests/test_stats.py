@@ -355,3 +355,46 @@ def test_first_passage_rate_counts_each_seed_once_and_covers_the_hazard():
         assert r["count"] == int(reached.sum())
         covered += r.rate_low <= k <= r.rate_high
     assert covered >= _binomial_floor(300)
+
+
+def test_splitting_reports_where_extinct_replicas_stalled():
+    """Extinct replicas: the median level at which all their particles tied and the median log10 of the
+    weight prod(1 - K/N) before that iteration; a replica that did not go extinct is ignored."""
+    ids = dict(config_id="c", estimate_id="e")
+    rare = pd.DataFrame(
+        [
+            dict(
+                ids,
+                method="tams",
+                score="sigma",
+                start_rank=3,
+                level=2,
+                direction="down",
+                horizon=100,
+                particles=10,
+                extinct=2,
+                seed_steps=1000,
+            )
+        ]
+    )
+    replicas = pd.DataFrame(
+        [dict(ids, replica=r, p=p, extinct=x) for r, p, x in [(0, 0.0, True), (1, 0.0, True), (2, 1e-3, False)]]
+    )
+    iters = pd.DataFrame(
+        [
+            dict(ids, replica=r, iteration=i, z=z, killed=k)
+            for r, i, z, k in [
+                (0, 1, 0.1, 2),
+                (0, 2, 0.2, 5),
+                (0, 3, 0.3, 10),  # weight 0.8 * 0.5, stalls at 0.3
+                (1, 1, 0.1, 2),
+                (1, 2, 0.5, 10),  # weight 0.8, stalls at 0.5
+                (2, 1, 0.7, 2),
+                (2, 2, 0.9, 10),  # not extinct: ignored
+            ]
+        ]
+    )
+    row = stats.splitting(rare, replicas, 0.95, iters).iloc[0]
+    assert row.stalled_level == pytest.approx(0.4)
+    assert row.stalled_log10_w == pytest.approx(np.median([np.log10(0.8 * 0.5), np.log10(0.8)]))
+    assert np.isnan(stats.splitting(rare, replicas, 0.95).iloc[0].stalled_level)  # no iteration table

@@ -124,3 +124,26 @@ def test_gpu_pack_gives_the_same_statistics(tmp_path, tiny):
     assert r_a.exposure_steps.tolist() == r_b.exposure_steps.tolist()
     with pytest.raises(SystemExit, match="twice"):
         suite_run.load_pack(tmp_path / "res", ("ds", "ds"))
+
+
+def test_collapse_precursor_counts_falls_per_loss_bin():
+    """Report (o): a check counts in its loss bin if it is in the basin (rank >= 3, sigma_3 >= a quarter of the
+    seed's first value) and has a next check; it is a fall if sigma_3 drops more than 10x by that check."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for seed, s3s, losses, ranks in [
+        (0, [2.0, 2.1, 0.1, 0.05], [0.005, 0.2, 0.2, 0.2], [3, 3, 3, 2]),  # the 2.1 -> 0.1 fall at loss 0.2
+        (1, [2.0, 1.9, 1.8], [0.005, 0.005, 0.5], [3, 3, 3]),  # no fall; the last check has no next one
+    ]:
+        for i, (s3, loss, rank) in enumerate(zip(s3s, losses, ranks)):
+            rows.append(
+                {"seed": seed, "step": 100 * i, "singular_values": np.array([5.0, 3.0, s3]), "loss": loss, "rank": rank}
+            )
+    pre = suite_run.collapse_precursor(pd.DataFrame(rows), 10.0).set_index("bin")
+    # seed 0: checks at loss 0.005 (no fall), 0.2 (fall); its third check (sigma_3 0.1 < 0.5) is out of the
+    # basin; seed 1: two checks at 0.005
+    assert pre.loc["0-0.01", "checks"] == 3 and pre.loc["0-0.01", "falls"] == 0
+    assert pre.loc["0.15-0.3", "checks"] == 1 and pre.loc["0.15-0.3", "falls"] == 1
+    assert set(pre.index) == {"0-0.01", "0.15-0.3"}

@@ -415,12 +415,24 @@ def _exchange(pop, s: _Slots, write, dest, load, src, replay, seed, replica, ite
 
 
 def _empty_slots(pop, size: int) -> _Slots:
-    """A table of `size` idle slots shaped like the population's particles, on the mesh."""
-    one = jax.tree.map(lambda x: jnp.zeros((size,) + x.shape[2:], x.dtype), pop[0])
-    zi, zb = jnp.zeros((size,), jnp.int32), jnp.zeros((size,), bool)
-    kd = jnp.zeros((size, 2), jnp.uint32)
+    """A table of `size` idle slots shaped like the population's particles, on the mesh. Every field gets a
+    buffer of its own: the round and the exchange donate the table, and XLA refuses a buffer donated twice."""
+    particle = lambda: jax.tree.map(lambda x: jnp.zeros((size,) + x.shape[2:], x.dtype), pop[0])
+    zeros = lambda *shape, dtype: jnp.zeros((size, *shape), dtype)
     s = _Slots(
-        one, one, zi, zi, kd, kd, jnp.zeros((size,), jnp.float32), zb, zb, jnp.zeros((size,), jnp.float32), zi, zi, zb
+        particle(),
+        particle(),
+        zeros(dtype=jnp.int32),
+        zeros(dtype=jnp.int32),
+        zeros(2, dtype=jnp.uint32),
+        zeros(2, dtype=jnp.uint32),
+        zeros(dtype=jnp.float32),
+        zeros(dtype=bool),
+        zeros(dtype=bool),
+        zeros(dtype=jnp.float32),
+        zeros(dtype=jnp.int32),
+        zeros(dtype=jnp.int32),
+        zeros(dtype=bool),
     )
     return jax.device_put(s, jax.sharding.NamedSharding(_mesh(), P("p")))
 

@@ -7,6 +7,7 @@ Chains are built by cached factories so tests share compiled programs (the engin
 benchmarks/splitting_validation.py imports them from here.
 """
 
+import os
 from functools import cache
 
 import jax
@@ -315,3 +316,29 @@ def test_one_estimate_compiles_one_batch_size():
     assert r.iterations.max() > 3
     assert splitting._round._cache_size() - before[0] == 1
     assert splitting._exchange._cache_size() - before[1] == 1
+
+
+def test_one_device_gives_the_same_estimate_as_two():
+    """The suite runs on two host devices; a GPU (or a 1-core machine) has one, so the slot table is half
+    as wide and split over nothing. The estimate must not change, bit for bit (a path depends only on its
+    key and start), and the single-device path must run at all (it once donated one buffer twice)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    init, advance, score = walk(0.25, 8)
+    kw = dict(horizon=30, particles=16, replicas=8, seed=5)
+    here = splitting.estimate(init, advance, score, **kw)
+    code = (
+        f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
+        "import jax; jax.config.update('jax_enable_x64', True); assert jax.local_device_count() == 1\n"
+        "from test_splitting import walk\nfrom jumpsim import splitting\n"
+        f"r = splitting.estimate(*walk(0.25, 8), **{kw!r})\n"
+        "print(repr([float(x) for x in r.replica_p]), r.particle_steps)"
+    )
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]  # keep e.g. the ISA
+    env = {**os.environ, "XLA_FLAGS": " ".join([*flags, "--xla_force_host_platform_device_count=1"])}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rp, steps = p.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    assert eval(rp) == [float(x) for x in here.replica_p] and int(steps) == here.particle_steps

@@ -19,3 +19,18 @@ def test_quick_benchmark_writes_json(tmp_path):
     assert res["numpy_loop"]["seed_steps_per_s"] > 0
     assert res["speedups"]["vs_numpy"] > 0
     assert (tmp_path / js.name.replace(".json", ".md")).read_text().startswith("# ")
+
+
+def test_splitting_speed_benchmark_writes_json(tmp_path):
+    """The splitting engine's speed benchmark runs a tiny TAMS estimate and `jumpsim run` in one process."""
+    import splitting_speed
+
+    cfg = Path(__file__).resolve().parents[1] / "data" / "experiments" / "h_splitting.toml"
+    out = tmp_path / "s.json"
+    sets = ["train.lr=0.14", "train.steps=1000", "rare.particles=8", "rare.replicas=2"]
+    splitting_speed.main(
+        [str(cfg), *sum((["--set", x] for x in sets), []), "--rounds", "--baseline-seeds", "32", "--json", str(out)]
+    )
+    res = json.loads(out.read_text())
+    assert res["splitting_steps_per_s"] > 0 and res["run_steps_per_s"] > 0 and res["ratio"] > 0
+    assert res["slot_table"]["rounds"] > 0 and res["backend"] == "cpu" and res["jax_version"]

@@ -354,10 +354,10 @@ def markdown(r) -> str:
         "the sample SD is usually too small. Worst at 1e-12 with a fixed horizon, where max score is a poor "
         "importance function (late branches cannot progress; ties and extinctions appear even for continuous "
         "scores). Use more replicas, or report log10 spread, before trusting a 95% interval at small R.",
-        "* Engine speed per counted period is below plain vmapped stepping on a chain this cheap: lockstep "
-        "batches run until their slowest slot, replays are counted but padding/masked lanes are not, and the "
-        "host does one round trip per iteration. For expensive dynamics (SGD periods) the cost ratio of "
-        "periods is what matters.",
+        "* Engine speed per counted period is below plain vmapped stepping on a chain this cheap: the host "
+        "does a round trip every 16 periods of the slot table (a kill step, the queue, two small device calls), "
+        "idle slots of the table are not counted, and replays are. For expensive dynamics (SGD periods: 0.8x "
+        "of `jumpsim run` on the DLN, README) the cost ratio of periods is what matters.",
         "",
     ]
     return "\n".join(lines)

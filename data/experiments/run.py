@@ -65,8 +65,8 @@ EXPERIMENTS = [
     "p_depth4_curve",
 ]
 # experiments that also run splitting estimates (jumpsim rare), by method
-SPLITTING = {
-    "h_splitting": ("tams", "rate"),
+SPLITTING = {  # experiment -> splitting estimates run on each of its configs: method, or (method, rare overrides)
+    "h_splitting": ("tams", "rate", ("tams", {"particles": 200, "replicas": 16})),
     "i_small_eta": ("rate",),
     "l_splitting_low": ("tams",),
     "l_splitting_layers": ("tams",),
@@ -261,15 +261,18 @@ def run_all(names: list[str], out: Path, timings: dict) -> dict:
         configs = load_experiment(HERE / f"{name}.toml")
         t = time.perf_counter()
         rep = jumpsim.run(configs, out / name, progress=True)
-        done = []
+        done = []  # splitting estimates run now (False: its tables existed)
         for cfg in configs:
-            for method in SPLITTING.get(name, ()):
-                cfg_m = dataclasses.replace(cfg, rare=dataclasses.replace(cfg.rare, method=method))
+            for spec in SPLITTING.get(name, ()):
+                method, extra = (spec, {}) if isinstance(spec, str) else spec
+                cfg_m = dataclasses.replace(cfg, rare=dataclasses.replace(cfg.rare, method=method, **extra))
                 done.append(not rare.run_rare(cfg_m, out / name, progress=True).skipped)
         if name == "o_escape_paths":
             replay_escape(out)
         if rep.chunks_done or any(done) or name not in timings:
-            timings[name] = time.perf_counter() - t
+            # a partial rerun (some chunks or estimates reused) adds its time to the experiment's earlier total
+            reused = rep.chunks_skipped or not all(done)
+            timings[name] = time.perf_counter() - t + (timings.get(name, 0.0) if reused else 0.0)
         print(
             f"{name}: {time.perf_counter() - t:.0f} s "
             f"({rep.chunks_done} chunks simulated, {rep.chunks_skipped} reused)",
@@ -967,6 +970,7 @@ def section_h(out: Path, facts: dict) -> list[str]:
                     "rate_low": s_.rate_low,
                     "rate_high": s_.rate_high,
                     "agree": agree,
+                    "particles": s_.particles,
                     "seed_steps": s_.seed_steps,
                     "steps_for_20pct": need,
                     "bf_steps_for_20pct": bf_need,
@@ -2218,7 +2222,9 @@ def finding_hi(facts: dict) -> str | None:
         return None
     parts = []
     for eta, g in h.groupby("eta"):
-        est = ", ".join(f"{r.method} {r.p:.3g} [{r.p_low:.3g}, {r.p_high:.3g}]" for r in g.itertuples())
+        est = ", ".join(
+            f"{r.method} ({r.particles} particles) {r.p:.3g} [{r.p_low:.3g}, {r.p_high:.3g}]" for r in g.itertuples()
+        )
         ok = "agree with" if g.agree.all() else "do NOT all agree with"
         parts.append(f"at eta {eta} brute force {g.bf_p.iloc[0]:.3g}, splitting {est}: the intervals {ok} brute force")
     text = "- **Rare-event splitting** (h, i): " + "; ".join(parts) + "."

@@ -574,8 +574,10 @@ def _kill(spec: _Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineState,
     capped = live & ~finished & (st.iteration >= spec.max_iterations)
     live &= ~finished & ~capped
     if spec.naive_ties:  # kill exactly k (ties broken at random), branch at >= Z: biased, validation only
-        rng = np.random.default_rng([spec.seed, int(st.iteration.max()), int(st.replica[0])])
-        order = np.lexsort((rng.random(level.shape), level), axis=1)
+        u = np.zeros(level.shape)  # the tie-break of a replica depends on (seed, its iteration, its id) only
+        for i in np.flatnonzero(live):
+            u[i] = np.random.default_rng([spec.seed, int(st.iteration[i]), int(st.replica[i])]).random(n)
+        order = np.lexsort((u, level), axis=1)
         killed = np.zeros(level.shape, bool)
         np.put_along_axis(killed, order[:, :k], True, axis=1)
         z_branch = np.nextafter(z.astype(np.float32), np.float32(-np.inf))

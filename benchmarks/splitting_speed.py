@@ -63,8 +63,12 @@ def main(argv=None):
             return out
 
         splitting._round, splitting._exchange = timed_round, timed_exchange
-    with tempfile.TemporaryDirectory() as d:
-        o = rare.run_rare(cfg, d, progress=False, say=lambda *x: None)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            o = rare.run_rare(cfg, d, progress=False, say=lambda *x: None)
+    finally:
+        if a.rounds:
+            splitting._round, splitting._exchange = rnd, exchange
     r = o.result
     k = cfg.detect.every
     if a.rounds:

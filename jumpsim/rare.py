@@ -211,13 +211,14 @@ def run_rare(
     tables.write_experiments(out, [tables.experiment_row(cfg, su.info, runner.versions())])
     n, reps = rc.particles, hi - lo
     mem = n * reps * p.state_bytes
+    slots = reps * math.ceil(rc.kill_fraction * n - 1e-9)
     horizon = cfg.train.steps // p.period_steps
     say(
         f"jumpsim rare: {rc.method}, rank {p.start_rank} -> {'<=' if rc.direction == 'down' else '>='} "
         f"{p.target_rank}, "
         f"{n} particles x replicas {lo}..{hi - 1}; particle state {p.state_bytes:,} B, population {mem / 2**20:.1f} "
-        "MiB "
-        f"(+ ~3 states per simulated particle)"
+        f"MiB (+ ~3 states per slot of the simulation table, at most R x k = {slots:,} slots: "
+        f"{3 * slots * p.state_bytes / 2**20:.1f} MiB)"
     )
     if rc.method == "tams":
         say(

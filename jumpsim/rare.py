@@ -38,7 +38,7 @@ from .config import Config
 from .errors import ConfigError
 
 PENDING = 1e-3  # score cap per missing persistence check of a candidate jump
-SAVE_EVERY_S = 2.0  # engine state written at most this often (a killed job loses at most this much work)
+SAVE_EVERY_S = 2.0  # engine state written at most this often (or 10 x a save's time, if longer)
 
 
 class Particles(NamedTuple):
@@ -211,13 +211,13 @@ def run_rare(
     tables.write_experiments(out, [tables.experiment_row(cfg, su.info, runner.versions())])
     n, reps = rc.particles, hi - lo
     mem = n * reps * p.state_bytes
-    slots = reps * math.ceil(rc.kill_fraction * n - 1e-9)
+    slots = splitting.table_size(reps, math.ceil(rc.kill_fraction * n - 1e-9))
     horizon = cfg.train.steps // p.period_steps
     say(
         f"jumpsim rare: {rc.method}, rank {p.start_rank} -> {'<=' if rc.direction == 'down' else '>='} "
         f"{p.target_rank}, "
         f"{n} particles x replicas {lo}..{hi - 1}; particle state {p.state_bytes:,} B, population {mem / 2**20:.1f} "
-        f"MiB (+ ~3 states per slot of the simulation table, at most R x k = {slots:,} slots: "
+        f"MiB (+ ~3 states per slot of the simulation table, {slots:,} slots: "
         f"{3 * slots * p.state_bytes / 2**20:.1f} MiB)"
     )
     if rc.method == "tams":
@@ -230,16 +230,19 @@ def run_rare(
     path.parent.mkdir(parents=True, exist_ok=True)
     resume = splitting.load_state(path, p.init) if path.exists() else None
     t0 = time.perf_counter()
-    clock = {"last": t0, "saved": -math.inf}
+    clock = {"last": t0, "saved": -math.inf, "save_s": 0.0}
 
     def on_iteration(st: splitting.EngineState):
         now = time.perf_counter()
-        if now - clock["saved"] >= SAVE_EVERY_S:  # the engine calls this after every round of commits
+        # the engine calls this after every round of commits: save at most every SAVE_EVERY_S, and never
+        # spend more than ~10 % of the run writing (a large population takes long to write)
+        if now - clock["saved"] >= max(SAVE_EVERY_S, 10 * clock["save_s"]):
             tmp = path.with_name(f".{path.name}.tmp")
             with open(tmp, "wb") as f:
                 splitting.save_state(f, st)
             tmp.replace(path)
-            clock["saved"] = now = time.perf_counter()
+            clock["saved"], clock["save_s"] = time.perf_counter(), time.perf_counter() - now
+            now = clock["saved"]
         if progress and (now - clock["last"] > 2 or st.done.all()):
             z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
             print(

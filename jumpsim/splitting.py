@@ -52,7 +52,7 @@ Design:
   loads queued jobs into the freed slots. Replicas advance independently: a replica's next kill step
   runs as soon as the clones of its previous one have all finished, while the others' clones keep
   running, so slots rarely idle waiting for one slow clone. B is a multiple of L = 16 x the number of
-  local devices, fixed per estimate (one compile; see ``_table_size``). With several local devices
+  local devices, fixed per estimate (one compile; see ``table_size``). With several local devices
   (``jumpsim`` forces one per CPU core) the slot axis is split over them with ``shard_map``.
 * No snapshots per level: every particle keeps its ORIGIN (state, period, key) -- where it was
   created. A clone is made by REPLAYING the chosen survivor from the survivor's origin with the
@@ -62,8 +62,8 @@ Design:
   origin) + key data (8 B) + origin period, level, first-hit period (12 B); each slot of the table ~3
   states (current, new origin, advance output) + ~40 B. A 5 kB state: ~5 kB per particle plus ~15 kB
   per slot (B <= ``max_batch``).
-* Replays must reproduce the survivor bit for bit: the table is a multiple of 16 slots per device
-  (XLA CPU rounds a partial vector remainder differently), and the key of period t is
+* Replays must reproduce the survivor bit for bit: the table is L * 2^j or 1.5 L * 2^j slots, a multiple of
+  8 per device (XLA CPU rounds a partial vector remainder differently), and the key of period t is
   ``fold_in(particle_key, t)``, so a path depends only on its key and start. A replay that never
   exceeds Z raises ``RuntimeError``.
 * Keys (typed threefry): particle key = fold_in(fold_in(fold_in(key(seed), replica), iteration), slot),
@@ -437,13 +437,15 @@ def _empty_slots(pop, size: int) -> _Slots:
     return jax.device_put(s, jax.sharding.NamedSharding(_mesh(), P("p")))
 
 
-def _table_size(spec, n_jobs: int) -> int:
-    """Slots in the table for ``n_jobs`` = R x k clones per round of iterations, at most max_batch. On a CPU
-    an idle slot costs as much as a busy one, and replicas wait for their slowest clone, so the table holds
-    ~0.4 of them (measured on the rank-3 escape, 32 and 8 replicas: 0.4-0.5 R k slots are busy ~85 % of
-    the time, R k slots ~50 %); accelerators run idle lanes in parallel, so there it holds all of them."""
+def table_size(replicas: int, k: int, max_batch: int = MAX_BATCH) -> int:
+    """Slots in the simulation table of an estimate with `replicas` replicas killing >= `k` particles per
+    iteration (at most max_batch, a multiple of the lanes). On a CPU an idle slot costs as much as a busy
+    one, and replicas wait for their slowest clone, so the table holds ~0.4 R k (measured on the rank-3
+    escape, 32 and 8 replicas: 0.4-0.5 R k slots are busy ~85 % of the time, R k slots ~50 %);
+    accelerators run idle lanes in parallel, so there it holds all R k."""
+    n_jobs = replicas * k
     want = n_jobs if jax.default_backend() != "cpu" else math.ceil(0.4 * n_jobs)
-    return min(max(_lanes(), spec.max_batch // _lanes() * _lanes()), _bucket(want))
+    return min(max(_lanes(), max_batch // _lanes() * _lanes()), _bucket(want))
 
 
 def _drive(spec, pop, jobs: _Jobs, size: int, finished: Callable[[_Jobs, tuple], _Jobs], on_pop=None):
@@ -539,7 +541,7 @@ def _start(spec: _Spec, states, keys, replica) -> EngineState:
         return _no_jobs()
 
     jobs = _Jobs(idx, idx, zeros.astype(bool), idx // n, zeros, zeros, zeros, zeros.astype(np.float32))
-    pop = _drive(spec, pop, jobs, _table_size(spec, r * spec.k), finished)
+    pop = _drive(spec, pop, jobs, table_size(r, spec.k, spec.max_batch), finished)
     return EngineState(
         origin=pop[0],
         origin_t=pop[1],
@@ -644,7 +646,9 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
     as it was after its last complete iteration (a consistent point to resume from: clones in flight have
     written only to killed slots, which a resumed run rewrites with the same values)."""
     st = st._replace(**{f: np.array(getattr(st, f)) for f in EngineState._fields[3:]})  # private host copies
-    pop = (jax.tree.map(jnp.asarray, st.origin), jnp.asarray(st.origin_t), jnp.asarray(st.key))
+    # copies: the exchange donates the population's buffers, and the caller may still hold `st` (a resume)
+    own = lambda x: x.copy() if isinstance(x, jax.Array) else jnp.asarray(x)
+    pop = (jax.tree.map(own, st.origin), own(st.origin_t), own(st.key))
     pop = jax.device_put(pop, jax.sharding.NamedSharding(_mesh(), P()))
     r = len(st.replica)
     # working state (rows in flight partly updated), the latest population, commits since the last hook call
@@ -693,8 +697,10 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
         w["dirty"] = False
 
     jobs = kill(~st.done)
-    pop = _drive(spec, pop, jobs, _table_size(spec, r * spec.k), finished, on_pop)
-    out = w["st"]
+    pop = _drive(spec, pop, jobs, table_size(r, spec.k, spec.max_batch), finished, on_pop)
+    out = w["st"]._replace(origin=pop[0], origin_t=pop[1], key=pop[2])
+    if on_iteration is not None:  # the final state (also when every replica was done at its first kill)
+        on_iteration(out)
     if out.capped.any():
         warnings.warn(
             f"splitting: {int(out.capped.sum())} replica(s) hit max_iterations = {spec.max_iterations}; "
@@ -702,7 +708,7 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
             RuntimeWarning,
             stacklevel=3,
         )
-    return out._replace(origin=pop[0], origin_t=pop[1], key=pop[2])
+    return out
 
 
 def _replica_p(st: EngineState) -> np.ndarray:

@@ -250,11 +250,18 @@ def test_resume_is_bit_for_bit(tmp_path):
     full = splitting.estimate(init, advance, score, on_iteration=hook, **kw)
     assert saved
     st = splitting.load_state(tmp_path / "s.npz", init)
-    resumed = splitting.estimate(init, advance, score, state=st, **kw)
-    for f in ("replica_p", "replica_p_curve", "iterations", "reached"):
-        np.testing.assert_array_equal(getattr(full, f), getattr(resumed, f))
-    np.testing.assert_array_equal(full.log.z, resumed.log.z)
-    assert full.particle_steps == resumed.particle_steps and full.p == resumed.p
+    st = jax.tree.map(jnp.asarray, st)  # device arrays: the engine must not consume (donate) the caller's state
+    for _ in range(2):  # the same state resumes twice
+        resumed = splitting.estimate(init, advance, score, state=st, **kw)
+        for f in ("replica_p", "replica_p_curve", "iterations", "reached"):
+            np.testing.assert_array_equal(getattr(full, f), getattr(resumed, f))
+        np.testing.assert_array_equal(full.log.z, resumed.log.z)
+        assert full.particle_steps == resumed.particle_steps and full.p == resumed.p
+    # the hook's last call is the final state, also when every replica is done at its first kill step
+    calls = []
+    with pytest.warns(RuntimeWarning, match="max_iterations"):
+        splitting.estimate(init, advance, score, max_iterations=0, on_iteration=calls.append, **kw)
+    assert calls[-1].done.all() and calls[-1].capped.all()
 
 
 def test_combine_halves_equals_whole():
@@ -306,9 +313,9 @@ def test_nondeterministic_replay_fails_loudly():
         )
 
 
-def test_one_estimate_compiles_one_batch_size():
-    """The initial population runs in batches of the iterations' size and later, larger or smaller batches
-    reuse it, so a whole estimate compiles the lockstep batch once (compiles cost seconds each; this is a
+def test_one_estimate_compiles_one_table():
+    """The initial population and every iteration's clones go through one slot table of a fixed size, so a
+    whole estimate compiles its round and its exchange once each (compiles cost seconds each; this is a
     speed property, checked by counting compilations rather than by timing)."""
     init, advance, score = walk(0.3, 7)
     before = splitting._round._cache_size(), splitting._exchange._cache_size()

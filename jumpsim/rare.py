@@ -243,12 +243,16 @@ def run_rare(
             tmp.replace(path)
             clock["saved"], clock["save_s"] = time.perf_counter(), time.perf_counter() - now
             now = clock["saved"]
-        if progress and (now - clock["last"] > 2 or st.done.all()):
+        steps = int(st.steps.sum())
+        if progress and (now - clock["last"] > 2 or st.done.all()) and steps != clock.get("printed"):
+            clock["printed"] = steps
             z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
+            live = st.iteration[~st.done] if (~st.done).any() else st.iteration
+            its = f"{int(live.min())}" if live.min() == live.max() else f"{int(live.min())}-{int(live.max())}"
             print(
-                f"  iteration {int(st.iteration.max()):5d}: {int((~st.done).sum())} replica(s) running, highest "
+                f"  iterations {its:>9s}: {int((~st.done).sum())} replica(s) running, highest "
                 f"level Z {z:.3f}, "
-                f"{int(st.steps.sum()) * p.period_steps:,} SGD steps, {now - t0:.0f} s",
+                f"{steps * p.period_steps:,} SGD steps, {now - t0:.0f} s",
                 file=sys.stderr,
             )
             clock["last"] = now

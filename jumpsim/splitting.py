@@ -567,11 +567,10 @@ def _kill(spec: _Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineState,
     keyed by (seed, replica, iteration)). Replicas at Z >= 1 or max_iterations are marked done. The killed
     particles' levels are not touched here: their clones' results arrive later."""
     n, k = spec.n, spec.k
-    r_all = np.arange(len(st.replica))
     level = st.level
-    order = np.argsort(level, axis=1, kind="stable")
-    z = level[r_all, order[:, k - 1]]
     live = ready & ~st.done
+    z = np.full(len(st.replica), np.inf, level.dtype)  # (only the ready rows are sorted: R may be large)
+    z[live] = np.partition(level[live], k - 1, axis=1)[:, k - 1]
     finished = live & (z >= 1)
     capped = live & ~finished & (st.iteration >= spec.max_iterations)
     live &= ~finished & ~capped
@@ -620,9 +619,10 @@ def _kill(spec: _Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineState,
             n,
         )
     )
-    surv = np.argsort(killed, axis=1, kind="stable")  # survivors first, in slot order
-    src_local = np.take_along_axis(surv, draws, axis=1)
     rr, jj = np.nonzero(killed)
+    src_local = np.zeros(killed.shape, np.int64)
+    surv = np.argsort(killed[go], axis=1, kind="stable")  # survivors first, in slot order
+    src_local[go] = np.take_along_axis(surv, draws[go], axis=1)
     jobs = _Jobs(
         rr * n + src_local[rr, jj],
         rr * n + jj,

@@ -211,7 +211,7 @@ def run_rare(
     tables.write_experiments(out, [tables.experiment_row(cfg, su.info, runner.versions())])
     n, reps = rc.particles, hi - lo
     mem = n * reps * p.state_bytes
-    slots = splitting.table_size(reps, math.ceil(rc.kill_fraction * n - 1e-9))
+    slots = splitting.table_size(reps, splitting.kill_count(n, rc.kill_fraction))
     horizon = cfg.train.steps // p.period_steps
     say(
         f"jumpsim rare: {rc.method}, rank {p.start_rank} -> {'<=' if rc.direction == 'down' else '>='} "
@@ -241,8 +241,8 @@ def run_rare(
             with open(tmp, "wb") as f:
                 splitting.save_state(f, st)
             tmp.replace(path)
-            clock["saved"], clock["save_s"] = time.perf_counter(), time.perf_counter() - now
-            now = clock["saved"]
+            t_saved = time.perf_counter()
+            clock["saved"], clock["save_s"], now = t_saved, t_saved - now, t_saved
         steps = int(st.steps.sum())
         if progress and (now - clock["last"] > 2 or st.done.all()) and steps != clock.get("printed"):
             clock["printed"] = steps

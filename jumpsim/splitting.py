@@ -343,20 +343,17 @@ def _slot_round(advance, score, s: _Slots, horizon, basin, rounds, axis=None) ->
         running = active & ~stop & (t < horizon)
         keys = jnp.where(fresh[:, None], s.fresh_key, s.replay_key)
         x = _select(running, vadvance(s.x, vfold(keys, t), t), s.x)
-        s = _Slots(
-            x,
-            origin,
-            t + running,
-            origin_t,
-            s.replay_key,
-            s.fresh_key,
-            s.z,
-            fresh,
-            running,
-            level,
-            hit,
-            s.steps + running,
-            capped,
+        s = s._replace(
+            x=x,
+            origin=origin,
+            t=t + running,
+            origin_t=origin_t,
+            fresh=fresh,
+            running=running,
+            level=level,
+            hit=hit,
+            steps=s.steps + running,
+            capped=capped,
         )
         return k + 1, s
 
@@ -469,8 +466,6 @@ def _drive(spec, pop, jobs: _Jobs, size: int, finished: Callable[[_Jobs, tuple],
         m = min(len(free), len(jobs.src) - head)
         new = jobs.take(np.arange(head, head + m))
         head += m
-        if head > 4 * size:  # drop the consumed part of the queue now and then
-            jobs, head = jobs.take(np.arange(head, len(jobs.src))), 0
         dest = jnp.asarray(info.dest, jnp.int32)  # of the runs that finished last round, before reloading
         load = np.full(size, size, np.int32)
         load[:m] = free[:m]
@@ -516,9 +511,8 @@ def _drive(spec, pop, jobs: _Jobs, size: int, finished: Callable[[_Jobs, tuple],
         busy[i] = False
         write[i] = info.replay[i]
         more = finished(info.take(i), res)
-        if len(more.src):
-            jobs = _Jobs.cat(jobs.take(np.arange(head, len(jobs.src))), more)
-            head = 0
+        if len(more.src):  # queued after what is waiting (the consumed part is dropped)
+            jobs, head = _Jobs.cat(jobs.take(np.arange(head, len(jobs.src))), more), 0
 
 
 # --------------------------------------------------------------------------------------------- engine
@@ -655,20 +649,18 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
     w = {"st": st, "pop": pop, "dirty": False}
     outstanding = np.zeros(r, np.int64)
     backup = {f: getattr(st, f).copy() for f in _ROW_FIELDS}  # rows in flight: their state before the kill
-    in_flight = np.zeros(r, bool)
 
     def kill(ready):
         for f in _ROW_FIELDS:
             backup[f][ready] = getattr(w["st"], f)[ready]
         w["st"], jobs = _kill(spec, w["st"], ready)
         np.add.at(outstanding, jobs.row, 1)
-        in_flight[:] = outstanding > 0
         return jobs
 
     def snapshot() -> EngineState:
         s = w["st"]
         s = s._replace(**{f: getattr(s, f).copy() for f in EngineState._fields[3:]})
-        rows = np.flatnonzero(in_flight)
+        rows = np.flatnonzero(outstanding > 0)  # in flight
         for f in _ROW_FIELDS:
             getattr(s, f)[rows] = backup[f][rows]
         cols = np.arange(s.log_z.shape[1])[None, :] >= s.iteration[rows][:, None]
@@ -686,7 +678,6 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
         ready = np.zeros(r, bool)
         ready[rr] = True
         ready &= outstanding == 0
-        in_flight[ready] = False
         w["dirty"] |= bool(ready.any())
         return kill(ready)
 
@@ -719,10 +710,15 @@ def _log(st: EngineState) -> TamsLog:
     return TamsLog(st.log_z.copy(), st.log_k.copy())
 
 
+def kill_count(particles: int, kill_fraction: float) -> int:
+    """k = ceil(alpha N): the fewest particles a kill step removes."""
+    return math.ceil(kill_fraction * particles - 1e-9)
+
+
 def _check(particles, replicas, kill_fraction):
     if particles < 2 or replicas < 1 or not 0 < kill_fraction < 1:
         raise ValueError("need particles >= 2, replicas >= 1, 0 < kill_fraction < 1")
-    return math.ceil(kill_fraction * particles - 1e-9)
+    return kill_count(particles, kill_fraction)
 
 
 # --------------------------------------------------------------------------------------------- fixed horizon

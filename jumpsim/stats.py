@@ -414,9 +414,8 @@ def splitting(
     ]
     out = []
     for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
-        rp = (
-            replicas[(replicas.config_id == cid) & (replicas.estimate_id == eid)].sort_values("replica")["p"].to_numpy()
-        )
+        reps = replicas[(replicas.config_id == cid) & (replicas.estimate_id == eid)].sort_values("replica")
+        rp = reps["p"].to_numpy()
         r0 = g.iloc[0]
         rec = {
             "config_id": cid,
@@ -431,7 +430,7 @@ def splitting(
             "replicas": len(rp),
             "extinct": int(g.extinct.sum()),
             "seed_steps": int(g.seed_steps.sum()),
-            **_stalled(replicas, iterations, cid, eid, int(r0.particles)),
+            **_stalled(reps, iterations, cid, eid, int(r0.particles)),
         }
         if r0.method == "tams":
             p, lo, hi = mean_interval(rp, level)
@@ -465,12 +464,13 @@ def splitting(
     return pd.DataFrame(out, columns=cols)
 
 
-def _stalled(replicas, iterations, cid, eid, n: int) -> dict:
-    """Median stall level and log10 weight of the extinct replicas of one estimate (see ``splitting``)."""
+def _stalled(reps, iterations, cid, eid, n: int) -> dict:
+    """Median stall level and log10 weight of the extinct replicas of one estimate (`reps`: its replica rows;
+    see ``splitting``)."""
     nan = {"stalled_level": np.nan, "stalled_log10_w": np.nan}
     if iterations is None or iterations.empty:
         return nan
-    dead = replicas[(replicas.config_id == cid) & (replicas.estimate_id == eid) & replicas.extinct].replica
+    dead = reps[reps.extinct].replica
     it = iterations[(iterations.config_id == cid) & (iterations.estimate_id == eid)]
     it = it[it.replica.isin(dead)].sort_values(["replica", "iteration"])
     if it.empty:

@@ -141,7 +141,7 @@ def test_collapse_precursor_counts_falls_per_loss_bin():
             rows.append(
                 {"seed": seed, "step": 100 * i, "singular_values": np.array([5.0, 3.0, s3]), "loss": loss, "rank": rank}
             )
-    pre = suite_run.collapse_precursor(pd.DataFrame(rows), 10.0).set_index("bin")
+    pre = suite_run.collapse_precursor(suite_run.sigma3_frame(pd.DataFrame(rows)), 10.0).set_index("bin")
     # seed 0: checks at loss 0.005 (no fall), 0.2 (fall); its third check (sigma_3 0.1 < 0.5) is out of the
     # basin; seed 1: two checks at 0.005
     assert pre.loc["0-0.01", "checks"] == 3 and pre.loc["0-0.01", "falls"] == 0

@@ -1640,11 +1640,20 @@ def section_n(out: Path, facts: dict) -> list[str]:
     return lines
 
 
+BASIN = 0.25  # a check is in the basin while sigma_3 >= this fraction of its first value
+
+
 def sigma3_frame(traces: pd.DataFrame) -> pd.DataFrame:
-    """seed, step, sigma_3 of a traces table, sorted."""
+    """seed, step, sigma_3, rank and train loss of a traces table, sorted by seed and step."""
     t = traces.sort_values(["seed", "step"])
     return pd.DataFrame(
-        {"seed": t.seed.to_numpy(), "step": t.step.to_numpy(), "s3": np.stack(t.singular_values.to_numpy())[:, 2]}
+        {
+            "seed": t.seed.to_numpy(),
+            "step": t.step.to_numpy(),
+            "s3": np.stack(t.singular_values.to_numpy())[:, 2],
+            "rank": t["rank"].to_numpy(),
+            "loss": t.loss.to_numpy(),
+        }
     )
 
 
@@ -1657,7 +1666,7 @@ def largest_fall(g: pd.DataFrame) -> tuple[float, int, float, float]:
         return 1.0, -1, float("nan"), float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
         r = s3[:-1] / s3[1:]
-    r = np.where(np.isfinite(r) & (s3[:-1] >= 0.25 * s3[0]), r, 0.0)
+    r = np.where(np.isfinite(r) & (s3[:-1] >= BASIN * s3[0]), r, 0.0)
     i = int(np.argmax(r))
     return float(r[i]), int(g.step.iloc[i + 1]), float(s3[i]), float(s3[i + 1])
 
@@ -1665,17 +1674,15 @@ def largest_fall(g: pd.DataFrame) -> tuple[float, int, float, float]:
 LOSS_BINS = (0.0, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, np.inf)
 
 
-def collapse_precursor(traces: pd.DataFrame, big: float) -> pd.DataFrame:
-    """Per train-loss bin of the checks in the basin (rank >= 3, sigma_3 >= a quarter of its first value, next
-    check present): checks, those after which sigma_3 falls more than `big` x by the next check, and that
-    chance per check with its Wilson interval."""
-    t = traces.sort_values(["seed", "step"])
-    s3 = np.stack(t.singular_values.to_numpy())[:, 2]
-    seed = t.seed.to_numpy()
-    first = pd.Series(s3).groupby(seed).transform("first").to_numpy()
+def collapse_precursor(t: pd.DataFrame, big: float) -> pd.DataFrame:
+    """Per train-loss bin of the checks in the basin (rank >= 3, sigma_3 >= BASIN x its first value, next
+    check present) of a ``sigma3_frame``: checks, those after which sigma_3 falls more than `big` x by the
+    next check, and that chance per check with its Wilson interval."""
+    s3, seed = t.s3.to_numpy(), t.seed.to_numpy()
+    first = t.groupby("seed").s3.transform("first").to_numpy()
     nxt = np.append(s3[1:], np.nan)
     same = np.append(seed[1:] == seed[:-1], False)
-    ok = same & (t["rank"].to_numpy() >= 3) & (s3 >= 0.25 * first) & np.isfinite(nxt)
+    ok = same & (t["rank"].to_numpy() >= 3) & (s3 >= BASIN * first) & np.isfinite(nxt)
     fall = s3[ok] / np.maximum(nxt[ok], 1e-300) > big
     loss = t.loss.to_numpy()[ok]
     rows = []
@@ -1716,7 +1723,7 @@ def section_o(out: Path, facts: dict) -> list[str]:
         f"period, against {int((n.ratio > big).sum())} of {len(n):,} seeds that did not escape (falls that recovered).",
         "",
     ]
-    pre = collapse_precursor(data["traces"], big)
+    pre = collapse_precursor(t, big)
     facts["o_pre"] = pre
     lines += [
         f"What comes before a collapse: at every check in the basin (rank 3, sigma_3 at least a quarter of its start; "

@@ -144,7 +144,7 @@ class RareConfig:
     kill_fraction: float = 0.2  # alpha: kill at least ceil(alpha N) per iteration (all ties)
     score: str = "sigma"  # "sigma": log-scale progress of sigma_r(A) to tau | "layers": the same per layer, averaged
     direction: str = "down"  # "down": rank <= start - 1 | "up": rank >= start + 1 (sigma_{r+1} grows to tau)
-    flux_seeds: int = 256  # rate: brute-force trajectories of the flux phase
+    flux_seeds: int = 256  # rate: brute-force trajectories of the flux phase, shared out over the replicas
     flux_steps: int = 0  # rate: steps of each (0 = train.steps)
     basin: float | None = None  # rate: basin = score <= basin (default: median score of a pilot run)
     interface: float | None = None  # rate: first interface (default: 99th percentile of the pilot's scores)

@@ -171,6 +171,11 @@ def _pilot(p: Particles, cfg: Config) -> tuple[float, float]:
     return basin, interface
 
 
+def flux_per_replica(cfg: Config) -> int:
+    """Flux trajectories of each rate-form replica: rare.flux_seeds shared out over the replicas (rounded up)."""
+    return -(-cfg.rare.flux_seeds // cfg.rare.replicas)
+
+
 class Outcome(NamedTuple):
     """What ``run_rare`` wrote for one shard: the result, basin and interface used, wall time."""
 
@@ -257,12 +262,11 @@ def run_rare(
             )
             clock["last"] = now
 
-    seed = rc.seed + 7919 * shard if rc.method == "rate" else rc.seed
     common = dict(
         particles=n,
         replicas=reps,
         kill_fraction=rc.kill_fraction,
-        seed=seed,
+        seed=rc.seed,
         level=0.95,
         max_iterations=rc.max_iterations,
         state=resume,
@@ -281,7 +285,7 @@ def run_rare(
             p.score,
             basin=basin,
             interface=interface,
-            flux_trajectories=rc.flux_seeds,
+            flux_trajectories=flux_per_replica(cfg),
             flux_periods=flux_periods,
             max_periods=max(1, rc.max_steps // p.period_steps),
             **common,

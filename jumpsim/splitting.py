@@ -4,7 +4,8 @@ Two estimators share one engine (one kill / clone / lockstep-simulate implementa
 
 * ``estimate``: fixed-horizon TAMS, P(max_{t<=T} score >= 1) and the curve p(T') for T' = 0..T;
 * ``estimate_rate``: rate form for small noise, k = flux of basin exits x P(target before basin),
-  with P(reach within T) = 1 - exp(-k T).
+  with P(reach within T) = 1 - exp(-k T); every replica runs its own flux trajectories and its own AMS
+  from its own crossings, so replicas are independent estimates of k.
 
 The caller supplies three pure functions for ONE particle; the engine vmaps and jits them::
 
@@ -94,7 +95,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from .stats import mean_interval, rate_interval
+from .stats import mean_interval, rate_estimate
 
 IMPL = "threefry2x32"
 LANES = 16  # every simulated batch is a multiple of this (bit-for-bit replays, see module docstring)
@@ -159,17 +160,19 @@ class TamsResult(NamedTuple):
 
 
 class RateResult(NamedTuple):
-    rate: float  # per period
-    rate_low: float  # delta method on log rate (Poisson flux + replica spread of p_ab)
+    rate: float  # per period; ratio estimator over replicas (see ``stats.rate_estimate``)
+    rate_low: float  # Student-t on log k over the R independent replicas (flux, crossings and AMS noise)
     rate_high: float
-    flux: float  # crossings per period of exposure
+    flux: float  # crossings per period of exposure, all replicas
     flux_crossings: int
     flux_exposure: int  # periods before reaching the target, summed over flux trajectories
     flux_overflow: int  # crossings not recorded (buffer full); counted in the flux, not used as starts
-    p_ab: float
+    p_ab: float  # crossing-weighted: sum_r C_r p_r / sum_r C_r
     p_ab_low: float
     p_ab_high: float
-    replica_p_ab: np.ndarray  # (R,)
+    replica_p_ab: np.ndarray  # (R,) P(target before basin) from the replica's own crossings (NaN: it had none)
+    replica_crossings: np.ndarray  # (R,) C_r, crossings of the replica's own flux trajectories
+    replica_exposure: np.ndarray  # (R,) E_r, their periods of exposure
     extinct: int
     particle_steps: int  # flux + AMS periods, replays included
     period_capped: int  # AMS particles stopped by max_periods (biased low if > 0)
@@ -821,8 +824,8 @@ def _pad_logs(logs: Sequence[TamsLog]) -> TamsLog:
 
 def combine(results):
     """Pool replica estimates of several runs (e.g. replica shards run as separate batch tasks) into one
-    result, as if the replicas had been run together. Works for ``TamsResult`` and ``RateResult`` (the
-    latter must share the flux phase: same seed and flux arguments)."""
+    result, as if the replicas had been run together. Works for ``TamsResult`` and ``RateResult`` (each
+    rate-form replica runs its own flux trajectories, keyed by its global id, so they pool the same way)."""
     results = list(results)
     r0 = results[0]
     cat = lambda f: np.concatenate([getattr(r, f) for r in results])
@@ -841,18 +844,13 @@ def combine(results):
             cat("replica_ids"),
             r0.level,
         )
-    if any((r.flux_crossings, r.flux_exposure) != (r0.flux_crossings, r0.flux_exposure) for r in results):
-        raise ValueError("combine: rate results with different flux phases")
-    flux_steps = _flux_steps(r0)
-    ams_steps = sum(r.particle_steps - _flux_steps(r) for r in results)
     return _rate_result(
-        r0.flux_crossings,
-        r0.flux_exposure,
-        r0.flux_overflow,
-        flux_steps,
+        cat("replica_crossings"),
+        cat("replica_exposure"),
+        sum(r.flux_overflow for r in results),
         cat("replica_p_ab"),
         sum(r.extinct for r in results),
-        ams_steps,
+        sum(r.particle_steps for r in results),
         sum(r.period_capped for r in results),
         sum(r.capped for r in results),
         cat("iterations"),
@@ -905,42 +903,29 @@ def _flux_run(advance, score, state, key, valid, periods, basin, interface, capa
     return _Flux(buf, jnp.where(valid, count, 0), jnp.where(valid, exposure, 0))
 
 
-def _flux_steps(r: RateResult) -> int:
-    return r.flux_exposure  # periods advanced in the flux phase == exposure (stops at the target)
-
-
 def _rate_result(
-    crossings,
-    exposure,
-    overflow,
-    flux_steps,
-    rp,
-    extinct,
-    ams_steps,
-    period_capped,
-    capped,
-    iterations,
-    log,
-    ids,
-    level,
+    crossings, exposure, overflow, rp, extinct, steps, period_capped, capped, iterations, log, ids, level
 ) -> RateResult:
-    p, plo, phi = mean_interval(rp, level)
-    flux = crossings / exposure if exposure else float("nan")
-    rate, lo, hi = rate_interval(crossings, exposure, rp, level)
+    """crossings, exposure, rp: (R,) per replica; steps: flux + AMS periods."""
+    crossings, exposure = np.asarray(crossings, np.int64), np.asarray(exposure, np.int64)
+    rp = np.where(crossings > 0, np.asarray(rp, np.float64), np.nan)
+    e = rate_estimate(crossings, exposure, rp, level)
     return RateResult(
-        rate,
-        lo,
-        hi,
-        flux,
-        int(crossings),
-        int(exposure),
+        e.rate,
+        e.rate_low,
+        e.rate_high,
+        e.flux,
+        int(crossings.sum()),
+        int(exposure.sum()),
         int(overflow),
-        p,
-        plo,
-        phi,
+        e.p_ab,
+        e.p_ab_low,
+        e.p_ab_high,
         rp,
+        crossings,
+        exposure,
         int(extinct),
-        int(flux_steps + ams_steps),
+        int(steps),
         int(period_capped),
         int(capped),
         np.asarray(iterations),
@@ -974,27 +959,42 @@ def estimate_rate(
 ) -> RateResult:
     """Escape rate (per period) to score >= 1 from the basin score <= `basin`, k = flux * p_ab.
 
-    Flux: `flux_trajectories` brute-force runs of `flux_periods` periods from init; a crossing is a check
-    with score >= `interface` after having been in the basin since the last crossing (a trajectory that
-    starts above the basin counts only after entering it); flux = crossings / periods of exposure (before
-    the target). p_ab: AMS (same engine as ``estimate``) from the recorded crossing states (particle g =
-    replica * N + slot starts from crossing g mod #recorded), each particle running until score >= 1,
-    score <= basin, or `max_periods` (reported as ``period_capped``). ``advance`` must not depend on t
-    here (the AMS restarts the period count at 0). Interval: delta method on log k with
-    var = 1 / crossings + var(replica p_ab) / (R p_ab^2).
+    Every replica is an independent estimate with its own flux phase and its own AMS:
+
+    * flux: `flux_trajectories` brute-force runs of `flux_periods` periods from init, per replica (keyed
+      by the replica's global id); a crossing is a check with score >= `interface` after having been in
+      the basin since the last crossing (a trajectory that starts above the basin counts only after
+      entering it); the replica's C_r crossings in E_r periods of exposure (before the target);
+    * p_ab: AMS (same engine as ``estimate``) whose N particles start from the replica's own recorded
+      crossings in turn, each running until score >= 1, score <= basin, or `max_periods` (reported as
+      ``period_capped``). A replica without a crossing has no AMS estimate (p = NaN; it adds C_r = 0).
+
+    k = sum_r C_r p_r / sum_r E_r with a Student-t interval over replicas (``stats.rate_estimate``).
+    Drawing crossings per replica matters: when the escape goes through crossing states the score does not
+    rank (the DLN's one-step collapses), the committor varies wildly between crossings and only
+    independent draws put that spread into the interval. ``advance`` must not depend on t here (the AMS
+    restarts the period count at 0).
     """
     if not basin < interface < 1:
         raise ValueError("need basin < interface < 1")
+    if flux_trajectories < 1:
+        raise ValueError("need flux_trajectories >= 1 (per replica)")
     k = _check(particles, replicas, kill_fraction)
     max_batch = max(LANES, max_batch // LANES * LANES)
     spec = _Spec(advance, score, int(max_periods), float(basin), particles, k, seed, max_iterations, max_batch, False)
-    # flux phase
-    bufs, count, exposure = [], 0, 0
-    for a in range(0, flux_trajectories, max_batch):
-        m = min(max_batch, flux_trajectories - a)
+    ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
+    # flux phase: trajectory (r, j) keyed by (seed, FLUX_REPLICA, global replica id, j); replica-major order
+    total = replicas * flux_trajectories
+    owner = np.repeat(np.arange(replicas), flux_trajectories)
+    traj = np.tile(np.arange(flux_trajectories, dtype=np.int32), replicas)
+    bufs, counts, exposures = [], [], []
+    for a in range(0, total, max_batch):
+        m = min(max_batch, total - a)
         size = _bucket(m)
-        ids = jnp.asarray(np.minimum(np.arange(a, a + size), flux_trajectories - 1), jnp.int32)
-        kd = jax.vmap(lambda j: _key_data(jnp.int32(seed), FLUX_REPLICA, 0, j))(ids)
+        sel = np.minimum(np.arange(a, a + size), total - 1)
+        kd = jax.vmap(lambda r, j: _key_data(jnp.int32(seed), FLUX_REPLICA, r, j))(
+            jnp.asarray(ids[owner[sel]]), jnp.asarray(traj[sel])
+        )
         x0 = jax.vmap(lambda kk: init(jax.random.fold_in(_wrap(kk), INIT_TAG)))(kd)
         fl = _flux_run(
             advance,
@@ -1009,35 +1009,29 @@ def estimate_rate(
         )
         cnt = np.asarray(fl.count)[:m]
         rec = np.minimum(cnt, flux_capacity)
-        mask = np.arange(flux_capacity)[None, :] < rec[:, None]
-        rows, cols = np.nonzero(mask)  # trajectory-major order
+        rows, cols = np.nonzero(np.arange(flux_capacity)[None, :] < rec[:, None])  # trajectory-major order
         bufs.append(jax.tree.map(lambda x: x[jnp.asarray(rows), jnp.asarray(cols)], fl.crossings))
-        count += int(cnt.sum())
-        exposure += int(np.asarray(fl.exposure)[:m].sum())
+        counts.append(cnt)
+        exposures.append(np.asarray(fl.exposure)[:m])
+    count, exposure = np.concatenate(counts).astype(np.int64), np.concatenate(exposures).astype(np.int64)
     crossings = jax.tree.map(lambda *xs: jnp.concatenate(xs), *bufs)
-    n_rec = int(jax.tree.leaves(crossings)[0].shape[0])
-    overflow = count - n_rec
-    ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
-    if n_rec == 0:
+    rec = np.minimum(count, flux_capacity)
+    rep_c = np.bincount(owner, count, replicas).astype(np.int64)
+    rep_e = np.bincount(owner, exposure, replicas).astype(np.int64)
+    overflow = int(count.sum() - rec.sum())
+    flux_steps = int(exposure.sum())
+    n_own = np.bincount(owner, rec, replicas).astype(np.int64)  # recorded crossings per replica
+    if n_own.sum() == 0:
         warnings.warn("splitting: no crossing recorded in the flux phase; rate = 0", RuntimeWarning, stacklevel=2)
-        r = len(ids)
-        return _rate_result(
-            count,
-            exposure,
-            overflow,
-            exposure,
-            np.zeros(r),
-            0,
-            0,
-            0,
-            0,
-            np.zeros(r, np.int32),
-            TamsLog(np.zeros((r, 0), np.float32), np.zeros((r, 0), np.int32)),
-            ids,
-            level,
-        )
+        z = np.zeros(replicas)
+        log = TamsLog(np.zeros((replicas, 0), np.float32), np.zeros((replicas, 0), np.int32))
+        return _rate_result(rep_c, rep_e, overflow, z, 0, flux_steps, 0, 0, z.astype(np.int32), log, ids, level)
     if state is None:
-        g = (ids[:, None].astype(np.int64) * particles + np.arange(particles)[None, :]) % n_rec
+        # particle j of replica r starts from the replica's recorded crossing j mod n_own[r] (a replica with
+        # none runs from crossing 0 and its p is discarded: fixed shapes)
+        first = np.concatenate([[0], np.cumsum(n_own)[:-1]])
+        g = first[:, None] + np.arange(particles)[None, :] % np.maximum(n_own, 1)[:, None]
+        g = np.where(n_own[:, None] > 0, g, 0)
         states = jax.tree.map(lambda x: x[jnp.asarray(g, jnp.int32)], crossings)
         keys = jax.vmap(lambda r: jax.vmap(lambda j: _key_data(jnp.int32(seed), r, 0, j))(jnp.arange(particles)))(
             jnp.asarray(ids)
@@ -1053,13 +1047,12 @@ def estimate_rate(
             stacklevel=2,
         )
     return _rate_result(
-        count,
-        exposure,
+        rep_c,
+        rep_e,
         overflow,
-        exposure,
         _replica_p(st),
-        int(st.extinct.sum()),
-        int(st.steps.sum()),
+        int((st.extinct & (n_own > 0)).sum()),
+        flux_steps + int(st.steps.sum()),
         int(st.period_capped.sum()),
         int(st.capped.sum()),
         st.iteration,

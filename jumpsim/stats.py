@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -361,19 +362,43 @@ def mean_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
     return m, max(m - half, 0.0), m + half
 
 
-def rate_interval(
-    crossings: int, exposure: float, replica_p: np.ndarray, level: float = 0.95
-) -> tuple[float, float, float]:
-    """Escape rate k = (crossings / exposure) * mean(replica_p) with a delta-method interval on log k:
-    var = 1 / crossings (Poisson flux) + var(replica_p) / (R mean^2) (the splitting factor)."""
-    rp = np.asarray(replica_p, float)
-    p = float(rp.mean()) if len(rp) else float("nan")
-    rate = crossings / exposure * p if exposure > 0 else float("nan")
-    if not rate > 0 or len(rp) < 2 or crossings == 0:
-        return rate, float("nan"), float("nan")
-    var = 1 / crossings + rp.var(ddof=1) / (len(rp) * p * p)
-    half = sps.norm.ppf((1 + level) / 2) * np.sqrt(var)
-    return rate, rate * float(np.exp(-half)), rate * float(np.exp(half))
+class RateEstimate(NamedTuple):
+    rate: float  # per unit of exposure
+    rate_low: float
+    rate_high: float
+    p_ab: float
+    p_ab_low: float
+    p_ab_high: float
+    flux: float
+
+
+def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEstimate:
+    """Escape rate k = flux x P(target before basin) from R independent replicas, each with its own flux
+    trajectories (C_r crossings in E_r exposure) and its own AMS from those crossings (p_r; NaN or
+    anything where C_r = 0: unused).
+
+    Ratio estimators over replicas: k = sum_r C_r p_r / sum_r E_r, p_ab = sum_r C_r p_r / sum_r C_r,
+    flux = sum C / sum E. Intervals: Student-t (R - 1 dof) on the log, with the ratio's linearised
+    variance var(a_r - k E_r) / (R mean(E)^2), a_r = C_r p_r. Because every replica draws its own
+    crossings, the replica spread holds all three noises: the Poisson count of crossings, the spread of
+    the committor over crossing states (large when the score misses what drives the escape) and the
+    AMS noise. (A shared pool of crossings would leave the middle one out: intervals too narrow.)"""
+    c = np.asarray(crossings, float)
+    e = np.asarray(exposure, float)
+    a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
+    r = len(c)
+    flux = c.sum() / e.sum() if r and e.sum() > 0 else float("nan")
+    k = a.sum() / e.sum() if r and e.sum() > 0 else float("nan")
+    p = a.sum() / c.sum() if r and c.sum() > 0 else float("nan")
+    t = sps.t.ppf((1 + level) / 2, max(r - 1, 1))
+
+    def interval(v, d):
+        if not v > 0 or r < 2:
+            return float("nan"), float("nan")
+        half = t * np.sqrt(np.var(a - v * d, ddof=1) / r) / d.mean() / v
+        return v * float(np.exp(-half)), v * float(np.exp(half))
+
+    return RateEstimate(float(k), *interval(k, e), float(p), *interval(p, c), float(flux))
 
 
 def splitting(
@@ -447,16 +472,20 @@ def splitting(
             )
         else:
             c, e = int(g.flux_crossings.sum()), float(g.flux_exposure_steps.sum())
-            k, klo, khi = rate_interval(c, e, rp, level)
+            if reps.get("flux_crossings") is not None and reps.flux_crossings.notna().all():
+                est = rate_estimate(reps.flux_crossings, reps.flux_exposure_steps, rp, level)
+            else:  # written before schema 3 (replicas shared one pool of crossings): no honest interval
+                p = float(np.nanmean(rp))
+                est = RateEstimate(c / e * p, np.nan, np.nan, p, np.nan, np.nan, c / e)
             within = lambda x: -np.expm1(-x * rec["horizon"]) if np.isfinite(x) else np.nan
             rec.update(
-                rate=k,
-                rate_low=klo,
-                rate_high=khi,
-                p=within(k),
-                p_low=within(klo),
-                p_high=within(khi),
-                p_ab=float(rp.mean()),
+                rate=est.rate,
+                rate_low=est.rate_low,
+                rate_high=est.rate_high,
+                p=within(est.rate),
+                p_low=within(est.rate_low),
+                p_high=within(est.rate_high),
+                p_ab=est.p_ab,
                 flux=c / e if e else np.nan,
                 flux_crossings=c,
             )

@@ -127,11 +127,14 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
         )
         lines.append(head)
         if r["method"] == "rate" and r["rate"] is not None:
+            ci = (
+                f"[{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}] ({pct}"
+                if r["rate_low"] is not None
+                else "[?, ?] (no interval: written before jumpsim's schema 3, whose replicas shared crossings"
+            )
             lines.append(
-                f"    rate {_fmt_rate(r['rate'])} per step [{_fmt_rate(r['rate_low'] or 0)}, "
-                f"{_fmt_rate(r['rate_high'] or 0)}] "
-                f"({pct}; flux {_fmt_rate(r['flux'] or 0)} x P(target before basin) {r['p_ab']:.3g}, "
-                f"{r['flux_crossings']} crossings)"
+                f"    rate {_fmt_rate(r['rate'])} per step {ci}; flux {_fmt_rate(r['flux'] or 0)} x "
+                f"P(target before basin) {r['p_ab']:.3g}, {r['flux_crossings']} crossings)"
             )
         p_lo = "?" if r["p_low"] is None else f"{r['p_low']:.3g}"
         p_hi = "?" if r["p_high"] is None else f"{r['p_high']:.3g}"

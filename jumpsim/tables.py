@@ -45,7 +45,7 @@ class ChunkResult(NamedTuple):
     trace: Any
 
 
-SCHEMA_VERSION = 2  # 2: B_r columns in runs and traces (LATER_COLUMNS)
+SCHEMA_VERSION = 3  # 2: B_r columns in runs and traces; 3: per-replica flux of the rate form (LATER_COLUMNS)
 TABLES = ("runs", "events", "passages", "traces")
 
 _f64_list = pa.list_(pa.float64())
@@ -148,7 +148,7 @@ SCHEMAS.update(
             [
                 ("estimate_id", pa.string()),
                 ("replica", pa.int32()),
-                ("p", pa.float64()),  # tams: P(target within T); rate: P(target before basin | crossing)
+                ("p", pa.float64()),  # tams: P(target within T); rate: P(target before basin | own crossings)
                 ("log10_p", pa.float64()),  # -inf for an extinct replica
                 ("iterations", pa.int32()),
                 ("reached", pa.int32()),
@@ -184,6 +184,8 @@ LATER_COLUMNS = {
         ("final_param_norm2", pa.float64()),  # |theta|^2 at the last finite check
     ],
     "traces": [("balance_gap", pa.float64()), ("param_norm2", pa.float64()), ("in_br", pa.bool_())],
+    # schema version 3: the rate form's replicas each run their own flux phase (null for tams)
+    "rare_replicas": [("flux_crossings", pa.int64()), ("flux_exposure_steps", pa.int64())],
 }
 for _name, _cols in LATER_COLUMNS.items():
     for _f in _cols:
@@ -207,7 +209,7 @@ def _table(name: str, cols: dict) -> pa.Table:
     n = len(next(iter(cols.values()))) if cols else 0
 
     def col(f):
-        if f.name not in cols and f.name not in REQUIRED.get(name, ()):
+        if cols.get(f.name) is None and f.name not in REQUIRED.get(name, ()):
             return pa.nulls(n, f.type)
         v = cols[f.name]
         return v.cast(f.type) if isinstance(v, pa.Array) else pa.array(v, type=f.type)
@@ -494,7 +496,7 @@ def rare_tables(
     tams = cfg.rare.method == "tams"
     reps = np.asarray(res.replica_ids, np.int32)
     rp = np.asarray(res.replica_p if tams else res.replica_p_ab, np.float64)
-    extinct = rp == 0  # an extinct replica's estimate is 0 (all particles tied)
+    extinct = rp == 0  # an extinct replica's estimate is 0 (all particles tied); NaN: no crossing (rate)
     every = particles.period_steps
     null = None
     row = {
@@ -535,6 +537,8 @@ def rare_tables(
             "iterations": np.asarray(res.iterations, np.int32),
             "reached": np.asarray(res.reached if tams else np.zeros(len(rp)), np.int32),
             "extinct": extinct,
+            "flux_crossings": None if tams else np.asarray(res.replica_crossings, np.int64),
+            "flux_exposure_steps": None if tams else np.asarray(res.replica_exposure, np.int64) * every,
         },
     )
     z, killed = np.asarray(res.log.z, np.float64), np.asarray(res.log.killed, np.int32)

@@ -273,7 +273,15 @@ def run_rare(
         on_iteration=on_iteration,
         replica_offset=lo,
     )
+
+    def on_flux(fraction: float):
+        now = time.perf_counter()
+        if progress and (now - clock["last"] > 2 or fraction >= 1):
+            print(f"  flux phase: {fraction:6.1%} of {flux_steps:,} SGD steps, {now - t0:.0f} s", file=sys.stderr)
+            clock["last"] = now
+
     basin = interface = float("nan")
+    flux_steps = flux_per_replica(cfg) * reps * (rc.flux_steps or cfg.train.steps)
     if rc.method == "tams":
         res = splitting.estimate(p.init, p.advance, p.score, horizon=horizon, **common)
     else:
@@ -288,6 +296,7 @@ def run_rare(
             flux_trajectories=flux_per_replica(cfg),
             flux_periods=flux_periods,
             max_periods=max(1, rc.max_steps // p.period_steps),
+            on_flux=on_flux,
             **common,
         )
     wall = time.perf_counter() - t0

@@ -105,6 +105,7 @@ FLUX_REPLICA = 2**31 - 3  # flux trajectories are "replica" FLUX_REPLICA, iterat
 NOHIT = np.int32(2**31 - 1)  # first-hit period of a particle that never reached the target
 MAX_BATCH = 1 << 16
 ROUND = 16  # periods per device call of the slot table: a freed slot waits at most this long for its next job
+FLUX_CHUNK = 50  # periods per device call of the flux phase (between progress reports)
 
 
 # --------------------------------------------------------------------------------------------- state / results
@@ -864,43 +865,52 @@ def combine(results):
 
 
 class _Flux(NamedTuple):
-    crossings: jax.Array  # (B, C, ...) states at recorded crossings
+    """B flux trajectories between device calls (``_flux_run`` advances them by a chunk of periods)."""
+
+    t: jax.Array  # () int32: the next check
+    x: Any  # (B, ...) states
+    alive: jax.Array  # (B,) bool
+    armed: jax.Array  # (B,) bool: in the basin since the last crossing
+    crossings: Any  # (B, C, ...) states at recorded crossings
     count: jax.Array  # (B,) int32 crossings (recorded or not)
     exposure: jax.Array  # (B,) int32 periods before reaching the target
 
 
-@partial(jax.jit, static_argnames=("advance", "score", "capacity"))
-def _flux_run(advance, score, state, key, valid, periods, basin, interface, capacity):
-    """Brute-force B trajectories for `periods` periods, recording basin exits (score >= interface after
-    score <= basin since the last exit) into a (B, capacity) buffer; a trajectory stops at the target or NaN."""
+def _flux_start(state, valid, capacity: int) -> _Flux:
+    b = valid.shape[0]
+    buf = jax.tree.map(lambda x: jnp.zeros((b, capacity) + x.shape[1:], x.dtype), state)
+    zi = lambda: jnp.zeros((b,), jnp.int32)  # noqa: E731 -- every field its own buffer (they are donated)
+    return _Flux(jnp.int32(0), state, valid, jnp.zeros((b,), bool), buf, zi(), zi())
+
+
+@partial(jax.jit, static_argnames=("advance", "score"), donate_argnums=(2,))
+def _flux_run(advance, score, f: _Flux, key, until, periods, basin, interface) -> _Flux:
+    """Brute-force the B trajectories of `f` through checks t < `until` (of 0..`periods`), recording basin exits
+    (score >= interface after score <= basin since the last exit) into the (B, C) buffer; a trajectory stops at
+    the target or NaN. Called in chunks so that the host can report progress."""
     vscore = jax.vmap(score)
     vadvance = jax.vmap(advance, in_axes=(0, 0, None))
     vfold = jax.vmap(lambda kd, t: jax.random.fold_in(_wrap(kd), t), in_axes=(0, None))
-    b = valid.shape[0]
-    buf = jax.tree.map(lambda x: jnp.zeros((b, capacity) + x.shape[1:], x.dtype), state)
-    zi = jnp.zeros((b,), jnp.int32)
-    carry0 = (jnp.int32(0), state, valid, jnp.zeros((b,), bool), buf, zi, zi)
-    rows = jnp.arange(b)
+    rows = jnp.arange(f.alive.shape[0])
+    capacity = f.count.dtype.type(jax.tree.leaves(f.crossings)[0].shape[1])
 
-    def cond(c):
-        return (c[0] <= periods) & jnp.any(c[2])
+    def cond(c: _Flux):
+        return (c.t < until) & (c.t <= periods) & jnp.any(c.alive)
 
-    def body(c):
-        t, x, alive, armed, buf, count, exposure = c
+    def body(c: _Flux):
+        t, x, alive = c.t, c.x, c.alive
         s = vscore(x).astype(jnp.float32)
         nan = jnp.isnan(s)
-        cross = alive & armed & (s >= interface)
-        write = cross & (count < capacity)
-        slot = jnp.minimum(count, capacity - 1)
-        buf = jax.tree.map(lambda bf, v: bf.at[rows, slot].set(_select(write, v, bf[rows, slot])), buf, x)
-        count = count + cross
-        armed = (armed & ~cross) | (alive & (s <= basin))
+        cross = alive & c.armed & (s >= interface)
+        write = cross & (c.count < capacity)
+        slot = jnp.minimum(c.count, capacity - 1)
+        buf = jax.tree.map(lambda bf, v: bf.at[rows, slot].set(_select(write, v, bf[rows, slot])), c.crossings, x)
+        armed = (c.armed & ~cross) | (alive & (s <= basin))
         alive = alive & ~nan & ~(s >= 1) & (t < periods)
         x = _select(alive, vadvance(x, vfold(key, t), t), x)
-        return t + 1, x, alive, armed, buf, count, exposure + alive
+        return _Flux(t + 1, x, alive, armed, buf, c.count + cross, c.exposure + alive)
 
-    _, _, _, _, buf, count, exposure = jax.lax.while_loop(cond, body, carry0)
-    return _Flux(buf, jnp.where(valid, count, 0), jnp.where(valid, exposure, 0))
+    return jax.lax.while_loop(cond, body, f)
 
 
 def _rate_result(
@@ -956,6 +966,7 @@ def estimate_rate(
     state: EngineState | None = None,
     on_iteration: Callable[[EngineState], Any] | None = None,
     max_batch: int = MAX_BATCH,
+    on_flux: Callable[[float], Any] | None = None,
 ) -> RateResult:
     """Escape rate (per period) to score >= 1 from the basin score <= `basin`, k = flux * p_ab.
 
@@ -973,7 +984,8 @@ def estimate_rate(
     Drawing crossings per replica matters: when the escape goes through crossing states the score does not
     rank (the DLN's one-step collapses), the committor varies wildly between crossings and only
     independent draws put that spread into the interval. ``advance`` must not depend on t here (the AMS
-    restarts the period count at 0).
+    restarts the period count at 0). ``on_flux(fraction)`` is called as the flux phase advances (every
+    FLUX_CHUNK periods).
     """
     if not basin < interface < 1:
         raise ValueError("need basin < interface < 1")
@@ -996,17 +1008,14 @@ def estimate_rate(
             jnp.asarray(ids[owner[sel]]), jnp.asarray(traj[sel])
         )
         x0 = jax.vmap(lambda kk: init(jax.random.fold_in(_wrap(kk), INIT_TAG)))(kd)
-        fl = _flux_run(
-            advance,
-            score,
-            x0,
-            kd,
-            jnp.asarray(np.arange(size) < m),
-            jnp.int32(flux_periods),
-            jnp.float32(basin),
-            jnp.float32(interface),
-            flux_capacity,
-        )
+        fl = _flux_start(x0, jnp.asarray(np.arange(size) < m), flux_capacity)
+        for until in range(FLUX_CHUNK, flux_periods + 1 + FLUX_CHUNK, FLUX_CHUNK):  # checks 0..flux_periods
+            lims = jnp.int32(until), jnp.int32(flux_periods), jnp.float32(basin), jnp.float32(interface)
+            fl = _flux_run(advance, score, fl, kd, *lims)
+            if on_flux is not None:
+                on_flux((a + m * min(until, flux_periods + 1) / (flux_periods + 1)) / total)
+            if not bool(fl.alive.any()):
+                break
         cnt = np.asarray(fl.count)[:m]
         rec = np.minimum(cnt, flux_capacity)
         rows, cols = np.nonzero(np.arange(flux_capacity)[None, :] < rec[:, None])  # trajectory-major order

@@ -406,10 +406,14 @@ def test_one_device_gives_the_same_estimate_as_two():
     init, advance, score = walk(0.25, 8)
     kw = dict(horizon=30, particles=16, replicas=8, seed=5)
     here = splitting.estimate(init, advance, score, **kw)
+    kw_rate = dict(basin=0.0, interface=0.25, flux_trajectories=2, flux_periods=120, particles=16, replicas=8, seed=5)
+    rate = splitting.estimate_rate(init, advance, score, **kw_rate)
     code = (
         f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
         "import jax; jax.config.update('jax_enable_x64', True); assert jax.local_device_count() == 1\n"
         "from test_splitting import walk\nfrom jumpsim import splitting\n"
+        f"q = splitting.estimate_rate(*walk(0.25, 8), **{kw_rate!r})\n"
+        "print(repr([float(x) for x in q.replica_p_ab]).replace('nan', '-1.0'), q.particle_steps)\n"
         f"r = splitting.estimate(*walk(0.25, 8), **{kw!r})\n"
         "print(repr([float(x) for x in r.replica_p]), r.particle_steps)"
     )
@@ -419,3 +423,6 @@ def test_one_device_gives_the_same_estimate_as_two():
     assert p.returncode == 0, p.stderr[-2000:]
     rp, steps = p.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     assert eval(rp) == [float(x) for x in here.replica_p] and int(steps) == here.particle_steps
+    rp, steps = p.stdout.strip().splitlines()[-2].rsplit(" ", 1)
+    assert eval(rp) == [float(x) for x in np.nan_to_num(rate.replica_p_ab, nan=-1.0)]
+    assert int(steps) == rate.particle_steps and rate.flux_crossings > 0

@@ -915,8 +915,9 @@ def section_h(out: Path, facts: dict) -> list[str]:
     lines = head + [
         "Brute force (all seeds from the start, 95 % Wilson / exact Poisson; where the GPU's runs of (j) hold the "
         "same config, they are the reference for agreement) beside fixed-horizon TAMS (mean of "
-        "replica estimates, Student-t) and the rate form (k = flux x P(target before basin), delta method; "
-        "P = 1 - exp(-kT)), each with the SGD steps it simulated.",
+        "replica estimates, Student-t) and the rate form (k = flux x P(target before basin); every replica runs its "
+        "own flux trajectories and AMS from its own crossings, k = sum C_r p_r / sum E_r with a Student-t interval "
+        "over replicas; P = 1 - exp(-kT)), each with the SGD steps it simulated.",
         "",
         "The last column projects the SGD steps each estimator needs for a 20 % relative standard error of P from the "
         "error it achieved (brute force: (1 - p) / (0.04 p) seeds x T; splitting: steps used x (relative error / "

@@ -382,9 +382,14 @@ def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEs
     variance var(a_r - k E_r) / (R mean(E)^2), a_r = C_r p_r. Because every replica draws its own
     crossings, the replica spread holds all three noises: the Poisson count of crossings, the spread of
     the committor over crossing states (large when the score misses what drives the escape) and the
-    AMS noise. (A shared pool of crossings would leave the middle one out: intervals too narrow.)"""
+    AMS noise. (A shared pool of crossings would leave the middle one out: intervals too narrow.)
+
+    No crossing at all: every escape from the basin crosses the interface first, so k <= flux and the
+    estimate is 0 with the exact Poisson upper bound of the flux as its upper end."""
     c = np.asarray(crossings, float)
     e = np.asarray(exposure, float)
+    if len(c) and c.sum() == 0 and e.sum() > 0:
+        return RateEstimate(0.0, 0.0, poisson_rate_ci(0, e.sum(), level)[1], float("nan"), np.nan, np.nan, 0.0)
     a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
     r = len(c)
     flux = c.sum() / e.sum() if r and e.sum() > 0 else float("nan")

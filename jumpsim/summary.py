@@ -15,6 +15,11 @@ def _fmt_rate(x: float) -> str:
     return "0" if x == 0 else f"{x:.3g}"
 
 
+def _fmt(x) -> str:
+    """3 significant digits; "?" for a missing (None / NaN) value."""
+    return "?" if x is None or x != x else f"{x:.3g}"
+
+
 def run_summary(report, configs) -> str:
     """What ``jumpsim run`` prints when it finishes."""
     runs = tables.read_table(report.out, "runs")
@@ -134,12 +139,15 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
             )
             lines.append(
                 f"    rate {_fmt_rate(r['rate'])} per step {ci}; flux {_fmt_rate(r['flux'] or 0)} x "
-                f"P(target before basin) {r['p_ab']:.3g}, {r['flux_crossings']} crossings)"
+                f"P(target before basin) {_fmt(r['p_ab'])}, {r['flux_crossings']} crossings)"
             )
-        p_lo = "?" if r["p_low"] is None else f"{r['p_low']:.3g}"
-        p_hi = "?" if r["p_high"] is None else f"{r['p_high']:.3g}"
-        p = "?" if r["p"] is None else f"{r['p']:.3g}"
+        p, p_lo, p_hi = _fmt(r["p"]), _fmt(r["p_low"]), _fmt(r["p_high"])
         lines.append(f"    P(rank {arrow} {r['level']} within {r['horizon']:,} steps) = {p} [{p_lo}, {p_hi}] ({pct})")
+        if r["method"] == "rate" and r["flux_crossings"] == 0:
+            lines.append(
+                "    no crossing of the first interface in the flux phase: every escape crosses it, so the rate is "
+                "below the flux's upper bound (lower rare.interface, or more rare.flux_seeds, to estimate it)"
+            )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(
                 f"    {r['extinct']} extinct replica(s): their particles all tied at score {r['stalled_level']:.3g} "

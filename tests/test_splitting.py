@@ -287,6 +287,24 @@ def test_rate_interval_covers_when_the_score_misses_the_channel():
     assert abs(np.mean(ratio) - 1) < 5 * np.std(ratio, ddof=1) / np.sqrt(40), (np.mean(ratio), np.std(ratio))
 
 
+def test_rate_without_crossings_is_zero_below_the_flux_bound():
+    """An interface the flux phase never reaches (walk q = 0.25 from 0 to x >= 12 within 30 periods: impossible
+    in fewer than 12 up-steps, probability < 1e-4 per trajectory): rate 0 with the flux's Poisson upper bound."""
+    with pytest.warns(RuntimeWarning, match="no crossing"):
+        res = splitting.estimate_rate(
+            *walk(0.25, 16),
+            basin=1 / 16,
+            interface=12 / 16,
+            flux_trajectories=2,
+            flux_periods=30,
+            particles=8,
+            replicas=4,
+            seed=0,
+        )
+    assert res.flux_crossings == 0 and res.rate == 0 and np.isnan(res.replica_p_ab).all()
+    assert res.rate_high == pytest.approx(3.6889 / res.flux_exposure, rel=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ (d) mechanics
 
 

@@ -421,4 +421,7 @@ def test_rate_estimate_covers_k_over_crossing_heterogeneity():
     assert abs(np.mean(ratio) - 1) < 0.03, np.mean(ratio)
     # a single replica has no interval; no crossing at all has no estimate
     assert np.isnan(stats.rate_estimate([3], [100], [0.1]).rate_low)
-    assert np.isnan(stats.rate_estimate([0, 0], [100, 100], [np.nan, np.nan]).p_ab)
+    none = stats.rate_estimate([0, 0], [100, 100], [np.nan, np.nan])
+    # no crossing: k = 0 below the flux's exact Poisson upper bound (every escape crosses the interface)
+    assert np.isnan(none.p_ab) and none.rate == none.rate_low == 0
+    assert none.rate_high == pytest.approx(3.6889 / 200, rel=1e-4)

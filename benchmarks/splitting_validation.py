@@ -30,7 +30,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_splitting import ar1, ar1_curve, lane_mfpt, lane_walk, ruin, walk, walk_curve, walk_flux, walk_mfpt
+from test_splitting import LANE, ar1, ar1_curve, lane_mfpt, lane_rate, ruin, walk, walk_curve, walk_flux, walk_mfpt
 
 from jumpsim import splitting
 
@@ -140,20 +140,10 @@ def lane_case(runs, quick):
     """Rate form where the score misses the escape channel (``lane_walk``: ~3 % of crossings are in a fast lane
     with committor 0.19, the rest 6e-7): coverage of k over independent runs, each replica with its own
     crossings (few per replica, so the committor's spread over crossings dominates the error)."""
-    lane = dict(q_slow=0.25, q_fast=0.5, eps=1 / 128, size=16)
-    k = 1 / lane_mfpt(**lane)
+    k = 1 / lane_mfpt(**LANE)
     t0, rows = time.time(), []
     for i in range(runs):
-        res = splitting.estimate_rate(
-            *lane_walk(**lane),
-            basin=0.0,
-            interface=3 / lane["size"],
-            flux_trajectories=1,
-            flux_periods=800,
-            particles=256,
-            replicas=32,
-            seed=5000 + i,
-        )
+        res = lane_rate(5000 + i)
         rows.append((res.rate, res.rate_low, res.rate_high, res.flux_crossings))
     rate, lo, hi, cross = np.array(rows).T
     out = {

@@ -256,6 +256,13 @@ def test_rate_birth_death():
 LANE = dict(q_slow=0.25, q_fast=0.5, eps=1 / 128, size=16)  # k = 1.57e-4 per period, ~3 % of crossings fast
 
 
+def lane_rate(seed: int):
+    """One rate-form estimate on ``lane_walk(**LANE)``: 32 replicas x 256 particles, one flux trajectory of 800
+    periods per replica (~9 crossings each), interface x >= 3."""
+    kw = dict(flux_trajectories=1, flux_periods=800, particles=256, replicas=32, seed=seed)
+    return splitting.estimate_rate(*lane_walk(**LANE), basin=0.0, interface=3 / LANE["size"], **kw)
+
+
 def test_rate_interval_covers_when_the_score_misses_the_channel():
     """Hidden-lane walk: the escape goes through the rare fast-lane crossings (committor 0.19 against 6e-7
     in the slow lane), which the score cannot tell apart. 40 independent estimates, 32 replicas x 256
@@ -263,20 +270,10 @@ def test_rate_interval_covers_when_the_score_misses_the_channel():
     spread of the committor over crossings; with one shared pool (the engine before schema 3) the same runs
     covered k 20 times of 40. Pass: >= 25 of 40 intervals cover 1 / MFPT; P(fail) < 1e-6 if the true
     coverage is >= 90 % (binomial tail)."""
-    fns = lane_walk(**LANE)
     k = 1 / lane_mfpt(**LANE)
     covered, ratio = 0, []
     for i in range(40):
-        res = splitting.estimate_rate(
-            *fns,
-            basin=0.0,
-            interface=3 / LANE["size"],
-            flux_trajectories=1,
-            flux_periods=800,
-            particles=256,
-            replicas=32,
-            seed=1000 + i,
-        )
+        res = lane_rate(1000 + i)
         covered += res.rate_low <= k <= res.rate_high
         ratio.append(res.rate / k)
         assert res.flux == pytest.approx(res.replica_crossings.sum() / res.replica_exposure.sum())

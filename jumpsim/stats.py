@@ -362,6 +362,9 @@ def mean_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, flo
     return m, max(m - half, 0.0), m + half
 
 
+MIN_CROSSING_REPLICAS = 10  # rate form: replicas holding crossings needed for the Student-t interval
+
+
 class RateEstimate(NamedTuple):
     rate: float  # per unit of exposure
     rate_low: float
@@ -384,12 +387,16 @@ def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEs
     the committor over crossing states (large when the score misses what drives the escape) and the
     AMS noise. (A shared pool of crossings would leave the middle one out: intervals too narrow.)
 
-    No crossing at all: every escape from the basin crosses the interface first, so k <= flux and the
-    estimate is 0 with the exact Poisson upper bound of the flux as its upper end."""
+    Fewer than MIN_CROSSING_REPLICAS replicas with a crossing (none at all included): the t-interval would
+    rest on a handful of values, so the interval is [0, the flux's exact Poisson upper bound] instead:
+    every escape from the basin crosses the interface first, so k <= flux (p_ab <= 1)."""
     c = np.asarray(crossings, float)
     e = np.asarray(exposure, float)
-    if len(c) and c.sum() == 0 and e.sum() > 0:
-        return RateEstimate(0.0, 0.0, poisson_rate_ci(0, e.sum(), level)[1], float("nan"), np.nan, np.nan, 0.0)
+    if len(c) and (c > 0).sum() < MIN_CROSSING_REPLICAS and e.sum() > 0:
+        a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
+        p = a.sum() / c.sum() if c.sum() else float("nan")
+        upper = poisson_rate_ci(c.sum(), e.sum(), level)[1]
+        return RateEstimate(float(a.sum() / e.sum()), 0.0, upper, float(p), np.nan, np.nan, float(c.sum() / e.sum()))
     a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
     r = len(c)
     flux = c.sum() / e.sum() if r and e.sum() > 0 else float("nan")

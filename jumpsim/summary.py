@@ -143,10 +143,11 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
             )
         p, p_lo, p_hi = _fmt(r["p"]), _fmt(r["p_low"]), _fmt(r["p_high"])
         lines.append(f"    P(rank {arrow} {r['level']} within {r['horizon']:,} steps) = {p} [{p_lo}, {p_hi}] ({pct})")
-        if r["method"] == "rate" and r["flux_crossings"] == 0:
+        if r["method"] == "rate" and r["rate_low"] == 0:
             lines.append(
-                "    no crossing of the first interface in the flux phase: every escape crosses it, so the rate is "
-                "below the flux's upper bound (lower rare.interface, or more rare.flux_seeds, to estimate it)"
+                f"    {r['flux_crossings']} crossing(s) of the first interface, in fewer than "
+                f"{stats.MIN_CROSSING_REPLICAS} replicas: no interval, only the bound k <= flux (every escape "
+                "crosses it); raise rare.flux_seeds (or lower rare.interface) to estimate the rate"
             )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(

@@ -419,8 +419,11 @@ def test_rate_estimate_covers_k_over_crossing_heterogeneity():
         assert e.rate == pytest.approx(e.flux * e.p_ab)
     assert 0.93 <= covered / 2000 <= 0.97, covered
     assert abs(np.mean(ratio) - 1) < 0.03, np.mean(ratio)
-    # a single replica has no interval; no crossing at all has no estimate
-    assert np.isnan(stats.rate_estimate([3], [100], [0.1]).rate_low)
+    # no crossing at all has no p_ab estimate
+    few = stats.rate_estimate([1, 0, 2] + [0] * 29, [100] * 32, [0.5, np.nan, 0.25] + [np.nan] * 29)
+    # crossings in fewer than 10 replicas: the estimate, but the interval is [0, flux upper bound]
+    assert few.rate == pytest.approx(1 / 3200) and few.p_ab == pytest.approx(1 / 3)
+    assert few.rate_low == 0 and few.rate_high == pytest.approx(stats.poisson_rate_ci(3, 3200)[1])
     none = stats.rate_estimate([0, 0], [100, 100], [np.nan, np.nan])
     # no crossing: k = 0 below the flux's exact Poisson upper bound (every escape crosses the interface)
     assert np.isnan(none.p_ab) and none.rate == none.rate_low == 0

@@ -333,7 +333,7 @@ def markdown(r) -> str:
     lines += [
         "",
         f"## Rate form ({ra['case']}; {ra['runs']} runs x {ra['replicas_per_run']} replicas x "
-        f"{ra['particles']} particles, flux {ra['flux_trajectories_per_replica']} trajectory per replica x "
+        f"{ra['particles']} particles, flux {ra['flux_trajectories_per_replica']} trajectories per replica x "
         f"{ra['flux_periods']} periods)",
         "",
         "| quantity | exact | mean / exact | z | coverage |",

@@ -147,7 +147,7 @@ class RareConfig:
     flux_seeds: int = 256  # rate: brute-force trajectories of the flux phase, shared out over the replicas
     flux_steps: int = 0  # rate: steps of each (0 = train.steps)
     basin: float | None = None  # rate: basin = score <= basin (default: median score of a pilot run)
-    interface: float | None = None  # rate: first interface (default: 99th percentile of the pilot's scores)
+    interface: float | None = None  # rate: first interface (default: the pilot's 99th percentile, at least 0.2)
     max_steps: int = 10_000_000  # rate: cap on one AMS particle's steps (reported if hit)
     max_iterations: int = 10_000
     seed: int = 0

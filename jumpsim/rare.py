@@ -38,6 +38,12 @@ from .config import Config
 from .errors import ConfigError
 
 PENDING = 1e-3  # score cap per missing persistence check of a candidate jump
+# default first interface of the rate form: at least this score (sigma_r down by (sigma_r(start)/tau)^0.2, a
+# factor ~3 at tau = 1e-2), above the band the score fluctuates in at small eta. An interface inside that band
+# is crossed mostly by fluctuations that never escape, while escapes start with a sudden collapse (report
+# (o)); a flux phase then holds few or none of the crossings that matter, and the estimate is low with an
+# interval that cannot know (report (h): 20x low at eta 0.13). Above it, too few crossings say so instead.
+INTERFACE_FLOOR = 0.2
 SAVE_EVERY_S = 2.0  # engine state written at most this often (or 10 x a save's time, if longer)
 
 
@@ -148,8 +154,9 @@ def replica_range(cfg: Config, shard: int = 0, n_shards: int = 1) -> tuple[int, 
 
 
 def _pilot(p: Particles, cfg: Config) -> tuple[float, float]:
-    """Default basin and interface: the median and 99th percentile of the score over a brute-force
-    pilot from the start (64 trajectories over min(flux_steps, 20,000) steps, after the first 10 %)."""
+    """Default basin and interface: the median and 99th percentile (at least INTERFACE_FLOOR) of the score
+    over a brute-force pilot from the start (64 trajectories over min(flux_steps, 20,000) steps, after the
+    first 10 %)."""
     periods = max(10, min(cfg.rare.flux_steps or cfg.train.steps, 20_000) // p.period_steps)
     root = jax.random.key(cfg.rare.seed + 7_777, impl="threefry2x32")
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(64))
@@ -162,10 +169,16 @@ def _pilot(p: Particles, cfg: Config) -> tuple[float, float]:
     with dynamics.float64_scope():
         xs0 = jax.vmap(p.init)(keys)
         xi = np.asarray(jax.jit(lambda x: jax.lax.scan(step, x, jnp.arange(periods, dtype=jnp.int32))[1])(xs0))
-    xi = xi[periods // 10 :]
+    return levels(xi[periods // 10 :], cfg.rare.basin, cfg.rare.interface)
+
+
+def levels(xi: np.ndarray, basin: float | None, interface: float | None) -> tuple[float, float]:
+    """Basin and first interface from pilot scores `xi` (any shape; NaN and target scores ignored): the
+    median, and the 99th percentile but at least INTERFACE_FLOOR; a given value wins. The interface is
+    moved up to basin + 0.02 (at most 0.99) if it is not above the basin."""
     xi = xi[np.isfinite(xi) & (xi < 1)]
-    basin = float(np.quantile(xi, 0.5)) if cfg.rare.basin is None else cfg.rare.basin
-    interface = float(np.quantile(xi, 0.99)) if cfg.rare.interface is None else cfg.rare.interface
+    basin = float(np.quantile(xi, 0.5)) if basin is None else basin
+    interface = max(float(np.quantile(xi, 0.99)), INTERFACE_FLOOR) if interface is None else interface
     if not basin < interface < 1:
         interface = min(max(interface, basin + 0.02), 0.99)
     return basin, interface

@@ -289,7 +289,8 @@ def run_rare(
 
     def on_flux(fraction: float):
         now = time.perf_counter()
-        if progress and (now - clock["last"] > 2 or fraction >= 1):
+        if progress and (now - clock["last"] > 2 or (fraction >= 1 and not clock.get("flux_done"))):
+            clock["flux_done"] = fraction >= 1
             print(f"  flux phase: {fraction:6.1%} of {flux_steps:,} SGD steps, {now - t0:.0f} s", file=sys.stderr)
             clock["last"] = now
 

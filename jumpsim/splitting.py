@@ -30,7 +30,7 @@ Example (biased +-1 walk, reflecting at 0, target 8; tests/test_splitting.py has
 
     res = splitting.estimate(init, advance, score, horizon=40, particles=32, replicas=20)
     print(res.p, res.p_low, res.p_high, res.p_curve[-1], res.particle_steps)
-    rate = splitting.estimate_rate(init, advance, score, basin=1 / 8, interface=3 / 8, flux_trajectories=32,
+    rate = splitting.estimate_rate(init, advance, score, basin=1 / 8, interface=3 / 8, flux_trajectories=2,
                                    flux_periods=500, particles=32, replicas=20)
     print(rate.rate, rate.p_within(10_000))
 
@@ -101,7 +101,7 @@ IMPL = "threefry2x32"
 LANES = 16  # every simulated batch is a multiple of this (bit-for-bit replays, see module docstring)
 INIT_TAG = 2**31 - 1  # init(fold_in(particle key, INIT_TAG)): never a period index
 SURVIVOR_TAG = 2**31 - 2  # survivor draws of (replica, iteration): never a slot index
-FLUX_REPLICA = 2**31 - 3  # flux trajectories are "replica" FLUX_REPLICA, iteration 0, slot m
+FLUX_REPLICA = 2**31 - 3  # flux trajectory j of replica r: key (seed, FLUX_REPLICA, global replica id r, j)
 NOHIT = np.int32(2**31 - 1)  # first-hit period of a particle that never reached the target
 MAX_BATCH = 1 << 16
 ROUND = 16  # periods per device call of the slot table: a freed slot waits at most this long for its next job
@@ -522,16 +522,17 @@ def _drive(spec, pop, jobs: _Jobs, size: int, finished: Callable[[_Jobs, tuple],
 # --------------------------------------------------------------------------------------------- engine
 
 
-def _start(spec: _Spec, states, keys, replica) -> EngineState:
+def _start(spec: _Spec, states, keys, replica, skip: np.ndarray | None = None) -> EngineState:
     """Engine state after running the initial population (states (R, N, ...), keys (R, N, 2)) fresh from
-    period 0."""
+    period 0. Replicas in `skip` (R,) bool are not simulated: done from the start, level -inf, 0 steps."""
     r, n = keys.shape[:2]
-    idx = np.arange(r * n)
-    zeros = np.zeros(r * n, np.int64)
+    skip = np.zeros(r, bool) if skip is None else np.asarray(skip, bool)
+    idx = np.flatnonzero(np.repeat(~skip, n))
+    zeros = np.zeros(len(idx), np.int64)
     # on the devices' mesh from the start, as every exchange returns it (else the next call compiles again)
     pop = jax.device_put((states, jnp.zeros((r, n), jnp.int32), keys), jax.sharding.NamedSharding(_mesh(), P()))
-    level, hit = np.empty(r * n, np.float32), np.empty(r * n, np.int32)
-    steps, capped = np.empty(r * n, np.int64), np.empty(r * n, np.int64)
+    level, hit = np.full(r * n, -np.inf, np.float32), np.full(r * n, NOHIT, np.int32)
+    steps, capped = np.zeros(r * n, np.int64), np.zeros(r * n, np.int64)
 
     def finished(jobs, res):
         for a, v in zip((level, hit, steps, capped), res):
@@ -548,7 +549,7 @@ def _start(spec: _Spec, states, keys, replica) -> EngineState:
         hit=hit.reshape(r, n),
         log_w=np.zeros(r),
         iteration=np.zeros(r, np.int32),
-        done=np.zeros(r, bool),
+        done=skip.copy(),
         extinct=np.zeros(r, bool),
         capped=np.zeros(r, bool),
         steps=steps.reshape(r, n).sum(1),
@@ -878,6 +879,7 @@ class _Flux(NamedTuple):
 
 def _flux_start(state, valid, capacity: int) -> _Flux:
     b = valid.shape[0]
+    state = jax.tree.map(jnp.copy, state)  # every leaf its own buffer: ``_flux_run`` donates them
     buf = jax.tree.map(lambda x: jnp.zeros((b, capacity) + x.shape[1:], x.dtype), state)
     zi = lambda: jnp.zeros((b,), jnp.int32)  # noqa: E731 -- every field its own buffer (they are donated)
     return _Flux(jnp.int32(0), state, valid, jnp.zeros((b,), bool), buf, zi(), zi())
@@ -1016,6 +1018,8 @@ def estimate_rate(
                 on_flux((a + m * min(until, flux_periods + 1) / (flux_periods + 1)) / total)
             if not bool(fl.alive.any()):
                 break
+        if on_flux is not None:
+            on_flux((a + m) / total)
         cnt = np.asarray(fl.count)[:m]
         rec = np.minimum(cnt, flux_capacity)
         rows, cols = np.nonzero(np.arange(flux_capacity)[None, :] < rec[:, None])  # trajectory-major order
@@ -1036,16 +1040,18 @@ def estimate_rate(
         log = TamsLog(np.zeros((replicas, 0), np.float32), np.zeros((replicas, 0), np.int32))
         return _rate_result(rep_c, rep_e, overflow, z, 0, flux_steps, 0, 0, z.astype(np.int32), log, ids, level)
     if state is None:
-        # particle j of replica r starts from the replica's recorded crossing j mod n_own[r] (a replica with
-        # none runs from crossing 0 and its p is discarded: fixed shapes)
+        # particle j of replica r starts from the replica's recorded crossing j mod n_own[r], or, with more
+        # crossings than particles, from every (n_own / N)-th one (spread over its trajectories). A replica
+        # with none holds a placeholder (crossing 0; fixed shapes) and is not simulated.
         first = np.concatenate([[0], np.cumsum(n_own)[:-1]])
-        g = first[:, None] + np.arange(particles)[None, :] % np.maximum(n_own, 1)[:, None]
+        j, own = np.arange(particles)[None, :], np.maximum(n_own, 1)[:, None]
+        g = first[:, None] + np.where(own > particles, j * own // particles, j % own)
         g = np.where(n_own[:, None] > 0, g, 0)
         states = jax.tree.map(lambda x: x[jnp.asarray(g, jnp.int32)], crossings)
         keys = jax.vmap(lambda r: jax.vmap(lambda j: _key_data(jnp.int32(seed), r, 0, j))(jnp.arange(particles)))(
             jnp.asarray(ids)
         )
-        state = _start(spec, states, keys, ids)
+        state = _start(spec, states, keys, ids, skip=n_own == 0)
         if on_iteration is not None:
             on_iteration(state)
     st = _iterate(spec, state, on_iteration)
@@ -1060,7 +1066,7 @@ def estimate_rate(
         rep_e,
         overflow,
         _replica_p(st),
-        int((st.extinct & (n_own > 0)).sum()),
+        int(st.extinct.sum()),
         flux_steps + int(st.steps.sum()),
         int(st.period_capped.sum()),
         int(st.capped.sum()),

@@ -387,17 +387,17 @@ def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEs
     the committor over crossing states (large when the score misses what drives the escape) and the
     AMS noise. (A shared pool of crossings would leave the middle one out: intervals too narrow.)
 
-    Fewer than MIN_CROSSING_REPLICAS replicas with a crossing (none at all included): the t-interval would
-    rest on a handful of values, so the interval is [0, the flux's exact Poisson upper bound] instead:
-    every escape from the basin crosses the interface first, so k <= flux (p_ab <= 1)."""
+    Fewer than MIN_CROSSING_REPLICAS replicas with a crossing (none at all included), or an estimate of 0
+    (every replica extinct): the t-interval would rest on a handful of values, or have zero width, so the
+    interval is [0, the flux's exact Poisson upper bound] instead: every escape from the basin crosses the
+    interface first, so k <= flux (p_ab <= 1)."""
     c = np.asarray(crossings, float)
     e = np.asarray(exposure, float)
-    if len(c) and (c > 0).sum() < MIN_CROSSING_REPLICAS and e.sum() > 0:
-        a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
+    a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
+    if len(c) and ((c > 0).sum() < MIN_CROSSING_REPLICAS or a.sum() == 0) and e.sum() > 0:
         p = a.sum() / c.sum() if c.sum() else float("nan")
         upper = poisson_rate_ci(c.sum(), e.sum(), level)[1]
         return RateEstimate(float(a.sum() / e.sum()), 0.0, upper, float(p), np.nan, np.nan, float(c.sum() / e.sum()))
-    a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
     r = len(c)
     flux = c.sum() / e.sum() if r and e.sum() > 0 else float("nan")
     k = a.sum() / e.sum() if r and e.sum() > 0 else float("nan")
@@ -487,8 +487,8 @@ def splitting(
             if reps.get("flux_crossings") is not None and reps.flux_crossings.notna().all():
                 est = rate_estimate(reps.flux_crossings, reps.flux_exposure_steps, rp, level)
             else:  # written before schema 3 (replicas shared one pool of crossings): no honest interval
-                p = float(np.nanmean(rp))
-                est = RateEstimate(c / e * p, np.nan, np.nan, p, np.nan, np.nan, c / e)
+                p, flux = float(np.nanmean(rp)), c / e if e else np.nan
+                est = RateEstimate(flux * p, np.nan, np.nan, p, np.nan, np.nan, flux)
             within = lambda x: -np.expm1(-x * rec["horizon"]) if np.isfinite(x) else np.nan
             rec.update(
                 rate=est.rate,

@@ -145,9 +145,10 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
         lines.append(f"    P(rank {arrow} {r['level']} within {r['horizon']:,} steps) = {p} [{p_lo}, {p_hi}] ({pct})")
         if r["method"] == "rate" and r["rate_low"] == 0:
             lines.append(
-                f"    {r['flux_crossings']} crossing(s) of the first interface, in fewer than "
-                f"{stats.MIN_CROSSING_REPLICAS} replicas: no interval, only the bound k <= flux (every escape "
-                "crosses it); raise rare.flux_seeds (or lower rare.interface) to estimate the rate"
+                f"    k = {_fmt_rate(r['rate'])} rests on {r['flux_crossings']} crossing(s) of the first interface "
+                f"(in fewer than {stats.MIN_CROSSING_REPLICAS} replicas, or no replica reached the target): no "
+                "interval, only the bound k <= flux (every escape crosses it); more rare.flux_seeds, "
+                "rare.replicas or particles, or a lower rare.interface, to estimate the rate"
             )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(

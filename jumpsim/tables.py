@@ -172,7 +172,8 @@ SCHEMAS.update(
 # Columns every version of jumpsim wrote (schema version 1): a dataset without them is unreadable.
 # Columns added later are optional: older datasets read them as null.
 REQUIRED = {name: tuple(SCHEMAS[name].names) for name in SCHEMAS}
-# Added with schema version 2 (the paper's absorbing sets B_r): null in datasets written before.
+# Added later (schema 2: the paper's absorbing sets B_r; schema 3: the rate form's per-replica flux): null in
+# datasets written before.
 LATER_COLUMNS = {
     "runs": [
         ("br_rank", pa.int32()),  # r of B_r

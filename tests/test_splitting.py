@@ -8,6 +8,7 @@ benchmarks/splitting_validation.py imports them from here.
 """
 
 import os
+import warnings
 from functools import cache
 
 import jax
@@ -300,6 +301,25 @@ def test_rate_without_crossings_is_zero_below_the_flux_bound():
         )
     assert res.flux_crossings == 0 and res.rate == 0 and np.isnan(res.replica_p_ab).all()
     assert res.rate_high == pytest.approx(3.6889 / res.flux_exposure, rel=1e-4)
+
+
+def test_rate_replicas_pool_exactly_and_empty_ones_cost_nothing():
+    """Rate-form replicas are keyed by their global id: one run of 7 replicas equals the combination of 7
+    one-replica runs (estimates, crossings, steps, iterations). A replica whose flux phase found no crossing
+    is not simulated (0 iterations, NaN p) and adds nothing to the cost."""
+    kw = dict(basin=0.0, interface=3 / 8, flux_trajectories=1, flux_periods=12, particles=8, seed=2)
+    fns = walk(0.5, 8)  # 2 of the 7 replicas find no crossing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a one-replica run may find no crossing
+        whole = splitting.estimate_rate(*fns, replicas=7, **kw)
+        parts = splitting.combine([splitting.estimate_rate(*fns, replicas=1, replica_offset=i, **kw) for i in range(7)])
+    empty = whole.replica_crossings == 0
+    assert empty.any() and (~empty).any()
+    assert (whole.iterations[empty] == 0).all() and np.isnan(whole.replica_p_ab[empty]).all()
+    np.testing.assert_array_equal(whole.replica_p_ab, parts.replica_p_ab)
+    np.testing.assert_array_equal(whole.replica_crossings, parts.replica_crossings)
+    np.testing.assert_array_equal(whole.iterations, parts.iterations)
+    assert whole.particle_steps == parts.particle_steps and whole.rate == parts.rate
 
 
 # ------------------------------------------------------------------------------------------ (d) mechanics

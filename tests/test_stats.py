@@ -419,12 +419,13 @@ def test_rate_estimate_covers_k_over_crossing_heterogeneity():
         assert e.rate == pytest.approx(e.flux * e.p_ab)
     assert 0.93 <= covered / 2000 <= 0.97, covered
     assert abs(np.mean(ratio) - 1) < 0.03, np.mean(ratio)
-    # no crossing at all has no p_ab estimate
     few = stats.rate_estimate([1, 0, 2] + [0] * 29, [100] * 32, [0.5, np.nan, 0.25] + [np.nan] * 29)
     # crossings in fewer than 10 replicas: the estimate, but the interval is [0, flux upper bound]
     assert few.rate == pytest.approx(1 / 3200) and few.p_ab == pytest.approx(1 / 3)
     assert few.rate_low == 0 and few.rate_high == pytest.approx(stats.poisson_rate_ci(3, 3200)[1])
-    none = stats.rate_estimate([0, 0], [100, 100], [np.nan, np.nan])
+    zero = stats.rate_estimate([1] * 12, [100] * 12, [0.0] * 12)  # every replica extinct: the bound, not NaN
+    assert zero.rate == zero.rate_low == 0 and zero.rate_high == pytest.approx(stats.poisson_rate_ci(12, 1200)[1])
+    none = stats.rate_estimate([0, 0], [100, 100], [np.nan, np.nan])  # no crossing at all: no p_ab
     # no crossing: k = 0 below the flux's exact Poisson upper bound (every escape crosses the interface)
     assert np.isnan(none.p_ab) and none.rate == none.rate_low == 0
     assert none.rate_high == pytest.approx(3.6889 / 200, rel=1e-4)

@@ -262,7 +262,10 @@ def run_rare(
             t_saved = time.perf_counter()
             clock["saved"], clock["save_s"], now = t_saved, t_saved - now, t_saved
         steps = int(st.steps.sum())
-        if progress and (now - clock["last"] > 2 or st.done.all()) and steps != clock.get("printed"):
+        # a line when the committed work grew (at most every 2 s), and every 30 s regardless: a replica whose
+        # iteration waits on one long particle run commits nothing for minutes
+        fresh = (now - clock["last"] > 2 or st.done.all()) and steps != clock.get("printed")
+        if progress and (fresh or now - clock["last"] > 30):
             clock["printed"] = steps
             z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
             live = st.iteration[~st.done] if (~st.done).any() else st.iteration

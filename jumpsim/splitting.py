@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -104,6 +105,7 @@ SURVIVOR_TAG = 2**31 - 2  # survivor draws of (replica, iteration): never a slot
 FLUX_REPLICA = 2**31 - 3  # flux trajectory j of replica r: key (seed, FLUX_REPLICA, global replica id r, j)
 NOHIT = np.int32(2**31 - 1)  # first-hit period of a particle that never reached the target
 MAX_BATCH = 1 << 16
+HEARTBEAT_S = 30.0  # on_iteration is called at least this often (same state if nothing was committed)
 ROUND = 16  # periods per device call of the slot table: a freed slot waits at most this long for its next job
 FLUX_CHUNK = 50  # periods per device call of the flux phase (between progress reports)
 
@@ -504,6 +506,8 @@ def _drive(spec, pop, jobs: _Jobs, size: int, finished: Callable[[_Jobs, tuple],
         )
         done = busy & ~running
         if not done.any():
+            if on_pop is not None:  # nothing ended this round (e.g. one long run): the caller may still report
+                on_pop(pop)
             continue
         if np.any(done & info.replay & ~fresh):
             raise RuntimeError(
@@ -651,7 +655,7 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
     pop = jax.device_put(pop, jax.sharding.NamedSharding(_mesh(), P()))
     r = len(st.replica)
     # working state (rows in flight partly updated), the latest population, commits since the last hook call
-    w = {"st": st, "pop": pop, "dirty": False}
+    w = {"st": st, "pop": pop, "dirty": False, "beat": time.perf_counter()}
     outstanding = np.zeros(r, np.int64)
     backup = {f: getattr(st, f).copy() for f in _ROW_FIELDS}  # rows in flight: their state before the kill
 
@@ -688,8 +692,11 @@ def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
 
     def on_pop(pop):
         w["pop"] = pop
-        if w["dirty"] and on_iteration is not None:
+        now = time.perf_counter()
+        # after commits, and every HEARTBEAT_S without any (a replica waiting on one long particle run)
+        if (w["dirty"] or now - w["beat"] > HEARTBEAT_S) and on_iteration is not None:
             on_iteration(snapshot())
+            w["beat"] = now
         w["dirty"] = False
 
     jobs = kill(~st.done)

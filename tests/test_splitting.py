@@ -430,6 +430,19 @@ def test_one_estimate_compiles_one_table():
     assert splitting._exchange._cache_size() - before[1] == 1
 
 
+def test_heartbeat_reports_do_not_change_the_estimate(monkeypatch):
+    """on_iteration is also called every HEARTBEAT_S without a commit (a replica waiting on one long run must
+    not silence the progress line); those extra calls see the same committed state and change nothing."""
+    kw = dict(horizon=30, particles=16, replicas=8, seed=5)
+    calls, beats = [], []
+    a = splitting.estimate(*walk(0.25, 8), on_iteration=lambda st: calls.append(int(st.steps.sum())), **kw)
+    monkeypatch.setattr(splitting, "HEARTBEAT_S", -1.0)  # every round
+    b = splitting.estimate(*walk(0.25, 8), on_iteration=lambda st: beats.append(int(st.steps.sum())), **kw)
+    assert len(beats) > len(calls) and beats[-1] == calls[-1]
+    np.testing.assert_array_equal(a.replica_p, b.replica_p)
+    assert a.particle_steps == b.particle_steps
+
+
 def test_one_device_gives_the_same_estimate_as_two():
     """The suite runs on two host devices; a GPU (or a 1-core machine) has one, so the slot table is half
     as wide and split over nothing. The estimate must not change, bit for bit (a path depends only on its

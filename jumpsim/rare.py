@@ -290,27 +290,27 @@ def run_rare(
         replica_offset=lo,
     )
 
-    def on_flux(fraction: float):
-        now = time.perf_counter()
-        if progress and (now - clock["last"] > 2 or (fraction >= 1 and not clock.get("flux_done"))):
-            clock["flux_done"] = fraction >= 1
-            print(f"  flux phase: {fraction:6.1%} of {flux_steps:,} SGD steps, {now - t0:.0f} s", file=sys.stderr)
-            clock["last"] = now
-
     basin = interface = float("nan")
-    flux_steps = flux_per_replica(cfg) * reps * (rc.flux_steps or cfg.train.steps)
     if rc.method == "tams":
         res = splitting.estimate(p.init, p.advance, p.score, horizon=horizon, **common)
     else:
         basin, interface = _pilot(p, cfg)
-        flux_periods = (rc.flux_steps or cfg.train.steps) // p.period_steps
+        flux_periods, per_replica = (rc.flux_steps or cfg.train.steps) // p.period_steps, flux_per_replica(cfg)
+        flux_steps = per_replica * reps * flux_periods * p.period_steps
+
+        def on_flux(fraction: float):
+            now = time.perf_counter()
+            if progress and (now - clock["last"] > 2 or fraction >= 1):
+                print(f"  flux phase: {fraction:6.1%} of {flux_steps:,} SGD steps, {now - t0:.0f} s", file=sys.stderr)
+                clock["last"] = now
+
         res = splitting.estimate_rate(
             p.init,
             p.advance,
             p.score,
             basin=basin,
             interface=interface,
-            flux_trajectories=flux_per_replica(cfg),
+            flux_trajectories=per_replica,
             flux_periods=flux_periods,
             max_periods=max(1, rc.max_steps // p.period_steps),
             on_flux=on_flux,

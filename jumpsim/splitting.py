@@ -1021,12 +1021,11 @@ def estimate_rate(
         for until in range(FLUX_CHUNK, flux_periods + 1 + FLUX_CHUNK, FLUX_CHUNK):  # checks 0..flux_periods
             lims = jnp.int32(until), jnp.int32(flux_periods), jnp.float32(basin), jnp.float32(interface)
             fl = _flux_run(advance, score, fl, kd, *lims)
-            if on_flux is not None:
-                on_flux((a + m * min(until, flux_periods + 1) / (flux_periods + 1)) / total)
-            if not bool(fl.alive.any()):
+            alive = bool(fl.alive.any())
+            if on_flux is not None:  # the batch's share done (all of it once no trajectory is left)
+                on_flux((a + (m * min(until, flux_periods + 1) / (flux_periods + 1) if alive else m)) / total)
+            if not alive:
                 break
-        if on_flux is not None:
-            on_flux((a + m) / total)
         cnt = np.asarray(fl.count)[:m]
         rec = np.minimum(cnt, flux_capacity)
         rows, cols = np.nonzero(np.arange(flux_capacity)[None, :] < rec[:, None])  # trajectory-major order

@@ -394,14 +394,13 @@ def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEs
     c = np.asarray(crossings, float)
     e = np.asarray(exposure, float)
     a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
-    if len(c) and ((c > 0).sum() < MIN_CROSSING_REPLICAS or a.sum() == 0) and e.sum() > 0:
-        p = a.sum() / c.sum() if c.sum() else float("nan")
-        upper = poisson_rate_ci(c.sum(), e.sum(), level)[1]
-        return RateEstimate(float(a.sum() / e.sum()), 0.0, upper, float(p), np.nan, np.nan, float(c.sum() / e.sum()))
     r = len(c)
     flux = c.sum() / e.sum() if r and e.sum() > 0 else float("nan")
     k = a.sum() / e.sum() if r and e.sum() > 0 else float("nan")
     p = a.sum() / c.sum() if r and c.sum() > 0 else float("nan")
+    if r and ((c > 0).sum() < MIN_CROSSING_REPLICAS or a.sum() == 0) and e.sum() > 0:
+        upper = poisson_rate_ci(c.sum(), e.sum(), level)[1]
+        return RateEstimate(float(k), 0.0, upper, float(p), np.nan, np.nan, float(flux))
     t = sps.t.ppf((1 + level) / 2, max(r - 1, 1))
 
     def interval(v, d):
@@ -498,7 +497,7 @@ def splitting(
                 p_low=within(est.rate_low),
                 p_high=within(est.rate_high),
                 p_ab=est.p_ab,
-                flux=c / e if e else np.nan,
+                flux=est.flux,
                 flux_crossings=c,
             )
         out.append(rec)

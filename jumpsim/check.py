@@ -47,6 +47,14 @@ def _check_rare(out: Path, cid: str, problems: list[str], facts: list[str]) -> b
             if missing:
                 problems.append(f"{rel}: {name} part lacks column(s) {', '.join(missing)}")
         lo, hi = row["replica_lo"], row["replica_hi"]
+        lv_path = out / "rare_levels" / f"config_id={cid}" / path.name  # schema 4; absent before, or none to write
+        if lv_path.exists():
+            try:
+                lv = pq.read_table(lv_path).to_pandas()
+                if not (lv.replica.between(lo, hi).all() and lv.p.between(0, 1).all() and lv.z.between(0, 1).all()):
+                    problems.append(f"{lv_path.relative_to(out)}: replicas outside {lo}..{hi}, or p or z outside [0, 1]")
+            except Exception as e:
+                problems.append(f"{lv_path.relative_to(out)}: unreadable ({e.__class__.__name__}: {e})")
         ids = sorted(reps["replica"].to_pylist())
         if ids != list(range(lo, hi + 1)):
             problems.append(f"{rel}: rare_replicas holds replicas {_ranges(np.asarray(ids))}, expected {lo}..{hi}")

@@ -246,7 +246,12 @@ def run_rare(
         )
     path = state_path(out, cfg, lo, hi)
     path.parent.mkdir(parents=True, exist_ok=True)
-    resume = splitting.load_state(path, p.init) if path.exists() else None
+    resume = None
+    if path.exists():
+        try:
+            resume = splitting.load_state(path, p.init)
+        except ValueError as e:  # written by an older jumpsim (other engine fields): start afresh
+            say(f"  ignoring a saved engine state of another jumpsim version ({e}); starting afresh")
     t0 = time.perf_counter()
     clock = {"last": t0, "saved": -math.inf, "save_s": 0.0}
 

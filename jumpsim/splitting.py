@@ -96,7 +96,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from .stats import mean_interval, rate_estimate
+from .stats import LevelBound, level_bound, mean_interval, rate_estimate
 
 IMPL = "threefry2x32"
 LANES = 16  # every simulated batch is a multiple of this (bit-for-bit replays, see module docstring)
@@ -108,6 +108,10 @@ MAX_BATCH = 1 << 16
 HEARTBEAT_S = 30.0  # on_iteration is called at least this often (same state if nothing was committed)
 ROUND = 16  # periods per device call of the slot table: a freed slot waits at most this long for its next job
 FLUX_CHUNK = 50  # periods per device call of the flux phase (between progress reports)
+# intermediate levels z at which every replica also estimates P(max score >= z) (its "level curve"): 48 levels
+# from 1e-3 to 0.87, a factor 10^(1/16) apart. Every path to the target passes all of them, so each value is
+# an upper bound on p, with an interval even where no replica reaches the target (``stats.level_bound``).
+LEVEL_GRID = np.geomspace(1e-3, 1.0, 49)[:-1].astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------- state / results
@@ -132,6 +136,7 @@ class EngineState(NamedTuple):
     log_z: np.ndarray  # (R, I) float32: Z of each iteration (NaN after the last)
     log_k: np.ndarray  # (R, I) int32: K of each iteration (-1 after the last)
     replica: np.ndarray  # (R,) int32: global replica ids
+    level_log_p: np.ndarray  # (R, G) float64: log p(max score >= LEVEL_GRID[g]) once fixed, NaN before
 
 
 class TamsLog(NamedTuple):
@@ -160,6 +165,12 @@ class TamsResult(NamedTuple):
     capped: int  # replicas stopped by max_iterations
     replica_ids: np.ndarray  # (R,) global ids
     level: float  # confidence level of the intervals
+    replica_level_p: np.ndarray  # (R, G) each replica's estimate of P(max score >= LEVEL_GRID[g])
+
+    def level_bound(self) -> LevelBound:
+        """Upper bound on p from the level curve, with an interval also where replicas went extinct
+        (``stats.level_bound``): z, P(max score >= z) and its interval at the highest level 90 % of the replicas passed."""
+        return level_bound(LEVEL_GRID, self.replica_level_p, self.level)
 
 
 class RateResult(NamedTuple):
@@ -184,6 +195,12 @@ class RateResult(NamedTuple):
     log: TamsLog
     replica_ids: np.ndarray
     level: float
+    replica_level_p: np.ndarray  # (R, G) P(max score >= LEVEL_GRID[g] before the basin | own crossings); NaN: none
+
+    def level_bound(self) -> LevelBound:
+        """Upper bound on k: the rate of reaching LEVEL_GRID[g] from the basin, with its interval, at the highest
+        level 90 % of the replicas with crossings passed (``stats.level_bound``)."""
+        return level_bound(LEVEL_GRID, self.replica_level_p, self.level, self.replica_crossings, self.replica_exposure)
 
     def p_within(self, periods) -> tuple[float, float, float]:
         """P(reach the target within `periods` periods) = 1 - exp(-k T) with its interval."""
@@ -561,6 +578,7 @@ def _start(spec: _Spec, states, keys, replica, skip: np.ndarray | None = None) -
         log_z=np.full((r, 0), np.nan, np.float32),
         log_k=np.full((r, 0), -1, np.int32),
         replica=np.asarray(replica, np.int32),
+        level_log_p=np.full((r, len(LEVEL_GRID)), np.nan),
     )
 
 
@@ -576,6 +594,16 @@ def _kill(spec: _Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineState,
     z[live] = np.partition(level[live], k - 1, axis=1)[:, k - 1]
     finished = live & (z >= 1)
     capped = live & ~finished & (st.iteration >= spec.max_iterations)
+    # level curve: p(z) is fixed at the first kill level Z >= z as w * #(level >= z) / N, what a run with target
+    # z would return (it makes the same kill steps while Z < z); a replica stopped by max_iterations fixes the
+    # rest with its current counts (biased, like its p), an extinct one (below) 0 above its tie level
+    lp = st.level_log_p.copy()
+    rows = np.flatnonzero(live)
+    if len(rows):
+        with np.errstate(divide="ignore"):
+            val = st.log_w[rows, None] + np.log((level[rows, :, None] >= LEVEL_GRID).mean(1))
+        fix = np.isnan(lp[rows]) & ((LEVEL_GRID <= z[rows, None]) | capped[rows, None])
+        lp[rows] = np.where(fix, val, lp[rows])
     live &= ~finished & ~capped
     if spec.naive_ties:  # kill exactly k (ties broken at random), branch at >= Z: biased, validation only
         u = np.zeros(level.shape)  # the tie-break of a replica depends on (seed, its iteration, its id) only
@@ -603,7 +631,9 @@ def _kill(spec: _Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineState,
     rec = np.flatnonzero(go | extinct)
     st.log_z[rec, it[rec] - 1] = z[rec]
     st.log_k[rec, it[rec] - 1] = n_killed[rec]
+    lp[extinct] = np.where(np.isnan(lp[extinct]), -np.inf, lp[extinct])
     st = st._replace(
+        level_log_p=lp,
         log_w=st.log_w + np.where(go, np.log1p(-np.minimum(n_killed, n - 1) / n), 0.0),
         iteration=it.astype(np.int32),
         done=st.done | finished | capped | extinct,
@@ -639,7 +669,18 @@ def _kill(spec: _Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineState,
     return st, jobs
 
 
-_ROW_FIELDS = ("level", "hit", "log_w", "iteration", "done", "extinct", "capped", "steps", "period_capped")
+_ROW_FIELDS = (
+    "level",
+    "hit",
+    "log_w",
+    "iteration",
+    "done",
+    "extinct",
+    "capped",
+    "steps",
+    "period_capped",
+    "level_log_p",
+)
 
 
 def _iterate(spec: _Spec, st: EngineState, on_iteration) -> EngineState:
@@ -798,10 +839,11 @@ def _tams_result(st: EngineState, horizon: int, level: float) -> TamsResult:
         int(st.capped.sum()),
         st.replica,
         level,
+        np.exp(st.level_log_p),
     )
 
 
-def _summarise(rp, curve, extinct, iterations, steps, reached, log, capped, ids, level) -> TamsResult:
+def _summarise(rp, curve, extinct, iterations, steps, reached, log, capped, ids, level, level_p) -> TamsResult:
     m, lo, hi = mean_interval(rp, level)
     pos = rp[rp > 0]
     l10 = np.log10(pos) if len(pos) else np.array([np.nan])
@@ -821,6 +863,7 @@ def _summarise(rp, curve, extinct, iterations, steps, reached, log, capped, ids,
         capped,
         np.asarray(ids),
         level,
+        np.asarray(level_p),
     )
 
 
@@ -852,6 +895,7 @@ def combine(results):
             sum(r.capped for r in results),
             cat("replica_ids"),
             r0.level,
+            cat("replica_level_p"),
         )
     return _rate_result(
         cat("replica_crossings"),
@@ -866,6 +910,7 @@ def combine(results):
         log,
         cat("replica_ids"),
         r0.level,
+        cat("replica_level_p"),
     )
 
 
@@ -923,9 +968,9 @@ def _flux_run(advance, score, f: _Flux, key, until, periods, basin, interface) -
 
 
 def _rate_result(
-    crossings, exposure, overflow, rp, extinct, steps, period_capped, capped, iterations, log, ids, level
+    crossings, exposure, overflow, rp, extinct, steps, period_capped, capped, iterations, log, ids, level, level_p
 ) -> RateResult:
-    """crossings, exposure, rp: (R,) per replica; steps: flux + AMS periods."""
+    """crossings, exposure, rp: (R,) per replica; level_p (R, G); steps: flux + AMS periods."""
     crossings, exposure = np.asarray(crossings, np.int64), np.asarray(exposure, np.int64)
     rp = np.where(crossings > 0, np.asarray(rp, np.float64), np.nan)
     e = rate_estimate(crossings, exposure, rp, level)
@@ -951,6 +996,7 @@ def _rate_result(
         log,
         np.asarray(ids),
         level,
+        np.where(crossings[:, None] > 0, np.asarray(level_p, np.float64), np.nan),
     )
 
 
@@ -1044,7 +1090,8 @@ def estimate_rate(
         warnings.warn("splitting: no crossing recorded in the flux phase; rate = 0", RuntimeWarning, stacklevel=2)
         z = np.zeros(replicas)
         log = TamsLog(np.zeros((replicas, 0), np.float32), np.zeros((replicas, 0), np.int32))
-        return _rate_result(rep_c, rep_e, overflow, z, 0, flux_steps, 0, 0, z.astype(np.int32), log, ids, level)
+        nan = np.full((replicas, len(LEVEL_GRID)), np.nan)
+        return _rate_result(rep_c, rep_e, overflow, z, 0, flux_steps, 0, 0, z.astype(np.int32), log, ids, level, nan)
     if state is None:
         # particle j of replica r starts from the replica's recorded crossing j mod n_own[r], or, with more
         # crossings than particles, from every (n_own / N)-th one (spread over its trajectories). A replica
@@ -1080,6 +1127,7 @@ def estimate_rate(
         _log(st),
         st.replica,
         level,
+        np.exp(st.level_log_p),
     )
 
 
@@ -1105,5 +1153,7 @@ def load_state(path, init) -> EngineState:
     kinds = jax.tree.leaves(template)
     with np.load(path) as f:
         leaves = [f[f"arr_{i}"] for i in range(len(f.files))]
+    if len(leaves) != len(kinds):
+        raise ValueError(f"{path}: not an engine state of this jumpsim version ({len(leaves)} arrays)")
     leaves = [jax.random.wrap_key_data(jnp.asarray(x), impl=IMPL) if _is_key(k) else x for x, k in zip(leaves, kinds)]
     return jax.tree.unflatten(treedef, leaves)

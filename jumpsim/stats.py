@@ -412,8 +412,50 @@ def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEs
     return RateEstimate(float(k), *interval(k, e), float(p), *interval(p, c), float(flux))
 
 
+BOUND_RESOLVED = 0.9  # share of replicas with a nonzero estimate at the level of ``level_bound``
+
+
+class LevelBound(NamedTuple):
+    z: float  # the highest level that BOUND_RESOLVED of the replicas (with crossings: rate form) passed; NaN if none
+    value: float  # estimate there: P(max score >= z) (tams) or the rate of reaching z (rate form)
+    low: float
+    high: float  # upper end at `level`: an upper bound on p (or k), since every path to the target passes z
+
+
+def level_bound(grid, replica_level_p, level: float = 0.95, crossings=None, exposure=None) -> LevelBound:
+    """Upper bound on a splitting estimate from its level curve: every replica's estimate of
+    P(max score >= z) at the intermediate levels z = `grid` (G,) (`replica_level_p` (R, G); NaN: no
+    estimate, e.g. a rate-form replica without crossings). Every path to the target passes every level,
+    so p <= P(max score >= z) for each z. The replica mean is unbiased at every z (a replica that went
+    extinct below z contributes its 0), but where a few replicas carry it the t-interval has no footing; the
+    bound is therefore the upper end of the interval at the highest grid level where at least
+    BOUND_RESOLVED of the replicas have an estimate > 0. This is what a replica set that went extinct, or
+    reached the target only rarely, can still say with an interval.
+
+    tams: mean over replicas with a Student-t interval (``mean_interval``). rate form (pass the replicas'
+    `crossings` and `exposure`): the rate of reaching z from the basin, ``rate_estimate`` with p_r(z)."""
+    grid = np.asarray(grid, float)
+    lp = np.asarray(replica_level_p, float)
+    use = ~np.isnan(lp).all(1)
+    need = max(1, int(np.ceil(BOUND_RESOLVED * use.sum() - 1e-9)))
+    ok = np.flatnonzero((lp[use] > 0).sum(0) >= need) if use.any() else np.array([], int)
+    if not len(ok):
+        return LevelBound(float("nan"), float("nan"), float("nan"), float("nan"))
+    g = int(ok.max())
+    if crossings is None:
+        v, lo, hi = mean_interval(lp[use, g], level)
+    else:
+        est = rate_estimate(crossings, exposure, lp[:, g], level)
+        v, lo, hi = est.rate, est.rate_low, est.rate_high
+    return LevelBound(float(grid[g]), float(v), float(lo), float(hi))
+
+
 def splitting(
-    rare: pd.DataFrame, replicas: pd.DataFrame, level: float = 0.95, iterations: pd.DataFrame | None = None
+    rare: pd.DataFrame,
+    replicas: pd.DataFrame,
+    level: float = 0.95,
+    iterations: pd.DataFrame | None = None,
+    levels: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per splitting estimate (config_id, estimate_id), its shards pooled: p = P(target within
     the horizon) with its interval (tams: mean of replica estimates; rate: 1 - exp(-k T)), and for the
@@ -422,7 +464,12 @@ def splitting(
     With the per-iteration table (``rare_iterations``): where replicas went extinct, ``stalled_level`` is
     the median over them of the score level at which all their particles tied (1 = target) and
     ``stalled_log10_w`` the median log10 of their weight prod(1 - K/N) before it: how far the levels got,
-    and at what estimated probability, before the score stopped making progress (NaN if none extinct)."""
+    and at what estimated probability, before the score stopped making progress (NaN if none extinct).
+
+    With the level curves (``rare_levels``, schema 4): ``bound_level`` z, the highest intermediate level
+    every replica passed, and upper bounds there (``level_bound``): ``p_bound`` on P(target within the
+    horizon) (rate form: 1 - exp(-rate_bound T)) and ``rate_bound`` on k (rate form only). They hold with
+    an interval where p itself has none (every replica extinct, or too few crossings)."""
     cols = [
         "config_id",
         "estimate_id",
@@ -447,6 +494,9 @@ def splitting(
         "seed_steps",
         "stalled_level",
         "stalled_log10_w",
+        "bound_level",
+        "p_bound",
+        "rate_bound",
     ]
     out = []
     for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
@@ -468,7 +518,15 @@ def splitting(
             "seed_steps": int(g.seed_steps.sum()),
             **_stalled(reps, iterations, cid, eid, int(r0.particles)),
         }
+        lv = None
+        if levels is not None and not levels.empty:
+            lv = levels[(levels.config_id == cid) & (levels.estimate_id == eid)]
+            lv = lv.pivot(index="replica", columns="z", values="p").reindex(reps.replica) if len(lv) else None
+        rec.update(bound_level=np.nan, p_bound=np.nan, rate_bound=np.nan)
         if r0.method == "tams":
+            if lv is not None:
+                b = level_bound(lv.columns, lv.to_numpy(), level)
+                rec.update(bound_level=b.z, p_bound=b.high)
             p, lo, hi = mean_interval(rp, level)
             rec.update(
                 p=p,
@@ -489,6 +547,9 @@ def splitting(
                 p, flux = float(np.nanmean(rp)), c / e if e else np.nan
                 est = RateEstimate(flux * p, np.nan, np.nan, p, np.nan, np.nan, flux)
             within = lambda x: -np.expm1(-x * rec["horizon"]) if np.isfinite(x) else np.nan
+            if lv is not None and reps.get("flux_crossings") is not None:
+                b = level_bound(lv.columns, lv.to_numpy(), level, reps.flux_crossings, reps.flux_exposure_steps)
+                rec.update(bound_level=b.z, rate_bound=b.high, p_bound=within(b.high))
             rec.update(
                 rate=est.rate,
                 rate_low=est.rate_low,

@@ -77,7 +77,7 @@ def summarize_json(out, level: float = 0.95, burn_in: int = 0) -> dict:
         "first_passage": _records(fp),
         "median_passage": _records(km),
         "rates": _records(rates),
-        "splitting": _records(stats.splitting(data["rare"], data["rare_replicas"], level, data["rare_iterations"])),
+        "splitting": _records(stats.splitting(data["rare"], data["rare_replicas"], level, data["rare_iterations"], data["rare_levels"])),
     }
 
 
@@ -149,6 +149,14 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
                 f"(in fewer than {stats.MIN_CROSSING_REPLICAS} replicas, or no replica reached the target): no "
                 "interval, only the bound k <= flux (every escape crosses it); more rare.flux_seeds, "
                 "rare.replicas or particles, or a lower rare.interface, to estimate the rate"
+            )
+        weak = r["extinct"] or not r["p"] or r["p_low"] is None or (r["method"] == "rate" and r["rate_low"] == 0)
+        if weak and r.get("p_bound") is not None:
+            k = f"k <= {_fmt_rate(r['rate_bound'])} per step, " if r["method"] == "rate" else ""
+            lines.append(
+                f"    bound from the level curve: {k}P(rank {arrow} {r['level']} within {r['horizon']:,} steps) <= "
+                f"{_fmt(r['p_bound'])} ({pct} upper end of the estimate at score level {r['bound_level']:.3g}, the "
+                f"highest {stats.BOUND_RESOLVED:.0%} of the replicas passed; every path to the target passes it)"
             )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(

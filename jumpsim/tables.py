@@ -45,7 +45,8 @@ class ChunkResult(NamedTuple):
     trace: Any
 
 
-SCHEMA_VERSION = 3  # 2: B_r columns in runs and traces; 3: per-replica flux of the rate form (LATER_COLUMNS)
+# 2: B_r columns in runs and traces; 3: per-replica flux of the rate form (LATER_COLUMNS); 4: rare_levels
+SCHEMA_VERSION = 4
 TABLES = ("runs", "events", "passages", "traces")
 
 _f64_list = pa.list_(pa.float64())
@@ -113,7 +114,7 @@ SCHEMAS = {
         ]
     ),
 }
-RARE_TABLES = ("rare", "rare_replicas", "rare_iterations", "rare_curve")
+RARE_TABLES = ("rare", "rare_replicas", "rare_iterations", "rare_curve", "rare_levels")
 SCHEMAS.update(
     {
         "rare": pa.schema(  # one row per splitting estimate and shard of replicas
@@ -166,6 +167,11 @@ SCHEMAS.update(
         ),
         "rare_curve": pa.schema(  # tams: the replica's estimate of P(target within step)
             [("estimate_id", pa.string()), ("replica", pa.int32()), ("step", pa.int64()), ("p", pa.float64())]
+        ),
+        # schema version 4: the replica's estimate of P(max score >= z) at the intermediate levels
+        # splitting.LEVEL_GRID (rate form: before the basin, from its own crossings; none without crossings)
+        "rare_levels": pa.schema(
+            [("estimate_id", pa.string()), ("replica", pa.int32()), ("z", pa.float64()), ("p", pa.float64())]
         ),
     }
 )
@@ -568,13 +574,32 @@ def rare_tables(
         )
     else:
         curve = SCHEMAS["rare_curve"].empty_table()
-    return {"rare": _table("rare", row), "rare_replicas": replicas, "rare_iterations": iterations, "rare_curve": curve}
+    from .splitting import LEVEL_GRID
+
+    lp = np.asarray(res.replica_level_p, np.float64)
+    ri, gi = np.nonzero(~np.isnan(lp))
+    levels = _table(
+        "rare_levels",
+        {
+            "estimate_id": [estimate_id] * len(ri),
+            "replica": reps[ri],
+            "z": LEVEL_GRID.astype(np.float64)[gi],
+            "p": lp[ri, gi],
+        },
+    )
+    return {
+        "rare": _table("rare", row),
+        "rare_replicas": replicas,
+        "rare_iterations": iterations,
+        "rare_curve": curve,
+        "rare_levels": levels,
+    }
 
 
 def write_rare(out: Path, cfg, estimate_id: str, lo: int, hi: int, particles, res, basin, interface, wall_s) -> None:
     """Write one shard of a splitting estimate; the ``rare`` part last, so its presence marks the shard done."""
     t = rare_tables(cfg, estimate_id, lo, hi, particles, res, basin, interface, wall_s)
-    for name in ("rare_replicas", "rare_iterations", "rare_curve", "rare"):
-        if name == "rare_curve" and t[name].num_rows == 0:
+    for name in ("rare_replicas", "rare_iterations", "rare_curve", "rare_levels", "rare"):
+        if name in ("rare_curve", "rare_levels") and t[name].num_rows == 0:
             continue
         write_atomic(t[name], rare_part_path(out, name, cfg.config_id, estimate_id, lo, hi - 1))

@@ -136,6 +136,25 @@ def test_cli_rare_rate_form_and_summarize_json(tmp_path, capsys):
     assert cli.main(args) == 0 and "already" in capsys.readouterr().out  # rerun: nothing to do
 
 
+def test_extinct_estimate_reports_the_level_bound(tmp_path, capsys):
+    """At a small learning rate every replica goes extinct (p = 0, no interval): the rare_levels table still
+    gives an upper bound with an interval, the same from the tables as from the result, printed by summarize."""
+    out = tmp_path / "d"
+    cfg = jumpsim.load_config(None, BASE + ["rare.particles=8", "rare.replicas=10", "train.lr=0.03", "train.steps=400"])
+    res = rare.run_rare(cfg, out, progress=False, say=lambda *_: None).result
+    assert res.extinct == 10 and res.p == 0
+    b = res.level_bound()
+    lv = jumpsim.read_table(out, "rare_levels")
+    assert len(lv) == 10 * len(splitting.LEVEL_GRID) and lv.p.between(0, 1).all()
+    assert cli.main(["summarize", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["splitting"][0]
+    assert r["p_bound"] == pytest.approx(b.high, rel=1e-12) and r["bound_level"] == pytest.approx(b.z, rel=1e-6)
+    assert 0 < b.value <= b.high < 1 and 0 < b.z < 1 and r["rate_bound"] is None
+    assert cli.main(["summarize", str(out)]) == 0
+    assert "bound from the level curve" in capsys.readouterr().out
+    assert cli.main(["check", str(out)]) == 0
+
+
 @pytest.mark.parametrize(
     "bad, key",
     [

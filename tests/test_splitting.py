@@ -18,6 +18,7 @@ import pytest
 from scipy import stats
 
 from jumpsim import splitting
+from jumpsim import stats as stats_mod
 
 # ------------------------------------------------------------------------------------------ chains and exact answers
 
@@ -209,6 +210,41 @@ def test_p_curve_matches_dp(walk_run):
         assert abs(x.mean() - exact[t]) < 5 * se, (t, x.mean(), exact[t], se)  # |z| < 5 as above
 
 
+def test_level_curve_is_unbiased_at_fixed_levels(walk_run):
+    """p_r(z) at the intermediate levels estimates P(max score >= z within T) = P(walk reaches ceil(z size)), exact
+    by DP; it is non-increasing in z and >= the replica's p (deterministic properties of the estimator)."""
+    res, size = walk_run, WALK["size"]
+    lp, grid = res.replica_level_p, splitting.LEVEL_GRID
+    assert lp.shape == (200, len(grid)) and not np.isnan(lp).any()
+    assert np.all(np.diff(lp, axis=1) <= 0) and np.all(lp[:, -1] >= res.replica_p)
+    checked = 0
+    for g in range(len(grid)):
+        m = int(np.ceil(grid[g] * size))
+        if m < 2 or abs(grid[g] * size - round(grid[g] * size)) < 1e-3:
+            continue
+        exact = walk_curve(WALK["q"], m, WALK["horizon"])[-1]
+        x = lp[:, g]
+        se = x.std(ddof=1) / np.sqrt(len(x))
+        assert abs(x.mean() - exact) < 5 * se + 1e-12, (grid[g], m, x.mean(), exact, se)  # |z| < 5 as above
+        checked += 1
+    assert checked >= 15  # levels 2..11 of 12, several grid points each
+
+
+def test_level_bound_with_every_replica_extinct():
+    """Target out of reach (walk to 40 within 30 periods): every replica ends with its particles tied, p = 0 and no
+    interval; the level curve still estimates P(max score >= z) with an interval at the highest level 90 % of the
+    replicas passed, unbiased against DP (|z| < 5), and its upper end bounds p."""
+    res = splitting.estimate(*walk(0.25, 40), horizon=30, particles=16, replicas=100, seed=5)
+    assert res.extinct == 100 and res.p == 0 and np.isnan(res.p_high)
+    b = res.level_bound()
+    m = int(np.ceil(b.z * 40 - 1e-4))
+    exact = walk_curve(0.25, m, 30)[-1]
+    assert m >= 6 and exact < 0.01  # a level well above the start
+    se = (b.high - b.value) / stats.t.ppf(0.975, 99)
+    assert abs(b.value - exact) < 5 * se, (b, m, exact)
+    assert b.low < b.value < b.high and (res.replica_level_p[:, -1] == 0).all()
+
+
 # ------------------------------------------------------------------------------------------ (b) continuous scores
 
 
@@ -252,6 +288,16 @@ def test_rate_birth_death():
     p, lo, hi = res.p_within(1e6)
     assert lo < p < hi and p == pytest.approx(-np.expm1(-res.rate * 1e6))
     assert res.particle_steps > res.flux_exposure
+    # level curve: P(reach ceil(z size) before the basin | crossing) = gambler's ruin from the interface
+    lp, grid = res.replica_level_p, splitting.LEVEL_GRID
+    assert np.all(lp[:, grid < interface / size] == 1) and np.all(np.diff(lp, axis=1) <= 0)
+    for m in (5, 8, 12):
+        g = int(np.flatnonzero(np.ceil(grid * size - 1e-4) == m)[0])
+        e = stats_mod.rate_estimate(res.replica_crossings, res.replica_exposure, lp[:, g])
+        se = (e.p_ab_high - e.p_ab) / stats.t.ppf(0.975, 99)
+        assert abs(e.p_ab - ruin(q, interface, basin, m)) < 5 * se, (m, e.p_ab, ruin(q, interface, basin, m), se)
+    b = res.level_bound()  # every replica reached the target: the bound sits at the top of the grid
+    assert b.z == grid[-1] and b.high >= res.rate
 
 
 LANE = dict(q_slow=0.25, q_fast=0.5, eps=1 / 128, size=16)  # k = 1.57e-4 per period, ~3 % of crossings fast

@@ -33,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from test_splitting import LANE, ar1, ar1_curve, lane_mfpt, lane_rate, ruin, walk, walk_curve, walk_flux, walk_mfpt
 
 from jumpsim import splitting
+from jumpsim.stats import level_bound
 
 LEVEL = 0.95
 
@@ -164,6 +165,40 @@ def lane_case(runs, quick):
     return out
 
 
+def level_case(runs, r, n):
+    """The level bound (``stats.level_bound``) where every replica goes extinct: walk q = 0.25 to 40 within 30
+    periods (out of reach: p = 0). Per run of R replicas, the bound's level z* is chosen from the data (the
+    highest grid level all of them passed); coverage of P(max score >= z*) (exact by DP) by the run's interval,
+    and how often the upper end alone holds (what the bound claims, nominally 97.5 %)."""
+    t0 = time.time()
+    size, horizon = 40, 30
+    res = splitting.estimate(*walk(0.25, size), horizon=horizon, particles=n, replicas=runs * r, seed=6)
+    cover = above = 0
+    zs, ratios = [], []
+    for g in res.replica_level_p.reshape(runs, r, -1):
+        b = level_bound(splitting.LEVEL_GRID, g, LEVEL)
+        exact = walk_curve(0.25, math.ceil(b.z * size - 1e-4), horizon)[-1]
+        cover += b.low <= exact <= b.high
+        above += exact <= b.high
+        zs.append(b.z)
+        ratios.append(b.value / exact)
+    out = {
+        "case": f"walk q=0.25 to {size} within {horizon} (every replica extinct)",
+        "runs": runs,
+        "replicas_per_run": r,
+        "particles": n,
+        "extinct": int(res.extinct),
+        "median_level": float(np.median(zs)),
+        "mean_over_exact": float(np.mean(ratios)),
+        "coverage": cover / runs,
+        "upper_holds": above / runs,
+        "coverage_se": float(math.sqrt(LEVEL * (1 - LEVEL) / runs)),
+        "wall_s": round(time.time() - t0, 1),
+    }
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def tie_rule_check(replicas):
     """Kill-all-ties (the engine) vs kill-exactly-k with branching at >= Z (the naive rule) on the same walk."""
     q, size, horizon = 0.25, 12, 60
@@ -288,6 +323,7 @@ def main():
     ]
     rate = rate_case(runs // 2, 20, 32, args.quick)
     lane = lane_case(runs // 2, args.quick)
+    levels = level_case(runs // 2, 20, 16)
     ties = tie_rule_check(400 if args.quick else 4000)
     sp = speed(args.quick)
     result = {
@@ -299,6 +335,7 @@ def main():
         "tams": cases,
         "rate": rate,
         "rate_lane": lane,
+        "level_bound": levels,
         "tie_rule": ties,
         "speed": sp,
         "total_wall_s": round(time.time() - t0, 1),
@@ -356,6 +393,17 @@ def markdown(r) -> str:
             f"spread over crossing states: k exact {la['k_exact_1_over_mfpt']:.4g}, mean / exact "
             f"{la['rate_mean_over_exact']:.4f} (z {la['rate_z']:+.2f}), coverage {la['rate_coverage']:.3f} "
             f"(k below the interval {la['below_low']:.3f}, above {la['above_high']:.3f}).",
+            "",
+        ]
+    lb = r.get("level_bound")
+    if lb:
+        lines += [
+            f"Level bound where every replica goes extinct ({lb['case']}; {lb['runs']} runs x {lb['replicas_per_run']}"
+            f" replicas x {lb['particles']} particles, {lb['extinct']} extinct): at the level z* each run picks "
+            "(median "
+            f"{lb['median_level']:.3g}), P(max score >= z*) mean / exact {lb['mean_over_exact']:.3f}, its interval "
+            f"covered {lb['coverage']:.3f} ({lb['coverage_se']:.3f}) of the runs and its upper end, the bound, held in "
+            f"{lb['upper_holds']:.3f} (nominal 0.975).",
             "",
         ]
     t = r["tie_rule"]

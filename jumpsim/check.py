@@ -52,7 +52,9 @@ def _check_rare(out: Path, cid: str, problems: list[str], facts: list[str]) -> b
             try:
                 lv = pq.read_table(lv_path).to_pandas()
                 if not (lv.replica.between(lo, hi).all() and lv.p.between(0, 1).all() and lv.z.between(0, 1).all()):
-                    problems.append(f"{lv_path.relative_to(out)}: replicas outside {lo}..{hi}, or p or z outside [0, 1]")
+                    problems.append(
+                        f"{lv_path.relative_to(out)}: replicas outside {lo}..{hi}, or p or z outside [0, 1]"
+                    )
             except Exception as e:
                 problems.append(f"{lv_path.relative_to(out)}: unreadable ({e.__class__.__name__}: {e})")
         ids = sorted(reps["replica"].to_pylist())

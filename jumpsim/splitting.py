@@ -169,7 +169,7 @@ class TamsResult(NamedTuple):
 
     def level_bound(self) -> LevelBound:
         """Upper bound on p from the level curve, with an interval also where replicas went extinct
-        (``stats.level_bound``): z, P(max score >= z) and its interval at the highest level 90 % of the replicas passed."""
+        (``stats.level_bound``): z, P(max score >= z) and its interval at the highest level every replica passed."""
         return level_bound(LEVEL_GRID, self.replica_level_p, self.level)
 
 
@@ -199,7 +199,7 @@ class RateResult(NamedTuple):
 
     def level_bound(self) -> LevelBound:
         """Upper bound on k: the rate of reaching LEVEL_GRID[g] from the basin, with its interval, at the highest
-        level 90 % of the replicas with crossings passed (``stats.level_bound``)."""
+        level every replica with crossings passed (``stats.level_bound``)."""
         return level_bound(LEVEL_GRID, self.replica_level_p, self.level, self.replica_crossings, self.replica_exposure)
 
     def p_within(self, periods) -> tuple[float, float, float]:
@@ -454,7 +454,9 @@ def _empty_slots(pop, size: int) -> _Slots:
         zeros(dtype=jnp.int32),
         zeros(dtype=bool),
     )
-    return jax.device_put(s, jax.sharding.NamedSharding(_mesh(), P("p")))
+    # split over the devices; on one device as the round returns it (P() there), else the exchange compiles twice
+    mesh = _mesh()
+    return jax.device_put(s, jax.sharding.NamedSharding(mesh, P("p") if mesh.size > 1 else P()))
 
 
 def table_size(replicas: int, k: int, max_batch: int = MAX_BATCH) -> int:

@@ -77,7 +77,9 @@ def summarize_json(out, level: float = 0.95, burn_in: int = 0) -> dict:
         "first_passage": _records(fp),
         "median_passage": _records(km),
         "rates": _records(rates),
-        "splitting": _records(stats.splitting(data["rare"], data["rare_replicas"], level, data["rare_iterations"], data["rare_levels"])),
+        "splitting": _records(
+            stats.splitting(data["rare"], data["rare_replicas"], level, data["rare_iterations"], data["rare_levels"])
+        ),
     }
 
 
@@ -156,7 +158,7 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
             lines.append(
                 f"    bound from the level curve: {k}P(rank {arrow} {r['level']} within {r['horizon']:,} steps) <= "
                 f"{_fmt(r['p_bound'])} ({pct} upper end of the estimate at score level {r['bound_level']:.3g}, the "
-                f"highest {stats.BOUND_RESOLVED:.0%} of the replicas passed; every path to the target passes it)"
+                "highest level every replica passed; every path to the target passes it)"
             )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(

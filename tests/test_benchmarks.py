@@ -34,3 +34,17 @@ def test_splitting_speed_benchmark_writes_json(tmp_path):
     res = json.loads(out.read_text())
     assert res["splitting_steps_per_s"] > 0 and res["run_steps_per_s"] > 0 and res["ratio"] > 0
     assert res["slot_table"]["rounds"] > 0 and res["backend"] == "cpu" and res["jax_version"]
+
+
+def test_splitting_slots_benchmark_writes_json(tmp_path):
+    """The slot-table sweep runs tiny initial populations at two table sizes and a short `jumpsim run`."""
+    import splitting_slots
+
+    cfg = Path(__file__).resolve().parents[1] / "data" / "experiments" / "h_splitting.toml"
+    out = tmp_path / "s.json"
+    args = ["--set", "train.lr=0.14", "--steps", "200", "--replicas", "1", "4", "--particles", "8"]
+    splitting_slots.main([str(cfg), *args, "--baseline-seeds", "32", "--baseline-steps", "200", "--json", str(out)])
+    res = json.loads(out.read_text())
+    assert [t["replicas"] for t in res["tables"]] == [1, 4]
+    assert all(t["sgd_steps"] > 0 and t["steps_per_s"] > 0 and t["slots"] >= 16 for t in res["tables"])
+    assert res["run_after_compile"] > 0 and res["run_steps"] == 200 and res["backend"] == "cpu"

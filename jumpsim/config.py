@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -147,7 +148,9 @@ class RareConfig:
     flux_seeds: int = 256  # rate: brute-force trajectories of the flux phase, shared out over the replicas
     flux_steps: int = 0  # rate: steps of each (0 = train.steps)
     basin: float | None = None  # rate: basin = score <= basin (default: median score of a pilot run)
-    interface: float | None = None  # rate: first interface (default: the pilot's 99th percentile, at least 0.2)
+    # rate: first interface (default: the pilot's 99th percentile, at least 0.2); "pNN": the pilot's NN-th percentile
+    # without the floor (many crossings at small eta; what the level bound needs, but k may come out low)
+    interface: float | str | None = None
     max_steps: int = 10_000_000  # rate: cap on one AMS particle's steps (reported if hit)
     max_iterations: int = 10_000
     seed: int = 0
@@ -219,6 +222,18 @@ def _float(key, v, positive=False, nonneg=False):
         raise ConfigError(key, f"must be a positive number (got {v:g})")
     if nonneg and v < 0:
         raise ConfigError(key, f"must be a non-negative number (got {v:g})")
+    return v
+
+
+def _interface(v) -> float | str | None:
+    """rare.interface: None (the pilot default), a score, or "pNN" (the pilot's NN-th percentile, 50 < NN < 100)."""
+    if v is None or not isinstance(v, str):
+        return None if v is None else _float("rare.interface", v)
+    m = re.fullmatch(r"p(\d+(?:\.\d+)?)", v)
+    if not m or not 50 < float(m.group(1)) < 100:
+        raise ConfigError(
+            "rare.interface", f'must be a score below 1 or "pNN", the pilot\'s NN-th percentile, 50 < NN < 100 (got {v!r})'
+        )
     return v
 
 
@@ -437,7 +452,7 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
         flux_seeds=_int("rare.flux_seeds", s.get("flux_seeds", da.flux_seeds), lo=1),
         flux_steps=_int("rare.flux_steps", s.get("flux_steps", da.flux_steps), lo=0),
         basin=opt_float("basin"),
-        interface=opt_float("interface"),
+        interface=_interface(s.get("interface", da.interface)),
         max_steps=_int("rare.max_steps", s.get("max_steps", da.max_steps), lo=1),
         max_iterations=_int("rare.max_iterations", s.get("max_iterations", da.max_iterations), lo=1),
         seed=_int("rare.seed", s.get("seed", da.seed), lo=0),
@@ -446,7 +461,7 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
         raise ConfigError("rare.kill_fraction", f"must be in (0, 1) (got {rare.kill_fraction:g})")
     if rare.flux_steps % every:
         raise ConfigError("rare.flux_steps", f"must be a multiple of detect.every = {every} (got {rare.flux_steps})")
-    if rare.basin is not None and rare.interface is not None and not rare.basin < rare.interface < 1:
+    if rare.basin is not None and isinstance(rare.interface, float) and not rare.basin < rare.interface < 1:
         raise ConfigError(
             "rare.interface", f"must satisfy basin < interface < 1 (got {rare.basin:g}, {rare.interface:g})"
         )

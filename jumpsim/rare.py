@@ -172,13 +172,17 @@ def _pilot(p: Particles, cfg: Config) -> tuple[float, float]:
     return levels(xi[periods // 10 :], cfg.rare.basin, cfg.rare.interface)
 
 
-def levels(xi: np.ndarray, basin: float | None, interface: float | None) -> tuple[float, float]:
+def levels(xi: np.ndarray, basin: float | None, interface: float | str | None) -> tuple[float, float]:
     """Basin and first interface from pilot scores `xi` (any shape; NaN and target scores ignored): the
-    median, and the 99th percentile but at least INTERFACE_FLOOR; a given value wins. The interface is
-    moved up to basin + 0.02 (at most 0.99) if it is not above the basin."""
+    median, and the 99th percentile but at least INTERFACE_FLOOR; a given value wins, and "pNN" is the NN-th
+    percentile without the floor. The interface is moved up to basin + 0.02 (at most 0.99) if it is not above
+    the basin."""
     xi = xi[np.isfinite(xi) & (xi < 1)]
     basin = float(np.quantile(xi, 0.5)) if basin is None else basin
-    interface = max(float(np.quantile(xi, 0.99)), INTERFACE_FLOOR) if interface is None else interface
+    if interface is None:
+        interface = max(float(np.quantile(xi, 0.99)), INTERFACE_FLOOR)
+    elif isinstance(interface, str):  # "pNN" (checked by the config)
+        interface = float(np.quantile(xi, float(interface[1:]) / 100))
     if not basin < interface < 1:
         interface = min(max(interface, basin + 0.02), 0.99)
     return basin, interface

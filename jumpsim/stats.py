@@ -433,7 +433,7 @@ def lognormal_mean_interval(x, level: float = 0.95, draws: int = 20_000) -> tupl
 
 
 class LevelBound(NamedTuple):
-    z: float  # the highest level every replica (with crossings: rate form) passed; NaN if none
+    z: float  # the level of the bound (see ``level_bound``); NaN if no level was passed by every replica
     value: float  # estimate there: P(max score >= z) (tams: replica mean) or the rate of reaching z (rate form)
     low: float
     high: float  # upper end at `level`: an upper bound on p (or k), since every path to the target passes z
@@ -443,29 +443,37 @@ def level_bound(grid, replica_level_p, level: float = 0.95, crossings=None, expo
     """Upper bound on a splitting estimate from its level curve: every replica's estimate of
     P(max score >= z) at the intermediate levels z = `grid` (G,) (`replica_level_p` (R, G); NaN: no
     estimate, e.g. a rate-form replica without crossings). Every path to the target passes every level,
-    so p <= P(max score >= z) for each z. The bound is taken at the highest grid level where every replica's
-    estimate is > 0: the replica mean is unbiased at every level (a replica extinct below z adds its 0), but
-    above that level a few replicas carry it and no interval has a footing (with 90 % of the replicas resolved
-    the upper end held in only 86-89 % of the validation runs). This is what a replica set that went
-    extinct, or reached the target only rarely, can still say with an interval.
+    so p <= P(max score >= z) for each z, and the upper end of an interval for P(max score >= z) bounds p.
 
-    tams: the replica mean with the log-normal interval (``lognormal_mean_interval``). rate form (pass the
-    replicas' `crossings` and `exposure`): the rate of reaching z from the basin, ``rate_estimate`` with p_r(z)
-    (its interval is already on log k)."""
+    Only levels that every replica passed (estimate > 0) are used: the replica mean is unbiased at every
+    level, but above them a few replicas carry it and no interval has a footing (taken where 90 % of the
+    replicas had passed, the upper end held in only 86-89 % of validation runs where 97.5 % is nominal).
+    Among those levels the smallest upper end is the bound: the statements are nested and strongly
+    correlated, and where the target lies far beyond the level (what the bound is for) p is far below
+    P(max score >= z) anyway. This is what a replica set that went extinct, or reached the target only rarely,
+    can still say with an interval.
+
+    tams: the replica mean with the log-normal interval (``lognormal_mean_interval``; the replicas' log spread
+    widens it fast, as it should: a few replicas may carry the mean). rate form (pass the replicas' `crossings`
+    C_r and `exposure` E_r): the rate of reaching z from the basin, k(z) = sum C_r p_r(z) / sum E_r, the mean of
+    x_r = C_r p_r(z) / mean(E) with the same log-normal interval (``rate_estimate``'s linearised one is a
+    Student-t on these skewed x_r); only where every replica has crossings (else no bound: the flux's own
+    Poisson bound is the rate estimate's interval)."""
     grid = np.asarray(grid, float)
     lp = np.asarray(replica_level_p, float)
-    use = ~np.isnan(lp).all(1)
-    ok = np.flatnonzero((lp[use] > 0).all(0)) if use.any() else np.array([], int)
-    if not len(ok):
-        return LevelBound(float("nan"), float("nan"), float("nan"), float("nan"))
-    g = int(ok.max())
     if crossings is None:
-        v = float(lp[use, g].mean())
-        lo, hi = lognormal_mean_interval(lp[use, g], level)
+        x, use = lp, ~np.isnan(lp).all(1)
     else:
-        est = rate_estimate(crossings, exposure, lp[:, g], level)
-        v, lo, hi = est.rate, est.rate_low, est.rate_high
-    return LevelBound(float(grid[g]), float(v), float(lo), float(hi))
+        c, e = np.asarray(crossings, float), np.asarray(exposure, float)
+        x, use = np.nan_to_num(lp) * (c / e.mean())[:, None], np.ones(len(c), bool)
+    best = LevelBound(float("nan"), float("nan"), float("nan"), float("nan"))
+    for g in np.flatnonzero((x[use] > 0).all(0)) if use.any() else ():
+        v, (lo, hi) = float(x[use, g].mean()), lognormal_mean_interval(x[use, g], level)
+        if crossings is None:
+            lo, hi = min(lo, 1.0), min(hi, 1.0)  # a probability
+        if np.isnan(best.z) or hi <= best.high:  # (ties: the higher level)
+            best = LevelBound(float(grid[g]), float(v), float(lo), float(hi))
+    return best
 
 
 def splitting(

@@ -158,7 +158,7 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
             lines.append(
                 f"    bound from the level curve: {k}P(rank {arrow} {r['level']} within {r['horizon']:,} steps) <= "
                 f"{_fmt(r['p_bound'])} ({pct} upper end of the estimate at score level {r['bound_level']:.3g}, the "
-                "highest level every replica passed; every path to the target passes it)"
+                "tightest over the levels every replica passed; every path to the target passes them)"
             )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(

@@ -170,6 +170,8 @@ def test_extinct_estimate_reports_the_level_bound(tmp_path, capsys):
             "rare.method",
         ),
         (["rare.basin=0.5", "rare.interface=0.2"], "rare.interface"),
+        (['rare.interface="p40"'], "rare.interface"),
+        (['rare.interface="top"'], "rare.interface"),
     ],
 )
 def test_bad_splitting_settings_exit_2_naming_the_key(tmp_path, capsys, bad, key):
@@ -235,3 +237,7 @@ def test_rate_defaults_put_the_interface_above_the_fluctuations():
     assert interface == pytest.approx(np.quantile(xi * 10, 0.99)) and interface > rare.INTERFACE_FLOOR
     assert rare.levels(xi, -0.5, 0.05) == (-0.5, 0.05)
     assert rare.levels(xi, 0.3, None) == (0.3, pytest.approx(0.32))  # floor below the basin: basin + 0.02
+    # "pNN": the pilot's percentile without the floor (crossings at small eta, for the level bound)
+    p90 = rare.levels(xi, None, "p90")[1]
+    assert p90 == pytest.approx(np.quantile(xi, 0.9)) and p90 < rare.INTERFACE_FLOOR
+    assert jumpsim.load_config(None, BASE + ['rare.interface="p97.5"']).rare.interface == "p97.5"

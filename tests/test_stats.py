@@ -451,13 +451,20 @@ def test_lognormal_mean_interval_covers_skewed_replicas():
     assert all(np.isnan(v) for v in stats.lognormal_mean_interval([1.0]) + stats.lognormal_mean_interval([1.0, 0.0]))
 
 
-def test_level_bound_takes_the_highest_level_every_replica_passed():
+def test_level_bound_is_the_tightest_over_the_levels_every_replica_passed():
+    """Levels 0.1 and 0.2 passed by every replica, 0.4 not (one replica is 0 there): the bound is the smaller upper
+    end of the two, at 0.2, with the replica mean; a rate-form replica without crossings (NaN) does not count."""
     grid = np.array([0.1, 0.2, 0.4, 0.8])
-    lp = np.array([[1.0, 0.5, 0.1, 0.0], [1.0, 0.4, 0.0, 0.0], [1.0, 0.6, 0.2, 0.05]])
+    lp = np.array([[1.0, 0.5, 0.1, 0.0], [1.0, 0.45, 0.0, 0.0], [1.0, 0.55, 0.2, 0.05], [1.0, 0.5, 0.1, 0.0]])
     b = stats.level_bound(grid, lp)
-    assert b.z == 0.2 and b.value == pytest.approx(0.5) and b.low < 0.5 < b.high
-    nan = np.full(4, np.nan)  # rate form: a replica without crossings does not count
-    rb = stats.level_bound(grid, np.vstack([lp, nan]), 0.95, [3, 2, 4, 0], [100, 100, 100, 100])
-    assert rb.z == 0.2 and rb.value == pytest.approx((3 * 0.5 + 2 * 0.4 + 4 * 0.6) / 400)
-    assert rb.low == 0 and rb.high > rb.value  # crossings in fewer than 10 replicas: [0, flux bound]
-    assert np.isnan(stats.level_bound(grid, np.zeros((2, 4))).z)
+    assert b.z == 0.2 and b.value == pytest.approx(0.5) and b.low < 0.5 < b.high < 1
+    assert b.high == pytest.approx(stats.lognormal_mean_interval(lp[:, 1])[1])
+    # rate form: k(z) = sum C_r p_r(z) / sum E_r, the mean of C_r p_r / mean(E), with the same log-normal interval
+    c, e = np.array([3, 2, 4, 1]), np.array([90, 110, 100, 100])
+    rb = stats.level_bound(grid, lp, 0.95, c, e)
+    x = c * lp[:, 1] / e.mean()
+    assert rb.z == 0.2 and rb.value == pytest.approx((3 * 0.5 + 2 * 0.45 + 4 * 0.55 + 0.5) / 400)
+    assert (rb.low, rb.high) == pytest.approx(stats.lognormal_mean_interval(x))
+    # a replica without crossings adds 0 to k: no log-normal footing, no bound (the flux bound stands)
+    none = stats.level_bound(grid, np.vstack([lp, np.full(4, np.nan)]), 0.95, [*c, 0], [*e, 100])
+    assert np.isnan(none.z) and np.isnan(stats.level_bound(grid, np.zeros((2, 4))).z)

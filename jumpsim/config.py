@@ -232,7 +232,8 @@ def _interface(v) -> float | str | None:
     m = re.fullmatch(r"p(\d+(?:\.\d+)?)", v)
     if not m or not 50 < float(m.group(1)) < 100:
         raise ConfigError(
-            "rare.interface", f'must be a score below 1 or "pNN", the pilot\'s NN-th percentile, 50 < NN < 100 (got {v!r})'
+            "rare.interface",
+            f'must be a score below 1 or "pNN", the pilot\'s NN-th percentile, 50 < NN < 100 (got {v!r})',
         )
     return v
 

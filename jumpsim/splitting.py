@@ -96,7 +96,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from .stats import LevelBound, level_bound, mean_interval, rate_estimate
+from .stats import LevelBound, level_bound, rate_estimate, replica_interval
 
 IMPL = "threefry2x32"
 LANES = 16  # every simulated batch is a multiple of this (bit-for-bit replays, see module docstring)
@@ -151,7 +151,7 @@ class Log10(NamedTuple):
 
 class TamsResult(NamedTuple):
     p: float  # mean of replica estimates (extinct count as 0)
-    p_low: float  # Student-t interval on the mean at `level`, clipped at 0; NaN if R == 1 or all extinct
+    p_low: float  # delta-log-normal interval on the mean at `level` (stats.replica_interval); NaN if < 2 replicas > 0
     p_high: float
     replica_p: np.ndarray  # (R,)
     extinct: int
@@ -846,7 +846,7 @@ def _tams_result(st: EngineState, horizon: int, level: float) -> TamsResult:
 
 
 def _summarise(rp, curve, extinct, iterations, steps, reached, log, capped, ids, level, level_p) -> TamsResult:
-    m, lo, hi = mean_interval(rp, level)
+    m, lo, hi = replica_interval(rp, level)
     pos = rp[rp > 0]
     l10 = np.log10(pos) if len(pos) else np.array([np.nan])
     return TamsResult(

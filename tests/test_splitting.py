@@ -171,8 +171,9 @@ def lane_mfpt(q_slow: float, q_fast: float, eps: float, size: int) -> float:
 
 
 def z_score(estimate: float, exact: float, result) -> float:
-    se = (result.p_high - result.p) / stats.t.ppf((1 + result.level) / 2, len(result.replica_p) - 1)
-    return (estimate - exact) / se
+    """(estimate - exact) in standard errors of the replica mean."""
+    x = result.replica_p
+    return (estimate - exact) / (x.std(ddof=1) / np.sqrt(len(x)))
 
 
 # ------------------------------------------------------------------------------------------ (a) ties, curve

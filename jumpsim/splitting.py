@@ -169,7 +169,8 @@ class TamsResult(NamedTuple):
 
     def level_bound(self) -> LevelBound:
         """Upper bound on p from the level curve, with an interval also where replicas went extinct
-        (``stats.level_bound``): z, P(max score >= z) and its interval at the highest level every replica passed."""
+        (``stats.level_bound``): z, P(max score >= z) and its interval, at the level with the smallest upper end
+        among those every replica passed."""
         return level_bound(LEVEL_GRID, self.replica_level_p, self.level)
 
 
@@ -198,8 +199,8 @@ class RateResult(NamedTuple):
     replica_level_p: np.ndarray  # (R, G) P(max score >= LEVEL_GRID[g] before the basin | own crossings); NaN: none
 
     def level_bound(self) -> LevelBound:
-        """Upper bound on k: the rate of reaching LEVEL_GRID[g] from the basin, with its interval, at the highest
-        level every replica with crossings passed (``stats.level_bound``)."""
+        """Upper bound on k: the rate of reaching LEVEL_GRID[g] from the basin, with its interval, at the level with
+        the smallest upper end among those every replica with crossings passed (``stats.level_bound``)."""
         return level_bound(LEVEL_GRID, self.replica_level_p, self.level, self.replica_crossings, self.replica_exposure)
 
     def p_within(self, periods) -> tuple[float, float, float]:

@@ -427,7 +427,7 @@ def lognormal_mean_interval(x, level: float = 0.95, draws: int = 20_000) -> tupl
     x = np.asarray(x, float)
     pos = x[x > 0]
     n, r = len(pos), len(x)
-    if n < 2:
+    if n < 2 or np.isnan(x).any():
         return float("nan"), float("nan")
     lx = np.log(pos)
     m, s2 = lx.mean(), lx.var(ddof=1)
@@ -437,7 +437,8 @@ def lognormal_mean_interval(x, level: float = 0.95, draws: int = 20_000) -> tupl
     if n < r:
         g = g + np.log(rng.beta(n + 0.5, r - n + 0.5, draws))
     lo, hi = np.quantile(g, [(1 - level) / 2, (1 + level) / 2])
-    return float(np.exp(lo)), float(np.exp(hi))
+    with np.errstate(over="ignore"):  # (two replicas a few decades apart: an infinite upper end, honestly)
+        return float(np.exp(lo)), float(np.exp(hi))
 
 
 def replica_interval(x, level: float = 0.95) -> tuple[float, float, float]:
@@ -446,7 +447,9 @@ def replica_interval(x, level: float = 0.95) -> tuple[float, float, float]:
     NaN ends with fewer than two positive replicas. (The log-normal model may put the whole interval above the
     sample mean, which heavy right tails pull low; the mean stays the estimate, unbiased.)"""
     x = np.asarray(x, float)
-    m = float(x.mean()) if len(x) else float("nan")
+    if not len(x) or np.isnan(x).any():
+        return float("nan"), float("nan"), float("nan")
+    m = float(x.mean())
     lo, hi = lognormal_mean_interval(x, level)
     if lo == lo:
         lo, hi = min(lo, m), min(max(hi, m), 1.0)
@@ -462,7 +465,7 @@ def relative_se(x) -> float:
 
 
 class LevelBound(NamedTuple):
-    z: float  # the level of the bound (see ``level_bound``); NaN if no level was passed by every replica
+    z: float  # the level of the bound (see ``level_bound``); NaN if no level qualifies
     value: float  # estimate there: P(max score >= z) (tams: replica mean) or the rate of reaching z (rate form)
     low: float
     high: float  # upper end at `level`: an upper bound on p (or k), since every path to the target passes z
@@ -474,30 +477,35 @@ def level_bound(grid, replica_level_p, level: float = 0.95, crossings=None, expo
     estimate, e.g. a rate-form replica without crossings). Every path to the target passes every level,
     so p <= P(max score >= z) for each z, and the upper end of an interval for P(max score >= z) bounds p.
 
-    Only levels that every replica passed (estimate > 0) are used: the replica mean is unbiased at every
-    level, but above them a few replicas carry it and no interval has a footing (taken where 90 % of the
-    replicas had passed, the upper end held in only 86-89 % of validation runs where 97.5 % is nominal).
-    Among those levels the smallest upper end is the bound: the statements are nested and strongly
-    correlated, and where the target lies far beyond the level (what the bound is for) p is far below
-    P(max score >= z) anyway. This is what a replica set that went extinct, or reached the target only rarely,
-    can still say with an interval.
+    Only levels that every replica passed (estimate > 0; rate form: every replica with crossings) are used:
+    the replica mean is unbiased at every level, but above them a few replicas carry it and no interval has a
+    footing (taken where 90 % of the replicas had passed, the upper end held in only 86-89 % of validation
+    runs where 97.5 % is nominal). Levels where the positive estimates do not spread at all (below the rate
+    form's interface, or every replica exactly 1) or whose interval is not finite say nothing and are
+    skipped. Among the rest the smallest upper end is the bound (not necessarily at the highest level): the
+    statements are nested and strongly correlated, and where the target lies far beyond the level (what the
+    bound is for) p is far below P(max score >= z) anyway. This is what a replica set that went extinct, or
+    reached the target only rarely, can still say with an interval.
 
     tams: the replica mean with the log-normal interval (``lognormal_mean_interval``; the replicas' log spread
     widens it fast, as it should: a few replicas may carry the mean). rate form (pass the replicas' `crossings`
     C_r and `exposure` E_r): the rate of reaching z from the basin, k(z) = sum C_r p_r(z) / sum E_r, the mean of
-    x_r = C_r p_r(z) / mean(E) with the same log-normal interval (``rate_estimate``'s linearised one is a
-    Student-t on these skewed x_r); only where every replica has crossings (else no bound: the flux's own
-    Poisson bound is the rate estimate's interval)."""
+    x_r = C_r p_r(z) / mean(E) with the same interval (replicas without crossings are its zeros;
+    ``rate_estimate``'s linearised interval is a Student-t on these skewed x_r)."""
     grid = np.asarray(grid, float)
     lp = np.asarray(replica_level_p, float)
     if crossings is None:
-        x, use = lp, ~np.isnan(lp).all(1)
+        x, need = lp, ~np.isnan(lp).all(1)  # (a replica without any estimate, e.g. R = 0 rows, is not used)
+        use = need
     else:
         c, e = np.asarray(crossings, float), np.asarray(exposure, float)
-        x, use = np.nan_to_num(lp) * (c / e.mean())[:, None], np.ones(len(c), bool)
+        x, need, use = np.nan_to_num(lp) * (c / e.mean())[:, None], c > 0, np.ones(len(c), bool)
     best = LevelBound(float("nan"), float("nan"), float("nan"), float("nan"))
-    for g in np.flatnonzero((x[use] > 0).all(0)) if use.any() else ():
-        v, (lo, hi) = float(x[use, g].mean()), lognormal_mean_interval(x[use, g], level)
+    for g in np.flatnonzero((x[need] > 0).all(0)) if need.any() else ():
+        xs = x[use, g]
+        v, (lo, hi) = float(xs.mean()), lognormal_mean_interval(xs, level)
+        if not np.isfinite(hi) or np.ptp(xs[xs > 0]) == 0:
+            continue
         lo, hi = min(lo, v), max(hi, v)  # holding the estimate (see ``replica_interval``)
         if crossings is None:
             lo, hi = min(lo, 1.0), min(hi, 1.0)  # a probability
@@ -522,10 +530,11 @@ def splitting(
     ``stalled_log10_w`` the median log10 of their weight prod(1 - K/N) before it: how far the levels got,
     and at what estimated probability, before the score stopped making progress (NaN if none extinct).
 
-    With the level curves (``rare_levels``, schema 4): ``bound_level`` z, the highest intermediate level
-    every replica passed, and upper bounds there (``level_bound``): ``p_bound`` on P(target within the
-    horizon) (rate form: 1 - exp(-rate_bound T)) and ``rate_bound`` on k (rate form only). They hold with
-    an interval where p itself has none (every replica extinct, or too few crossings)."""
+    With the level curves (``rare_levels``, schema 4; every replica needs its rows, else none is given):
+    ``bound_level`` z, the intermediate level of the tightest bound among those every replica passed, and the
+    upper bounds there (``level_bound``): ``p_bound`` on P(target within the horizon) (rate form:
+    1 - exp(-rate_bound T)) and ``rate_bound`` on k (rate form only). They hold with an interval where p itself
+    has none (every replica extinct; rate form: no replica reached the target)."""
     cols = [
         "config_id",
         "estimate_id",
@@ -578,8 +587,14 @@ def splitting(
         lv = None
         if levels is not None and not levels.empty:
             lv = levels[(levels.config_id == cid) & (levels.estimate_id == eid)]
-            lv = lv.pivot(index="replica", columns="z", values="p").reindex(reps.replica) if len(lv) else None
+            # (pivot_table: a replica written twice by overlapping shards must not crash the summary)
+            lv = lv.pivot_table(index="replica", columns="z", values="p", aggfunc="first") if len(lv) else None
+            lv = None if lv is None else lv.reindex(reps.replica)
         rec.update(bound_level=np.nan, p_bound=np.nan, rate_bound=np.nan)
+        if lv is not None:  # every replica (with crossings) needs its level rows: shards written before schema 4
+            has = lv.notna().any(axis=1).to_numpy()  # have none, and a bound from the others would be a partial one
+            owes = np.ones(len(has), bool) if r0.method == "tams" else (reps.flux_crossings.fillna(0) > 0).to_numpy()
+            lv = lv if has[owes].all() else None
         if r0.method == "tams":
             if lv is not None:
                 b = level_bound(lv.columns, lv.to_numpy(), level)

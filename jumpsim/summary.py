@@ -92,7 +92,7 @@ def _records(df: pd.DataFrame) -> list[dict]:
             if isinstance(v, (np.integer,)):
                 v = int(v)
             elif isinstance(v, (np.floating, float)):
-                v = None if math.isnan(v) else float(v)
+                v = float(v) if math.isfinite(v) else None  # (JSON has no NaN or infinity)
             clean[k] = v
         out.append(clean)
     return out

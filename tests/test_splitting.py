@@ -298,8 +298,8 @@ def test_rate_birth_death():
         e = stats_mod.rate_estimate(res.replica_crossings, res.replica_exposure, lp[:, g])
         se = (e.p_ab_high - e.p_ab) / stats.t.ppf(0.975, 99)
         assert abs(e.p_ab - ruin(q, interface, basin, m)) < 5 * se, (m, e.p_ab, ruin(q, interface, basin, m), se)
-    b = res.level_bound()  # every replica reached the target: the bound sits at the top of the grid
-    assert b.z == grid[-1] and b.high >= res.rate
+    b = res.level_bound()  # every replica reached the target, and the level curve falls to the top of the grid
+    assert b.z == grid[-1] and b.low < b.value < b.high
 
 
 LANE = dict(q_slow=0.25, q_fast=0.5, eps=1 / 128, size=16)  # k = 1.57e-4 per period, ~3 % of crossings fast
@@ -406,7 +406,7 @@ def test_resume_is_bit_for_bit(tmp_path):
     st = jax.tree.map(jnp.asarray, st)  # device arrays: the engine must not consume (donate) the caller's state
     for _ in range(2):  # the same state resumes twice
         resumed = splitting.estimate(init, advance, score, state=st, **kw)
-        for f in ("replica_p", "replica_p_curve", "iterations", "reached"):
+        for f in ("replica_p", "replica_p_curve", "iterations", "reached", "replica_level_p"):
             np.testing.assert_array_equal(getattr(full, f), getattr(resumed, f))
         np.testing.assert_array_equal(full.log.z, resumed.log.z)
         assert full.particle_steps == resumed.particle_steps and full.p == resumed.p
@@ -424,6 +424,7 @@ def test_combine_halves_equals_whole():
     parts = [splitting.estimate(init, advance, score, replicas=4, replica_offset=o, **kw) for o in (0, 4)]
     both = splitting.combine(parts)
     np.testing.assert_array_equal(whole.replica_p, both.replica_p)
+    np.testing.assert_array_equal(whole.replica_level_p, both.replica_level_p)
     np.testing.assert_array_equal(whole.log.killed, both.log.killed)
     assert (whole.p, whole.p_low, whole.particle_steps, whole.extinct) == (
         both.p,
@@ -508,7 +509,9 @@ def test_one_device_gives_the_same_estimate_as_two():
         f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
         "import jax; jax.config.update('jax_enable_x64', True); assert jax.local_device_count() == 1\n"
         "from test_splitting import walk\nfrom jumpsim import splitting\n"
+        "n = splitting._exchange._cache_size()\n"
         f"q = splitting.estimate_rate(*walk(0.25, 8), **{kw_rate!r})\n"
+        "assert splitting._exchange._cache_size() - n == 1, 'one table, but the exchange compiled more than once'\n"
         "print(repr([float(x) for x in q.replica_p_ab]).replace('nan', '-1.0'), q.particle_steps)\n"
         f"r = splitting.estimate(*walk(0.25, 8), **{kw!r})\n"
         "print(repr([float(x) for x in r.replica_p]), r.particle_steps)"

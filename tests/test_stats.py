@@ -452,22 +452,44 @@ def test_lognormal_mean_interval_covers_skewed_replicas():
 
 
 def test_level_bound_is_the_tightest_over_the_levels_every_replica_passed():
-    """Levels 0.1 and 0.2 passed by every replica, 0.4 not (one replica is 0 there): the bound is the smaller upper
-    end of the two, at 0.2, with the replica mean; a rate-form replica without crossings (NaN) does not count."""
-    grid = np.array([0.1, 0.2, 0.4, 0.8])
-    lp = np.array([[1.0, 0.5, 0.1, 0.0], [1.0, 0.45, 0.0, 0.0], [1.0, 0.55, 0.2, 0.05], [1.0, 0.5, 0.1, 0.0]])
-    b = stats.level_bound(grid, lp)
+    """Every replica passed 0.1 and 0.2, not 0.4: the bound is the level with the SMALLER upper end, here 0.1 (the
+    replicas spread over decades at 0.2), not the highest level; with replicas that agree at 0.2 it is 0.2. Levels
+    without spread (every replica equal) say nothing; a level passed by a single replica has no interval."""
+    grid = np.array([0.1, 0.2, 0.4])
+    wide = np.array([[0.30, 0.2, 0.0], [0.31, 0.001, 0.0], [0.29, 0.3, 0.01], [0.3, 0.01, 0.0]])
+    b = stats.level_bound(grid, wide)
+    assert (
+        b.z == 0.1
+        and b.value == pytest.approx(0.3)
+        and b.high == pytest.approx(stats.lognormal_mean_interval(wide[:, 0])[1])
+    )
+    assert b.high < stats.lognormal_mean_interval(wide[:, 1])[1]
+    close = np.array([[0.9, 0.5, 0.0], [0.7, 0.45, 0.0], [0.8, 0.55, 0.1], [0.85, 0.5, 0.0]])
+    b = stats.level_bound(grid, close)
     assert b.z == 0.2 and b.value == pytest.approx(0.5) and b.low < 0.5 < b.high < 1
-    assert b.high == pytest.approx(stats.lognormal_mean_interval(lp[:, 1])[1])
-    # rate form: k(z) = sum C_r p_r(z) / sum E_r, the mean of C_r p_r / mean(E), with the same log-normal interval
+    flat = np.array([[0.9, 0.5], [0.7, 0.5], [0.8, 0.5]])  # 0.2: no spread, no statement
+    assert stats.level_bound(grid[:2], flat).z == 0.1
+    assert np.isnan(stats.level_bound(grid, close[:1]).z)  # one replica: no interval anywhere
+    assert np.isnan(stats.level_bound(grid, np.zeros((2, 3))).z)
+    # rate form: k(z) = sum C_r p_r(z) / sum E_r, the mean of x_r = C_r p_r / mean(E), the same interval; a
+    # replica without crossings (NaN levels) is one of its zeros and need not have passed the level
     c, e = np.array([3, 2, 4, 1]), np.array([90, 110, 100, 100])
-    rb = stats.level_bound(grid, lp, 0.95, c, e)
-    x = c * lp[:, 1] / e.mean()
+    rb = stats.level_bound(grid, close, 0.95, c, e)
+    x = c * close[:, 1] / e.mean()
     assert rb.z == 0.2 and rb.value == pytest.approx((3 * 0.5 + 2 * 0.45 + 4 * 0.55 + 0.5) / 400)
     assert (rb.low, rb.high) == pytest.approx(stats.lognormal_mean_interval(x))
-    # a replica without crossings adds 0 to k: no log-normal footing, no bound (the flux bound stands)
-    none = stats.level_bound(grid, np.vstack([lp, np.full(4, np.nan)]), 0.95, [*c, 0], [*e, 100])
-    assert np.isnan(none.z) and np.isnan(stats.level_bound(grid, np.zeros((2, 4))).z)
+    with_empty = stats.level_bound(grid, np.vstack([close, np.full(3, np.nan)]), 0.95, [*c, 0], [*e, 100])
+    x0 = np.append(c, 0) * np.append(close[:, 1], 0) / np.append(e, 100).mean()
+    assert with_empty.z == 0.2 and (with_empty.low, with_empty.high) == pytest.approx(stats.lognormal_mean_interval(x0))
+    assert with_empty.value == pytest.approx((3 * 0.5 + 2 * 0.45 + 4 * 0.55 + 0.5) / 500)  # its exposure counts
+
+
+def test_intervals_are_nan_not_wrong_on_nan_input_and_finite_or_skipped():
+    assert all(np.isnan(v) for v in stats.replica_interval([0.1, np.nan, 0.3, 0.2]))
+    lo, hi = stats.lognormal_mean_interval([1e-12, 1.0])  # two replicas twelve decades apart: no finite upper end
+    assert not np.isfinite(hi)
+    b = stats.level_bound(np.array([0.1, 0.2]), np.array([[0.5, 1e-12], [0.4, 1.0]]))
+    assert b.z == 0.1 and np.isfinite(b.high)  # the infinite level is skipped
 
 
 def test_replica_interval_covers_with_extinct_replicas():

@@ -233,8 +233,8 @@ def test_level_curve_is_unbiased_at_fixed_levels(walk_run):
 
 def test_level_bound_with_every_replica_extinct():
     """Target out of reach (walk to 40 within 30 periods): every replica ends with its particles tied, p = 0 and no
-    interval; the level curve still estimates P(max score >= z) with an interval at the highest level every
-    replica passed, unbiased against DP (|z| < 5), and its upper end bounds p."""
+    interval; the level curve still estimates P(max score >= z) with an interval at a level every replica passed
+    (the one with the tightest upper end), unbiased against DP (|z| < 5), and its upper end bounds p."""
     res = splitting.estimate(*walk(0.25, 40), horizon=30, particles=16, replicas=100, seed=5)
     assert res.extinct == 100 and res.p == 0 and np.isnan(res.p_high)
     b = res.level_bound()

@@ -26,7 +26,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -34,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from test_splitting import LANE, ar1, ar1_curve, lane_mfpt, lane_rate, ruin, walk, walk_curve, walk_flux, walk_mfpt
 
 from jumpsim import splitting
-from jumpsim.stats import level_bound, replica_interval
+from jumpsim.stats import level_bound, mean_interval, replica_interval
 
 LEVEL = 0.95
 
@@ -45,8 +44,8 @@ def coverage(replica_p: np.ndarray, runs: int, exact: float) -> dict:
     groups = replica_p.reshape(runs, -1)
     r = groups.shape[1]
     m = groups.mean(1)
-    half = stats.t.ppf((1 + LEVEL) / 2, r - 1) * groups.std(1, ddof=1) / math.sqrt(r)
-    t_cover = np.mean((np.maximum(m - half, 0) <= exact) & (exact <= m + half))
+    t_ivs = np.array([mean_interval(g, LEVEL)[1:] for g in groups])
+    t_cover = np.mean((t_ivs[:, 0] <= exact) & (exact <= t_ivs[:, 1]))
     ivs = np.array([replica_interval(g, LEVEL)[1:] for g in groups])
     cover = np.mean((ivs[:, 0] <= exact) & (exact <= ivs[:, 1]))
     se = replica_p.std(ddof=1) / math.sqrt(len(replica_p))

@@ -514,6 +514,23 @@ def level_bound(grid, replica_level_p, level: float = 0.95, crossings=None, expo
     return best
 
 
+def level_table(levels: pd.DataFrame, reps: pd.DataFrame, method: str) -> pd.DataFrame | None:
+    """The level curves (``rare_levels`` rows) of the estimate whose replica rows are `reps`, as a (replica x z)
+    table of p in the order of `reps`; None if a replica that should have them (rate form: one with crossings)
+    has none, as in shards written before schema 4: a bound from the others would be a partial one."""
+    if reps.empty:
+        return None
+    key = reps.iloc[0]
+    lv = levels[(levels.config_id == key.config_id) & (levels.estimate_id == key.estimate_id)]
+    if lv.empty:
+        return None
+    # (pivot_table: a replica written twice by overlapping shards must not crash the summary)
+    lv = lv.pivot_table(index="replica", columns="z", values="p", aggfunc="first").reindex(reps.replica)
+    has = lv.notna().any(axis=1).to_numpy()
+    owes = np.ones(len(has), bool) if method == "tams" else (reps.flux_crossings.fillna(0) > 0).to_numpy()
+    return lv if has[owes].all() else None
+
+
 def splitting(
     rare: pd.DataFrame,
     replicas: pd.DataFrame,
@@ -584,17 +601,8 @@ def splitting(
             "seed_steps": int(g.seed_steps.sum()),
             **_stalled(reps, iterations, cid, eid, int(r0.particles)),
         }
-        lv = None
-        if levels is not None and not levels.empty:
-            lv = levels[(levels.config_id == cid) & (levels.estimate_id == eid)]
-            # (pivot_table: a replica written twice by overlapping shards must not crash the summary)
-            lv = lv.pivot_table(index="replica", columns="z", values="p", aggfunc="first") if len(lv) else None
-            lv = None if lv is None else lv.reindex(reps.replica)
+        lv = level_table(levels, reps, r0.method) if levels is not None and not levels.empty else None
         rec.update(bound_level=np.nan, p_bound=np.nan, rate_bound=np.nan)
-        if lv is not None:  # every replica (with crossings) needs its level rows: shards written before schema 4
-            has = lv.notna().any(axis=1).to_numpy()  # have none, and a bound from the others would be a partial one
-            owes = np.ones(len(has), bool) if r0.method == "tams" else (reps.flux_crossings.fillna(0) > 0).to_numpy()
-            lv = lv if has[owes].all() else None
         if r0.method == "tams":
             if lv is not None:
                 b = level_bound(lv.columns, lv.to_numpy(), level)

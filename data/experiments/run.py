@@ -1070,18 +1070,13 @@ def section_i(out: Path, facts: dict) -> list[str]:
 def _level_bound_row(data: dict, row) -> tuple[stats.LevelBound | None, float]:
     """The level bound of one pooled estimate (a row of ``splitting_rows``), and the log10 sd of its replicas'
     estimates at the bound's level."""
-    lv = data["rare_levels"]
-    lv = lv[(lv.config_id == row.config_id) & (lv.estimate_id == row.estimate_id)]
-    if lv.empty:
+    reps = data["rare_replicas"]
+    reps = reps[(reps.config_id == row.config_id) & (reps.estimate_id == row.estimate_id)].sort_values("replica")
+    wide = stats.level_table(data["rare_levels"], reps, row.method)
+    if wide is None:
         return None, float("nan")
-    wide = lv.pivot(index="replica", columns="z", values="p")
-    if row.method == "tams":
-        b = stats.level_bound(wide.columns, wide.to_numpy())
-    else:
-        reps = data["rare_replicas"]
-        reps = reps[(reps.config_id == row.config_id) & (reps.estimate_id == row.estimate_id)].set_index("replica")
-        wide = wide.reindex(reps.index)
-        b = stats.level_bound(wide.columns, wide.to_numpy(), 0.95, reps.flux_crossings, reps.flux_exposure_steps)
+    rate = () if row.method == "tams" else (0.95, reps.flux_crossings, reps.flux_exposure_steps)
+    b = stats.level_bound(wide.columns, wide.to_numpy(), *rate)
     if not b.z == b.z:
         return None, float("nan")
     x = wide[wide.columns[np.argmin(np.abs(wide.columns - b.z))]].dropna().to_numpy()

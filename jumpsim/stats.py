@@ -386,6 +386,11 @@ def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEs
     crossings, the replica spread holds all three noises: the Poisson count of crossings, the spread of
     the committor over crossing states (large when the score misses what drives the escape) and the
     AMS noise. (A shared pool of crossings would leave the middle one out: intervals too narrow.)
+    Coverage of k on chains with an exact k (benchmarks/results/splitting-validation.md): 0.91 where the
+    replicas' AMS noise is large (sd of log10 C_r p_r ~0.4; misses low: right-skewed replicas), within the
+    binomial band of 0.95 at sd ~0.2 and where the score misses the escape channel. The delta-log-normal
+    interval of ``replica_interval`` would cover 0.96 in the first case but about half the runs in the last,
+    whose replica estimates are bimodal over decades, so it is not used here.
 
     Fewer than MIN_CROSSING_REPLICAS replicas with a crossing (none at all included), or an estimate of 0
     (every replica extinct): the t-interval would rest on a handful of values, or have zero width, so the

@@ -188,6 +188,28 @@ def levels(xi: np.ndarray, basin: float | None, interface: float | str | None) -
     return basin, interface
 
 
+def probe_speed(p: Particles, width: int, calls: int = 3) -> float:
+    """SGD steps per second of ``width`` particles advanced one period in lockstep (``advance`` vmapped
+    and jitted, the best case of the engine's slot table), from the fastest of ``calls`` timed calls after a
+    compiling one: the basis of the time estimate printed before a run (a few seconds, mostly compile)."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1, impl="threefry2x32"), i))(jnp.arange(width))
+    xs = jax.vmap(p.init)(keys)
+    step = jax.jit(jax.vmap(lambda x, k: p.advance(x, k, 0)))
+    jax.block_until_ready(step(xs, keys))
+    best = math.inf
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        jax.block_until_ready(step(xs, keys))
+        best = min(best, time.perf_counter() - t0)
+    return width * p.period_steps / max(best, 1e-9)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def flux_per_replica(cfg: Config) -> int:
     """Flux trajectories of each rate-form replica: rare.flux_seeds shared out over the replicas (rounded up)."""
     return -(-cfg.rare.flux_seeds // cfg.rare.replicas)
@@ -242,11 +264,29 @@ def run_rare(
         f"MiB (+ ~3 states per slot of the simulation table, {slots:,} slots: "
         f"{3 * slots * p.state_bytes / 2**20:.1f} MiB)"
     )
+    # time: at the lockstep speed of a probe (the engine's queue reaches ~0.5-0.8x of it on a CPU, README
+    # "Cost"); a TAMS estimate cost ~4x its initial population at p = 1e-3 on the rank-3 escape, i.e. about
+    # one more initial population per decade of p. Skipped when quiet (the probe compiles: a few seconds).
+    speed = probe_speed(p, slots) if progress else float("nan")
+
+    def at(work: int) -> str:
+        if not progress:
+            return ""
+        return f" (~{_duration(work / speed)} plus compiles, at {speed:.3g} SGD steps/s: this machine's lockstep speed)"
+
     if rc.method == "tams":
+        w = n * reps * horizon * p.period_steps
         say(
-            f"  work: initial population {n * reps * cfg.train.steps:,} SGD steps, then ~{rc.kill_fraction:.0%} of "
-            "it per "
-            f"iteration; ~{math.log(10) / rc.kill_fraction:.0f} iterations per decade of p"
+            f"  work: initial population {w:,} SGD steps{at(w)}, then ~{rc.kill_fraction:.0%} of it per iteration, "
+            f"~{math.log(10) / rc.kill_fraction:.0f} iterations per decade of p: about one more initial population "
+            "per decade"
+        )
+    else:
+        flux_periods, per_replica = (rc.flux_steps or cfg.train.steps) // p.period_steps, flux_per_replica(cfg)
+        flux_steps = per_replica * reps * flux_periods * p.period_steps
+        say(
+            f"  work: flux phase {flux_steps:,} SGD steps{at(flux_steps)}, then AMS from its crossings until the "
+            "target or the basin"
         )
     path = state_path(out, cfg, lo, hi)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,8 +344,6 @@ def run_rare(
         res = splitting.estimate(p.init, p.advance, p.score, horizon=horizon, **common)
     else:
         basin, interface = _pilot(p, cfg)
-        flux_periods, per_replica = (rc.flux_steps or cfg.train.steps) // p.period_steps, flux_per_replica(cfg)
-        flux_steps = per_replica * reps * flux_periods * p.period_steps
 
         def on_flux(fraction: float):
             now = time.perf_counter()

@@ -133,7 +133,15 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
             "SGD steps"
         )
         lines.append(head)
-        if r["method"] == "rate" and r["rate"] is not None:
+        # p == 0: no replica reached the target; a 0 with a degenerate interval is no answer, say so
+        resolved = bool(r["p"])
+        if r["method"] == "rate" and r["rate"] is not None and not resolved:
+            lines.append(
+                f"    rate not resolved: no replica reached the target from its crossings ({r['flux_crossings']} "
+                f"in all; flux {_fmt_rate(r['flux'] or 0)}); k <= {_fmt_rate(r['rate_high'])} per step, the flux's "
+                f"{pct} upper bound (every escape crosses the first interface)"
+            )
+        elif r["method"] == "rate" and r["rate"] is not None:
             ci = (
                 f"[{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}] ({pct}"
                 if r["rate_low"] is not None
@@ -143,12 +151,16 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
                 f"    rate {_fmt_rate(r['rate'])} per step {ci}; flux {_fmt_rate(r['flux'] or 0)} x "
                 f"P(target before basin) {_fmt(r['p_ab'])}, {r['flux_crossings']} crossings)"
             )
-        p, p_lo, p_hi = _fmt(r["p"]), _fmt(r["p_low"]), _fmt(r["p_high"])
-        lines.append(f"    P(rank {arrow} {r['level']} within {r['horizon']:,} steps) = {p} [{p_lo}, {p_hi}] ({pct})")
-        if r["method"] == "rate" and r["rate_low"] == 0:
+        event = f"P(rank {arrow} {r['level']} within {r['horizon']:,} steps)"
+        if resolved:
+            p, p_lo, p_hi = _fmt(r["p"]), _fmt(r["p_low"]), _fmt(r["p_high"])
+            lines.append(f"    {event} = {p} [{p_lo}, {p_hi}] ({pct})")
+        elif r["method"] != "rate":
+            lines.append(f"    {event} not resolved: no replica reached the target")
+        if r["method"] == "rate" and r["rate_low"] == 0 and resolved:
             lines.append(
                 f"    k = {_fmt_rate(r['rate'])} rests on {r['flux_crossings']} crossing(s) of the first interface "
-                f"(in fewer than {stats.MIN_CROSSING_REPLICAS} replicas, or no replica reached the target): no "
+                f"in fewer than {stats.MIN_CROSSING_REPLICAS} replicas: no "
                 "interval, only the bound k <= flux (every escape crosses it); more rare.flux_seeds, "
                 "rare.replicas or particles, or a lower rare.interface, to estimate the rate"
             )
@@ -156,17 +168,16 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
         if weak and r.get("p_bound") is not None:
             k = f"k <= {_fmt_rate(r['rate_bound'])} per step, " if r["method"] == "rate" else ""
             lines.append(
-                f"    bound from the level curve: {k}P(rank {arrow} {r['level']} within {r['horizon']:,} steps) <= "
-                f"{_fmt(r['p_bound'])} ({pct} upper end of the estimate at score level {r['bound_level']:.3g}, the "
-                "tightest over the levels every replica passed; every path to the target passes them)"
+                f"    {pct} upper bound from the level curve: {k}{event} <= {_fmt(r['p_bound'])} (upper end of the "
+                f"estimate at score level {r['bound_level']:.3g}, the tightest over the levels every replica passed; "
+                "every path to the target passes them)"
             )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(
                 f"    {r['extinct']} extinct replica(s): their particles all tied at score {r['stalled_level']:.3g} "
                 f"(median; 1 = target) after a weight of 10^{r['stalled_log10_w']:.1f}; "
                 + (
-                    "no replica reached the target, so p is not resolved: more particles, another score, or the "
-                    "README's advice for small eta"
+                    "to resolve p: more particles, another score, or the README's advice for small eta"
                     if r["extinct"] == r["replicas"]
                     else "extinct replicas count as 0 (the estimate is skewed low if many are)"
                 )

@@ -6,6 +6,7 @@ no divergence: not rare, so both estimators can be checked against each other in
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -136,6 +137,22 @@ def test_cli_rare_rate_form_and_summarize_json(tmp_path, capsys):
     assert cli.main(args) == 0 and "already" in capsys.readouterr().out  # rerun: nothing to do
 
 
+def test_header_estimates_time_and_memory_before_the_run(tmp_path):
+    """Before it starts, `jumpsim rare` prints memory and work, and (unless quiet) the time that work takes at
+    the speed of a timed probe of the particle step on this machine."""
+    cfg = jumpsim.load_config(None, BASE + ["rare.particles=8", "rare.replicas=2", "train.steps=400"])
+    for progress in (True, False):
+        lines = []
+        rare.run_rare(cfg, tmp_path / str(progress), progress=progress, say=lines.append)
+        assert "MiB" in lines[0] and "initial population 6,400 SGD steps" in lines[1]
+        timed = re.search(r"\(~(\d+) s plus compiles, at ([0-9.e+]+) SGD steps/s", lines[1])
+        assert bool(timed) == progress, lines[1]
+        if timed:
+            assert 0 <= int(timed[1]) < 60 and float(timed[2]) > 1e3
+    p = rare.particles(cfg)
+    assert 1e3 < rare.probe_speed(p, 4, calls=1) < 1e10
+
+
 def test_extinct_estimate_reports_the_level_bound(tmp_path, capsys):
     """At a small learning rate every replica goes extinct (p = 0, no interval): the rare_levels table still
     gives an upper bound with an interval, the same from the tables as from the result, printed by summarize."""
@@ -151,7 +168,11 @@ def test_extinct_estimate_reports_the_level_bound(tmp_path, capsys):
     assert r["p_bound"] == pytest.approx(b.high, rel=1e-12) and r["bound_level"] == pytest.approx(b.z, rel=1e-6)
     assert 0 < b.value <= b.high < 1 and 0 < b.z < 1 and r["rate_bound"] is None
     assert cli.main(["summarize", str(out)]) == 0
-    assert "bound from the level curve" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    # the headline says p is not resolved (not "= 0 [?, ?]") and gives the bound as the answer
+    assert "within 400 steps) not resolved: no replica reached the target" in text
+    assert "95% upper bound from the level curve: P(rank <= 1 within 400 steps) <= " in text
+    assert " = 0 [" not in text
     assert cli.main(["check", str(out)]) == 0
 
 

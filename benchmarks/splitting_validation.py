@@ -432,7 +432,7 @@ def markdown(r) -> str:
             "interval: expect coverage near 0.90 with few particles per replica, a too-low upper end being the "
             "miss. Commands: `python benchmarks/rate_interval_coverage.py walk --runs 2000 --seed 8 --out "
             "benchmarks/results/rate-interval-coverage-walk`, `... walk --runs 1000 --particles 128 --seed 10 --out "
-            "...-walk-n128`, `... lane --runs 400 --seed 9 --out ...-lane` (43, 43 and 89 s on 2 cores).",
+            "...-walk-n128`, `... lane --runs 400 --seed 9 --out ...-lane` (35, 35 and 84 s of simulation on 2 cores).",
             "",
         ]
     lb = r.get("level_bound")

@@ -188,22 +188,6 @@ def levels(xi: np.ndarray, basin: float | None, interface: float | str | None) -
     return basin, interface
 
 
-def probe_speed(p: Particles, width: int, calls: int = 3) -> float:
-    """SGD steps per second of ``width`` particles advanced one period in lockstep (``advance`` vmapped
-    and jitted, the best case of the engine's slot table), from the fastest of ``calls`` timed calls after a
-    compiling one: the basis of the time estimate printed before a run (a few seconds, mostly compile)."""
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1, impl="threefry2x32"), i))(jnp.arange(width))
-    xs = jax.vmap(p.init)(keys)
-    step = jax.jit(jax.vmap(lambda x, k: p.advance(x, k, 0)))
-    jax.block_until_ready(step(xs, keys))
-    best = math.inf
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        jax.block_until_ready(step(xs, keys))
-        best = min(best, time.perf_counter() - t0)
-    return width * p.period_steps / max(best, 1e-9)
-
-
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -264,13 +248,20 @@ def run_rare(
         f"MiB (+ ~3 states per slot of the simulation table, {slots:,} slots: "
         f"{3 * slots * p.state_bytes / 2**20:.1f} MiB)"
     )
-    # time: at the lockstep speed of a probe (the engine's queue reaches ~0.5-0.8x of it on a CPU, README
-    # "Cost"); a TAMS estimate cost ~4x its initial population at p = 1e-3 on the rank-3 escape, i.e. about
-    # one more initial population per decade of p. Skipped when quiet (the probe compiles: a few seconds).
-    speed = probe_speed(p, slots) if progress else float("nan")
+    # time: at the speed of a timed lockstep probe of the period at the width the phase runs (the engine's
+    # queue adds host round trips: README "Cost"); a TAMS estimate cost ~4x its initial population at
+    # p = 1e-3 on the rank-3 escape, i.e. about one more initial population per decade of p. Skipped when
+    # quiet (the probe compiles: a few seconds) and when resuming (part of the work is done).
+    path = state_path(out, cfg, lo, hi)
+    timed = progress and not path.exists()
+    per_replica = flux_per_replica(cfg)
+    if timed:
+        tams = rc.method == "tams"
+        width = slots if tams else splitting.flux_batch(reps, per_replica)
+        speed = p.period_steps * splitting.lockstep_speed(p.init, p.advance, width, sharded=tams)
 
     def at(work: int) -> str:
-        if not progress:
+        if not timed:
             return ""
         return f" (~{_duration(work / speed)} plus compiles, at {speed:.3g} SGD steps/s: this machine's lockstep speed)"
 
@@ -282,13 +273,12 @@ def run_rare(
             "per decade"
         )
     else:
-        flux_periods, per_replica = (rc.flux_steps or cfg.train.steps) // p.period_steps, flux_per_replica(cfg)
+        flux_periods = (rc.flux_steps or cfg.train.steps) // p.period_steps
         flux_steps = per_replica * reps * flux_periods * p.period_steps
         say(
             f"  work: flux phase {flux_steps:,} SGD steps{at(flux_steps)}, then AMS from its crossings until the "
             "target or the basin"
         )
-    path = state_path(out, cfg, lo, hi)
     path.parent.mkdir(parents=True, exist_ok=True)
     resume = None
     if path.exists():

@@ -471,6 +471,33 @@ def table_size(replicas: int, k: int, max_batch: int = MAX_BATCH) -> int:
     return min(max(_lanes(), max_batch // _lanes() * _lanes()), _bucket(want))
 
 
+def flux_batch(replicas: int, flux_trajectories: int, max_batch: int = MAX_BATCH) -> int:
+    """Trajectories the flux phase of ``estimate_rate`` runs at once (on one device)."""
+    return _bucket(min(replicas * flux_trajectories, max(LANES, max_batch // LANES * LANES)))
+
+
+def lockstep_speed(init, advance, width: int, sharded: bool, calls: int = 3) -> float:
+    """Particle periods per second of ``width`` particles advanced one period in lockstep (``advance``
+    vmapped and jitted; split over the local devices like the slot table when ``sharded``, on one device
+    like the flux phase otherwise), the fastest of ``calls`` timed calls after a compiling one: the best
+    case of the engine at that width, for the time estimate before a run."""
+    kd = jax.vmap(lambda i: _key_data(jnp.int32(0), FLUX_REPLICA, i, jnp.int32(0)))(jnp.arange(width, dtype=jnp.int32))
+    xs = jax.vmap(lambda k: init(_wrap(k)))(kd)
+    step = jax.vmap(lambda x, k: advance(x, _wrap(k), jnp.int32(0)))
+    mesh = _mesh()
+    if sharded and mesh.size > 1 and width % mesh.size == 0:
+        step = jax.shard_map(step, mesh=mesh, in_specs=(P("p"), P("p")), out_specs=P("p"), check_vma=False)
+        xs, kd = jax.device_put((xs, kd), jax.sharding.NamedSharding(mesh, P("p")))
+    step = jax.jit(step)
+    jax.block_until_ready(step(xs, kd))
+    best = math.inf
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        jax.block_until_ready(step(xs, kd))
+        best = min(best, time.perf_counter() - t0)
+    return width / max(best, 1e-9)
+
+
 def _drive(spec, pop, jobs: _Jobs, size: int, finished: Callable[[_Jobs, tuple], _Jobs], on_pop=None):
     """Run `jobs` through a table of `size` slots, ROUND periods per device call; a slot freed by a finished
     run takes the next queued job at once. ``finished(jobs, (level, hit, steps, capped))`` gets the runs

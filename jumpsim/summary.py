@@ -133,14 +133,23 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
             "SGD steps"
         )
         lines.append(head)
-        # p == 0: no replica reached the target; a 0 with a degenerate interval is no answer, say so
-        resolved = bool(r["p"])
-        if r["method"] == "rate" and r["rate"] is not None and not resolved:
-            lines.append(
-                f"    rate not resolved: no replica reached the target from its crossings ({r['flux_crossings']} "
-                f"in all; flux {_fmt_rate(r['flux'] or 0)}); k <= {_fmt_rate(r['rate_high'])} per step, the flux's "
-                f"{pct} upper bound (every escape crosses the first interface)"
+        # p == 0: no replica reached the target; a 0 with a degenerate interval is no answer, say so (p missing:
+        # no replica rows or a NaN replica, printed as "?")
+        unresolved = r["p"] == 0
+        if r["method"] == "rate" and r["rate"] is not None and unresolved:
+            why = (
+                f"no replica reached the target from its crossings ({r['flux_crossings']} in all; flux "
+                f"{_fmt_rate(r['flux'] or 0)})"
+                if r["flux_crossings"]
+                else "no crossing of the first interface in the flux phase"
             )
+            bound = (
+                f"; k <= {_fmt_rate(r['rate_high'])} per step, the upper end of the flux's {pct} interval (every "
+                "escape crosses the first interface)"
+                if r["rate_high"] is not None
+                else ""
+            )
+            lines.append(f"    rate not resolved: {why}{bound}")
         elif r["method"] == "rate" and r["rate"] is not None:
             ci = (
                 f"[{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}] ({pct}"
@@ -152,25 +161,25 @@ def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
                 f"P(target before basin) {_fmt(r['p_ab'])}, {r['flux_crossings']} crossings)"
             )
         event = f"P(rank {arrow} {r['level']} within {r['horizon']:,} steps)"
-        if resolved:
+        if not unresolved:
             p, p_lo, p_hi = _fmt(r["p"]), _fmt(r["p_low"]), _fmt(r["p_high"])
             lines.append(f"    {event} = {p} [{p_lo}, {p_hi}] ({pct})")
         elif r["method"] != "rate":
             lines.append(f"    {event} not resolved: no replica reached the target")
-        if r["method"] == "rate" and r["rate_low"] == 0 and resolved:
+        if r["method"] == "rate" and r["rate_low"] == 0 and not unresolved:
             lines.append(
                 f"    k = {_fmt_rate(r['rate'])} rests on {r['flux_crossings']} crossing(s) of the first interface "
                 f"in fewer than {stats.MIN_CROSSING_REPLICAS} replicas: no "
                 "interval, only the bound k <= flux (every escape crosses it); more rare.flux_seeds, "
                 "rare.replicas or particles, or a lower rare.interface, to estimate the rate"
             )
-        weak = r["extinct"] or not r["p"] or r["p_low"] is None or (r["method"] == "rate" and r["rate_low"] == 0)
+        weak = r["extinct"] or unresolved or r["p_low"] is None or (r["method"] == "rate" and r["rate_low"] == 0)
         if weak and r.get("p_bound") is not None:
             k = f"k <= {_fmt_rate(r['rate_bound'])} per step, " if r["method"] == "rate" else ""
             lines.append(
-                f"    {pct} upper bound from the level curve: {k}{event} <= {_fmt(r['p_bound'])} (upper end of the "
-                f"estimate at score level {r['bound_level']:.3g}, the tightest over the levels every replica passed; "
-                "every path to the target passes them)"
+                f"    bound from the level curve: {k}{event} <= {_fmt(r['p_bound'])} (upper end of the {pct} interval "
+                f"of the estimate at score level {r['bound_level']:.3g}, the tightest over the levels every replica "
+                "passed; every path to the target passes them)"
             )
         if r["extinct"] and r.get("stalled_level") is not None:
             lines.append(

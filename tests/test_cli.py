@@ -156,3 +156,26 @@ def test_summarize_names_a_missing_column_and_reads_older_datasets(ran, tmp_path
         tables.SCHEMAS.clear()
         tables.SCHEMAS.update(monkey)
     assert "later" in runs.columns and runs["later"].isna().all() and len(runs) == 12
+
+
+def test_splitting_lines_say_what_is_resolved():
+    """The summary's splitting lines: p > 0 prints the estimate; p == 0 (no replica reached the target) says
+    "not resolved" and gives the flux's bound where there is one; a missing p (no replica rows) prints "?";
+    an old rate dataset (no interval, rate_high None) with p == 0 prints without a bound instead of crashing."""
+    from jumpsim import summary
+
+    base = dict(
+        estimate_id="e", method="tams", score="sigma", start_rank=3, direction="down", level=2, horizon=100,
+        replicas=4, particles=8, extinct=0, seed_steps=10, p=1e-3, p_low=5e-4, p_high=2e-3, rate=None,
+        rate_low=None, rate_high=None, flux=None, p_ab=None, flux_crossings=None,
+    )  # fmt: skip
+    text = lambda **kw: "\n".join(summary._splitting_lines([{**base, **kw}], "95%"))
+    assert "within 100 steps) = 0.001 [0.0005, 0.002] (95%)" in text()
+    assert "within 100 steps) not resolved: no replica reached the target" in text(p=0.0, extinct=4)
+    assert "within 100 steps) = ? [?, ?]" in text(p=None, p_low=None, p_high=None)
+    rate = dict(method="rate", p=0.0, p_low=None, p_high=None, rate=0.0, rate_low=0.0, flux=1e-4, extinct=4)
+    assert "rate not resolved: no replica reached the target from its crossings (7 in all; flux 0.0001); k <= 0.0002" \
+        in text(**rate, rate_high=2e-4, flux_crossings=7)  # fmt: skip
+    assert "rate not resolved: no crossing of the first interface" in text(**rate, rate_high=2e-4, flux_crossings=0)
+    old = text(**{**rate, "rate_low": None}, rate_high=None, flux_crossings=7)
+    assert "rate not resolved" in old and "k <=" not in old and " = 0 [" not in old

@@ -203,9 +203,20 @@ def sgd_step(params: model.Params, opt_state, key: jax.Array, t, data: Data, dyn
     fold_in(key, t)), structured minibatch gradient, optimizer update. Returns (params, opt_state)."""
     if dyn.batch is None:
         grads = model.full_grads(params, data.rows, data.cols, data.values, dyn.scale)
-    else:
-        idx = jax.random.randint(jax.random.fold_in(key, t), (dyn.batch,), 0, data.n_observed, dtype=jnp.int32)
-        grads, _ = model.minibatch_grads(params, data.rows[idx], data.cols[idx], data.values[idx], dyn.scale)
+        return update(params, opt_state, grads, t, dyn)
+    idx = jax.random.randint(jax.random.fold_in(key, t), (dyn.batch,), 0, data.n_observed, dtype=jnp.int32)
+    return entries_step(params, opt_state, idx, t, data, dyn)
+
+
+def entries_step(params: model.Params, opt_state, idx: jax.Array, t, data: Data, dyn: Dynamics):
+    """The step at ``t`` on the observed entries ``idx`` (B,) (indices into ``data.rows``): what ``sgd_step``
+    does once it has drawn them; also how far one step on a chosen entry could move a state (report (q))."""
+    grads, _ = model.minibatch_grads(params, data.rows[idx], data.cols[idx], data.values[idx], dyn.scale)
+    return update(params, opt_state, grads, t, dyn)
+
+
+def update(params: model.Params, opt_state, grads: model.Params, t, dyn: Dynamics):
+    """Optimizer update of the data gradient ``grads`` at step ``t`` (the ridge is added by the optimizer)."""
     dtype = params[0].dtype
     tx = dyn.optimizer.transform(jnp.asarray(dyn.lr(t), dtype), jnp.asarray(dyn.ridge(t), dtype))
     updates, opt_state = tx.update(grads, opt_state, params)

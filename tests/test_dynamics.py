@@ -33,6 +33,30 @@ def test_one_seed_without_a_kernel_follows_the_kernel(tiny):
         np.testing.assert_allclose(np.asarray(w), ref[3], rtol=0, atol=1e-4)
 
 
+def test_entries_step_is_the_sgd_step_on_the_drawn_entries(tiny):
+    """sgd_step = draw the entries, then entries_step on them (bit for bit); a step on one chosen entry is
+    W - eta (grad of that entry's loss + 2 lambda W), the gradient by autodiff (float64)."""
+    cfg = tiny("train.batch=2")
+    su = dynamics.setup(cfg)
+    data, dyn = su.data, su.dynamics
+    with dynamics.float64_scope():
+        s = dynamics.init_seed(1, su)
+        t = jnp.int32(7)
+        idx = jax.random.randint(jax.random.fold_in(s.key, t), (2,), 0, data.n_observed, dtype=jnp.int32)
+        want = jax.jit(lambda p, o: dynamics.sgd_step(p, o, s.key, t, data, dyn))(s.params, s.opt_state)[0]
+        got = jax.jit(lambda p, o: dynamics.entries_step(p, o, idx, t, data, dyn))(s.params, s.opt_state)[0]
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        p64 = tuple(jnp.asarray(w, jnp.float64) for w in s.params)
+        d64 = data._replace(values=jnp.asarray(data.values, jnp.float64))
+        e = jnp.array([3], jnp.int32)
+        one = dynamics.entries_step(p64, dyn.optimizer.init(p64), e, 0, d64, dyn)[0]
+        g = jax.grad(model.data_loss)(p64, d64.rows[e], d64.cols[e], d64.values[e], dyn.scale)
+        lr, lam = dyn.lr(0), dyn.ridge(0)
+        for w1, w, gw in zip(one, p64, g):
+            np.testing.assert_allclose(np.asarray(w1), np.asarray(w - lr * (gw + 2 * lam * w)), rtol=1e-12, atol=1e-12)
+
+
 def _random_params(seed, dtype=jnp.float32):
     return model.init_gaussian(jax.random.key(seed), 7, 5, 3, 6, 1.0, dtype)
 

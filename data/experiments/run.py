@@ -2514,6 +2514,13 @@ def finding_hi(facts: dict) -> str | None:
             )
             + " (95 %, (i))."
         )
+    q = facts.get("q")
+    if q is not None and len(q):
+        live, calm = q[q.p_10 > 0], q[q.p_10 == 0]
+        said = [f"at eta {r.eta:g} such a step (> 10x) has chance {r.p_10:.2g} per step" for r in live.itertuples()]
+        for r in calm.sort_values("eta", ascending=False).itertuples():
+            said.append(f"at eta {r.eta:g} no basin state allows a one-step fall beyond {r.largest:.4f}x")
+        text += " Why (q): escapes begin with one SGD step that collapses sigma_3; " + "; ".join(said) + "."
     return text
 
 

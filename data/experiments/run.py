@@ -65,6 +65,8 @@ EXPERIMENTS = [
     "o_escape_paths",
     "p_depth4_curve",
     "q_collapse_hazard",
+    "q_hazard_ridge0.0005",
+    "q_hazard_ridge0.002",
 ]
 # experiments that also run splitting estimates (jumpsim rare), by method
 SPLITTING = {  # experiment -> splitting estimates run on each of its configs: method, or (method, rare overrides)
@@ -279,8 +281,8 @@ def run_all(names: list[str], out: Path, timings: dict) -> dict:
                 done.append(not rare.run_rare(cfg_m, out / name, progress=True).skipped)
         if name == "o_escape_paths":
             replay_escape(out)
-        if name == "q_collapse_hazard":
-            collapse_hazard(out, configs)
+        if name.startswith("q_"):
+            collapse_hazard(out / name, configs)
         if rep.chunks_done or any(done) or name not in timings:
             # a partial rerun (some chunks or estimates reused) adds its time to the experiment's earlier total
             reused = rep.chunks_skipped or not all(done)
@@ -1929,12 +1931,12 @@ def section_o(out: Path, facts: dict) -> list[str]:
 HAZARD_FALLS = (1.1, 2.0, 10.0)  # one-step falls of sigma_3 counted per state (factor sigma_3 / sigma_3 after)
 
 
-def collapse_hazard(out: Path, configs) -> None:
+def collapse_hazard(d: Path, configs) -> None:
     """(q): the dataset's seeds followed again (``dynamics.init_seed`` and ``period``: the run's trajectories)
     and, at every check after the first 10 %, the fall of sigma_3 (float64) that ONE step on each observed
-    entry would make (``dynamics.entries_step``). One row per state: config, seed, step, sigma_3, train loss,
-    the largest fall and, per factor c in HAZARD_FALLS, how many entries fall by more than c. Written to
-    q_collapse_hazard/hazard.parquet (diverged states left out)."""
+    entry would make (``dynamics.entries_step``). One row per state: config, eta, ridge, seed, step, sigma_3,
+    train loss, the largest fall and, per factor c in HAZARD_FALLS, how many entries fall by more than c.
+    Written to ``d``/hazard.parquet, beside the dataset (diverged states left out)."""
     rows = []
     for cfg in configs:
         su = dynamics.setup(cfg)
@@ -1960,10 +1962,10 @@ def collapse_hazard(out: Path, configs) -> None:
                 s3, big, counts = (np.asarray(v) for v in look(xs))
                 ok = ~np.asarray(xs.diverged)
                 frame = {"config_id": cfg.config_id, "eta": cfg.train.lr.value_at(0), "seed": seeds[ok]}
+                frame |= {"ridge": cfg.train.ridge.value_at(0)}
                 frame |= {"step": (c + 1) * cfg.detect.every, "s3": s3[ok], "loss": np.asarray(xs.loss)[ok]}
                 frame |= {"max_fall": big[ok], **{f"over_{fc:g}": counts[ok, i] for i, fc in enumerate(HAZARD_FALLS)}}
                 rows.append(pd.DataFrame(frame))
-    d = out / "q_collapse_hazard"
     d.mkdir(parents=True, exist_ok=True)
     pd.concat(rows, ignore_index=True).assign(entries=int(data.n_observed)).to_parquet(d / "hazard.parquet")
 
@@ -1983,66 +1985,140 @@ def _o_falls(facts: dict) -> str:
     )
 
 
+HAZARD = [n for n in EXPERIMENTS if n.startswith("q_")]  # (q)'s datasets: the base ridge first, then the others
+
+
 def section_q(out: Path, facts: dict) -> list[str]:
-    name = "q_collapse_hazard"
     head = ["## (q) The collapse hazard: how far one SGD step can pull sigma_3 down", ""]
-    path = out / name / "hazard.parquet"
-    data = load(out, name)
-    if data is None or not path.exists():
-        return head + not_run(name, data)
-    h = pd.read_parquet(path)
-    fp = stats.first_passage(data["runs"], data["passages"])
+    frames, passages = [], []
+    for name in HAZARD:
+        data = load(out, name)
+        if data is not None and (out / name / "hazard.parquet").exists():
+            frames.append(pd.read_parquet(out / name / "hazard.parquet"))
+            passages.append(stats.first_passage(data["runs"], data["passages"]))
+    if not frames:
+        return head + not_run(HAZARD[0], None)
+    h, fp = pd.concat(frames, ignore_index=True), pd.concat(passages, ignore_index=True)
     n_e = int(h.entries.iloc[0])
+    cv = curve(out, facts)
     lines = head + [
-        f"The seeds of `q_collapse_hazard.toml` (brute force from the rank-3 minimum, {h.seed.nunique()} seeds, "
-        f"{int(data['runs'].horizon.max()):,} steps) followed again, and at every check after the first 10 % "
+        f"The seeds of `{'`, `'.join(f'{n}.toml' for n in HAZARD)}` (brute force from each ridge's rank-3 "
+        f"minimum, {h.seed.nunique()} seeds, 20,000 steps) followed again, and at every check after the first 10 % "
         f"the fall of sigma_3 that one SGD step on each of the {n_e} observed entries would make (batch 1: the "
         "next step is one of them, each with chance 1/80). The per-step chance of a fall by more than c is then "
         "the state's share of entries that make it, averaged over the states: a collapse's chance measured "
         "without waiting for one (interval: Student-t over the seeds' averages; states are correlated along a "
-        "seed's path, so where no state had such an entry the table says so and gives no bound).",
+        "seed's path, so where no state had such an entry the table says so and gives no bound). Beside it, the "
+        "escape rate k that (j) measured on a GPU at the same ridge and eta, and k / P(> 10x): escapes per > 10x "
+        "step.",
         "",
-        "| eta | escaped / seeds within T | states | largest one-step fall: median state / 99.9 % / largest | "
+        "| ridge | eta | escaped / seeds within T | states | largest one-step fall: median state / 99.9 % / largest | "
         + " | ".join(f"P(one step falls > {c:g}x) per step [95 %]" for c in HAZARD_FALLS)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(HAZARD_FALLS),
+        + " | escape rate k per step ((j), GPU) | k / P(> 10x) |",
+        "|---|---|---|---|---|" + "---|" * len(HAZARD_FALLS) + "---|---|",
     ]
     table = []
-    for eta, g in h.groupby("eta"):
+    for (ridge, eta), g in h.groupby(["ridge", "eta"]):
         f = fp[(fp.config_id == g.config_id.iloc[0]) & (fp.start_rank == 3) & (fp.level == 2)]
         bf = f"{int(f.k.iloc[0])} / {int(f.n.iloc[0])}" if len(f) else "-"
         q50, q999, top = np.quantile(g.max_fall, [0.5, 0.999]).tolist() + [float(g.max_fall.max())]
-        row = {"eta": eta, "states": len(g), "median": q50, "q999": q999, "largest": top}
+        row = {"ridge": ridge, "eta": eta, "states": len(g), "median": q50, "q999": q999, "largest": top}
         cells = []
         for c in HAZARD_FALLS:
             per_seed = (g[f"over_{c:g}"] / n_e).groupby(g.seed).mean()
             m, lo, hi = stats.mean_interval(per_seed.to_numpy())
-            row |= {f"p_{c:g}": m, f"p_{c:g}_high": hi}
+            row |= {f"p_{c:g}": m, f"p_{c:g}_low": lo, f"p_{c:g}_high": hi}
             cells.append(f"{m:.2g} [{lo:.2g}, {hi:.2g}]" if m > 0 else "0 (no state)")
+        j = cv[np.isclose(cv.ridge, ridge) & np.isclose(cv.eta, eta)] if len(cv) else cv
+        k = "-"
+        if len(j):
+            c, e = int(j["count"].iloc[0]), float(j.exposure.iloc[0])
+            k = f"{c / e:.3g} [{j.rate_low.iloc[0]:.3g}, {j.rate_high.iloc[0]:.3g}] ({c} escapes)"
+        conv = "-"
+        if len(j) and row["p_10"] > 0 and j["count"].iloc[0] > 0:
+            row["k"] = j["count"].iloc[0] / j.exposure.iloc[0]
+            row["conversion"] = row["k"] / row["p_10"]
+            conv = f"{row['conversion']:.2g}"
         table.append(row)
         lines.append(
-            f"| {eta:g} | {bf} | {len(g):,} | {q50:.4f}x / {q999:.3f}x / {top:.3f}x | " + " | ".join(cells) + " |"
+            f"| {ridge:g} | {eta:g} | {bf} | {len(g):,} | {q50:.4f}x / {q999:.3f}x / {top:.3f}x | "
+            + " | ".join(cells)
+            + f" | {k} | {conv} |"
         )
     tab = pd.DataFrame(table)
     facts["q"] = tab
     tab.to_parquet(out / "q_collapse_hazard.parquet")
-    big, calm = tab.iloc[-1], tab[tab.p_10 == 0]
+    base = tab[np.isclose(tab.ridge, 1e-3)]
+    live, calm = base[base.p_10 > 0], base[base.p_10 == 0]
     none = "; ".join(
         f"at eta {q.eta:g} none of {int(q.states):,} states had an entry that would divide sigma_3 by more than "
         f"{q.largest:.3f} (the typical state's largest one-step fall: {100 * (q.median - 1):.2f} %)"
-        for q in calm.itertuples()
+        for q in calm.sort_values("eta", ascending=False).itertuples()
     )
-    lines += [
-        "",
-        f"At eta {big.eta:g} a step that divides sigma_3 by more than 10 is available from some states: "
-        f"{big['p_10']:.2g} per step on average{_o_falls(facts)}. Below, {none}. There the collapse is not a "
-        "rare draw of the sampled entry from ordinary states: it needs states far outside what the noise visits "
-        "(report (i): sigma_3 itself moves by a few percent). This is why splitting on sigma_3 finds no path at "
-        "small eta, and what a score for it would have to measure: the distance to states from which one step "
-        "collapses.",
-        "",
-    ]
+    lines += [""]
+    if len(live):
+        first = live.sort_values("eta").iloc[0]
+        lines.append(
+            f"At ridge 0.001 and eta {first.eta:g} a step that divides sigma_3 by more than 10 is available from some "
+            f"states: {first['p_10']:.2g} per step on average{_o_falls(facts)}."
+            + (f" Below, {none}." if none else "")
+            + " There the collapse is not a rare draw of the sampled entry from ordinary states: it needs states far "
+            "outside what the noise visits (report (i): sigma_3 itself moves by a few percent). This is why "
+            "splitting on sigma_3 finds no path at small eta, and what a score for it would have to measure: the "
+            "distance to states from which one step collapses."
+        )
+    split = _ridge_split(tab)
+    if split and split[0].endswith("grows back."):
+        facts["q_split"] = (
+            "Across ridges and learning rates (q): eta sets how often one step collapses sigma_3, the ridge how "
+            "often a collapse becomes an escape."
+        )
+    lines += ["", *split, ""]
     return lines
+
+
+def _ridge_split(tab: pd.DataFrame) -> list[str]:
+    """How the ridge (at equal eta) and eta (at equal ridge) act: through the collapse hazard, or through what
+    follows a collapse (escapes per > 10x step)."""
+    if "conversion" not in tab:
+        return []
+    t = tab[tab.conversion.notna()]
+
+    def split(by: str, across: str) -> list[str]:
+        out = []
+        for v, g in t.groupby(by):
+            if g[across].nunique() < 2:
+                continue
+            g = g.sort_values(across)
+            lo, hi = g.iloc[0], g.iloc[-1]
+            hazard, conversion = hi.p_10 / lo.p_10, hi.conversion / lo.conversion
+            where = "the hazard" if abs(np.log(hazard)) > abs(np.log(conversion)) else "what follows a collapse"
+            out.append(
+                f"at {by} {v:g}, {across} {lo[across]:g} -> {hi[across]:g} multiplies the escape rate by "
+                f"{hi.k / lo.k:.2g}, the > 10x hazard by {hazard:.2g} and the escapes per such step by "
+                f"{conversion:.2g} (mostly {where})"
+            )
+        return out
+
+    by_ridge, by_eta = split("eta", "ridge"), split("ridge", "eta")
+    if not by_ridge or not by_eta:
+        return []
+    clean = all("follows" in x for x in by_ridge) and all("hazard)" in x for x in by_eta)
+    return [
+        "Splitting each escape rate of (j) into the hazard of a > 10x step and the escapes per such step (the last "
+        "column; an approximation where not every escape begins with one, report (o)). The ridge at equal eta: "
+        + "; ".join(by_ridge)
+        + ". The learning rate at equal ridge: "
+        + "; ".join(by_eta)
+        + ". "
+        + (
+            "So, on this problem, eta sets how often SGD collapses sigma_3 in one step, and the ridge sets how "
+            "often a collapse is carried through tau (its pull on the collapsed direction against the data's pull "
+            "back) before sigma_3 grows back."
+            if clean
+            else "The two factors do not separate by parameter here."
+        )
+    ]
 
 
 def section_p(out: Path, facts: dict) -> list[str]:
@@ -2516,11 +2592,15 @@ def finding_hi(facts: dict) -> str | None:
         )
     q = facts.get("q")
     if q is not None and len(q):
+        q = q[np.isclose(q.ridge, 1e-3)]
         live, calm = q[q.p_10 > 0], q[q.p_10 == 0]
         said = [f"at eta {r.eta:g} such a step (> 10x) has chance {r.p_10:.2g} per step" for r in live.itertuples()]
         for r in calm.sort_values("eta", ascending=False).itertuples():
             said.append(f"at eta {r.eta:g} no basin state allows a one-step fall beyond {r.largest:.4f}x")
         text += " Why (q): escapes begin with one SGD step that collapses sigma_3; " + "; ".join(said) + "."
+        split = facts.get("q_split")
+        if split:
+            text += f" {split}"
     return text
 
 

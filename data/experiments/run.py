@@ -1083,9 +1083,7 @@ def _noise_reach(data: dict, sp: pd.DataFrame, cfgs: dict, facts: dict) -> list[
     tau = float(next(iter(cfgs.values()))["detect"]["threshold"])
     rows = []
     for r in sp[sp.method == "tams"].itertuples():
-        reps = data["rare_replicas"]
-        reps = reps[(reps.config_id == r.config_id) & (reps.estimate_id == r.estimate_id)]
-        wide = stats.level_table(data["rare_levels"], reps, r.method)
+        wide = _level_wide(data, r)[1]
         if wide is None:
             continue
         for z in wide.columns:
@@ -1095,9 +1093,9 @@ def _noise_reach(data: dict, sp: pd.DataFrame, cfgs: dict, facts: dict) -> list[
             spread = float(np.log10(x).std(ddof=1))
             if spread > NOISE_MAX_SPREAD:
                 break
-            lo, hi = stats.lognormal_mean_interval(x)
+            m, lo, hi = stats.replica_interval(x)  # the engine's interval for a replica mean
             fall = 1 - (tau / sig0) ** z
-            rows.append((cfgs[r.config_id]["train"]["lr"], int(r.horizon), z, fall, x.mean(), lo, hi, spread))
+            rows.append((cfgs[r.config_id]["train"]["lr"], int(r.horizon), z, fall, m, lo, hi, spread))
     if not rows:
         return []
     lines = [
@@ -1132,12 +1130,18 @@ def _noise_reach(data: dict, sp: pd.DataFrame, cfgs: dict, facts: dict) -> list[
     return lines
 
 
+def _level_wide(data: dict, row) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The replica rows of one pooled estimate (a row of ``splitting_rows``) and their (replica x z) level
+    table (``stats.level_table``; None without one)."""
+    reps = data["rare_replicas"]
+    reps = reps[(reps.config_id == row.config_id) & (reps.estimate_id == row.estimate_id)].sort_values("replica")
+    return reps, stats.level_table(data["rare_levels"], reps, row.method)
+
+
 def _level_bound_row(data: dict, row) -> tuple[stats.LevelBound | None, float]:
     """The level bound of one pooled estimate (a row of ``splitting_rows``), and the log10 sd of its replicas'
     estimates at the bound's level."""
-    reps = data["rare_replicas"]
-    reps = reps[(reps.config_id == row.config_id) & (reps.estimate_id == row.estimate_id)].sort_values("replica")
-    wide = stats.level_table(data["rare_levels"], reps, row.method)
+    reps, wide = _level_wide(data, row)
     if wide is None:
         return None, float("nan")
     rate = () if row.method == "tams" else (0.95, reps.flux_crossings, reps.flux_exposure_steps)
@@ -1850,7 +1854,8 @@ def section_o(out: Path, facts: dict) -> list[str]:
     ev = data["events"]
     down = ev[(ev.direction == "down") & (ev.rank_after <= 2)].groupby("seed").step.min()
     t = sigma3_frame(data["traces"])
-    every = int(json.loads(data["experiments"].config.iloc[0])["detect"]["every"])
+    cfg_o = json.loads(data["experiments"].config.iloc[0])
+    every = int(cfg_o["detect"]["every"])
     falls = []
     for seed, g in t.groupby("seed"):
         esc = down.get(seed)
@@ -1920,6 +1925,8 @@ def section_o(out: Path, facts: dict) -> list[str]:
         "big": int((e.ratio > big).sum()),
         "others_big": int((n.ratio > big).sum()),
         "non_escaped": len(n),
+        "every": every,
+        "eta": cfg_o["train"]["lr"],
     }
     f.to_parquet(out / "o_escape_paths.parquet")
     return lines
@@ -1947,8 +1954,9 @@ def collapse_hazard(d: Path, configs) -> None:
         def falls(s: dynamics.SeedState):
             sig = lambda params: spectrum.singular_value(model.end_to_end(params), 3)
             after = jax.vmap(lambda e: sig(dynamics.entries_step(s.params, s.opt_state, e[None], 0, data, dyn)[0]))
-            f = sig(s.params) / after(entries)
-            return sig(s.params), jnp.max(f), jnp.stack([jnp.sum(f > c) for c in HAZARD_FALLS])
+            now = sig(s.params)
+            f = now / after(entries)
+            return now, jnp.max(f), jnp.stack([jnp.sum(f > c) for c in HAZARD_FALLS])
 
         with dynamics.float64_scope():
             step = jax.jit(jax.vmap(lambda s, t: dynamics.period(s, t, data, dyn, det)[0], in_axes=(0, None)))
@@ -1975,11 +1983,11 @@ def _o_falls(facts: dict) -> str:
     pre = facts.get("o_pre")
     if pre is None or not pre.checks.sum():
         return ""
-    every = 100  # o_escape_paths.toml checks every 100 steps (base.toml)
+    every, eta = facts["o"]["every"], facts["o"]["eta"]
     k, n = int(pre.falls.sum()), int(pre.checks.sum())
     lo, hi = stats.proportion_ci(k, n)
     return (
-        f"; report (o), at eta 0.135, counted {k} falls > 10x between checks {every} steps apart at {n:,} basin "
+        f"; report (o), at eta {eta:g}, counted {k} falls > 10x between checks {every} steps apart at {n:,} basin "
         f"checks: {k / n / every:.2g} [{lo / every:.2g}, {hi / every:.2g}] per step, the same order (another eta, and "
         "a fall within a period may take more than one step), and most escapes begin with one"
     )
@@ -2034,15 +2042,14 @@ def section_q(out: Path, facts: dict) -> list[str]:
             row |= {f"p_{c:g}": m, f"p_{c:g}_low": lo, f"p_{c:g}_high": hi}
             cells.append(f"{m:.2g} [{lo:.2g}, {hi:.2g}]" if m > 0 else "0 (no state)")
         j = cv[np.isclose(cv.ridge, ridge) & np.isclose(cv.eta, eta)] if len(cv) else cv
-        k = "-"
+        k = conv = "-"
         if len(j):
             c, e = int(j["count"].iloc[0]), float(j.exposure.iloc[0])
             k = f"{c / e:.3g} [{j.rate_low.iloc[0]:.3g}, {j.rate_high.iloc[0]:.3g}] ({c} escapes)"
-        conv = "-"
-        if len(j) and row["p_10"] > 0 and j["count"].iloc[0] > 0:
-            row["k"] = j["count"].iloc[0] / j.exposure.iloc[0]
-            row["conversion"] = row["k"] / row["p_10"]
-            conv = f"{row['conversion']:.2g}"
+            if row["p_10"] > 0 and c > 0:
+                row["k"] = c / e
+                row["conversion"] = row["k"] / row["p_10"]
+                conv = f"{row['conversion']:.2g}"
         table.append(row)
         lines.append(
             f"| {ridge:g} | {eta:g} | {bf} | {len(g):,} | {q50:.4f}x / {q999:.3f}x / {top:.3f}x | "

@@ -57,13 +57,12 @@ def dln_interval(c, e, p, level=LEVEL):
 
 
 def fallback(c, e, p, level=LEVEL):
-    """rate_estimate's documented fallback, or None where the interval proper applies."""
-    c = np.asarray(c, float)
-    a = np.where(c > 0, c * np.nan_to_num(np.asarray(p, float)), 0.0)
-    if (c > 0).sum() < stats.MIN_CROSSING_REPLICAS or a.sum() == 0:
-        k = a.sum() / np.sum(e)
-        return (k, 0.0, stats.poisson_rate_ci(c.sum(), np.sum(e), level)[1], np.nan, np.nan, np.nan)
-    return None
+    """rate_estimate's documented fallback ([0, the flux's upper bound], no p_AB interval), or None where the
+    interval proper applies (``stats.flux_bound_only``)."""
+    if not stats.flux_bound_only(c, p):
+        return None
+    est = stats.rate_estimate(c, e, p, level)
+    return (est.rate, est.rate_low, est.rate_high, np.nan, np.nan, np.nan)
 
 
 def draw(case, total, chunk, particles, seed):

@@ -375,6 +375,14 @@ class RateEstimate(NamedTuple):
     flux: float
 
 
+def flux_bound_only(crossings, replica_p) -> bool:
+    """Whether ``rate_estimate`` gives only [0, the flux's upper bound] for these replicas: fewer than
+    MIN_CROSSING_REPLICAS of them hold a crossing, or none reached the target (False with no replica)."""
+    c = np.asarray(crossings, float)
+    a = np.where(c > 0, c * np.nan_to_num(np.asarray(replica_p, float)), 0.0)
+    return bool(len(c)) and bool((c > 0).sum() < MIN_CROSSING_REPLICAS or a.sum() == 0)
+
+
 def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEstimate:
     """Escape rate k = flux x P(target before basin) from R independent replicas, each with its own flux
     trajectories (C_r crossings in E_r exposure) and its own AMS from those crossings (p_r; NaN or
@@ -403,7 +411,7 @@ def rate_estimate(crossings, exposure, replica_p, level: float = 0.95) -> RateEs
     flux = c.sum() / e.sum() if r and e.sum() > 0 else float("nan")
     k = a.sum() / e.sum() if r and e.sum() > 0 else float("nan")
     p = a.sum() / c.sum() if r and c.sum() > 0 else float("nan")
-    if r and ((c > 0).sum() < MIN_CROSSING_REPLICAS or a.sum() == 0) and e.sum() > 0:
+    if flux_bound_only(c, replica_p) and e.sum() > 0:
         upper = poisson_rate_ci(c.sum(), e.sum(), level)[1]
         return RateEstimate(float(k), 0.0, upper, float(p), np.nan, np.nan, float(flux))
     t = sps.t.ppf((1 + level) / 2, max(r - 1, 1))

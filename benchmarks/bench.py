@@ -29,10 +29,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    from jumpsim.cli import use_all_cpu_cores  # one host device per core, as `jumpsim run` does
+from jumpsim.devices import use_cpu_devices  # noqa: E402
 
-    use_all_cpu_cores()
+use_cpu_devices()  # one host device per core, as `jumpsim run` does (an explicit count in XLA_FLAGS wins)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -21,9 +21,9 @@ import time
 import warnings
 from pathlib import Path
 
-from jumpsim.cli import use_all_cpu_cores
+from jumpsim.devices import use_cpu_devices
 
-use_all_cpu_cores()
+use_cpu_devices()
 
 import jax  # noqa: E402
 

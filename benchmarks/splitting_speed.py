@@ -16,15 +16,13 @@ import dataclasses
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from jumpsim.cli import use_all_cpu_cores
+from jumpsim.devices import use_cpu_devices
 
-use_all_cpu_cores()
+use_cpu_devices()
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 import jumpsim  # noqa: E402
 from jumpsim import rare, runner, splitting  # noqa: E402
@@ -40,42 +38,16 @@ def main(argv=None):
     a = ap.parse_args(argv)
     cfg = jumpsim.load_config(a.config, a.set)
     print(f"jumpsim from {jumpsim.__file__}; devices {jax.local_devices()}", file=sys.stderr)
-    use = {"rounds": 0, "round_s": 0.0, "exchange_s": 0.0, "looped": 0, "busy": 0, "slots": 0}
-    if a.rounds:
-        rnd, exchange = splitting._round, splitting._exchange
-
-        def timed_round(*args):
-            before = np.asarray(args[2].steps).sum()
-            t = time.perf_counter()
-            out = rnd(*args)
-            steps = np.asarray(out.steps)  # waits for the round
-            use["round_s"] += time.perf_counter() - t
-            use["rounds"] += 1
-            use["busy"] += int(steps.sum() - before)  # periods advanced in this round (slots keep their count)
-            use["looped"] += int(np.asarray(out.t).size) * int(args[5])  # upper bound: ROUND periods per slot
-            use["slots"] = int(steps.size)
-            return out
-
-        def timed_exchange(*args):
-            t = time.perf_counter()
-            out = jax.block_until_ready(exchange(*args))
-            use["exchange_s"] += time.perf_counter() - t
-            return out
-
-        splitting._round, splitting._exchange = timed_round, timed_exchange
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            o = rare.run_rare(cfg, d, progress=False, say=lambda *x: None)
-    finally:
-        if a.rounds:
-            splitting._round, splitting._exchange = rnd, exchange
+    meter = splitting.SlotMeter() if a.rounds else None
+    with tempfile.TemporaryDirectory() as d:
+        o = rare.run_rare(cfg, d, progress=False, say=lambda *x: None, meter=meter)
     r = o.result
     k = cfg.detect.every
-    if a.rounds:
+    if meter is not None:
         print(
-            f"  {use['rounds']} rounds of <= {splitting.ROUND} periods, {use['slots']} slots: "
-            f"{use['round_s']:.1f} s in rounds, {use['exchange_s']:.1f} s in exchanges; "
-            f"busy >= {use['busy'] / max(use['looped'], 1):.0%} of slot-periods"
+            f"  {meter.rounds} rounds of <= {splitting.ROUND} periods, {meter.slots} slots: "
+            f"{meter.round_s:.1f} s in rounds, {meter.exchange_s:.1f} s in exchanges; "
+            f"busy >= {meter.busy / max(meter.looped, 1):.0%} of slot-periods"
         )
     rate = r.particle_steps * k / o.wall_s
     print(
@@ -92,7 +64,7 @@ def main(argv=None):
         "splitting_steps_per_s": rate,
         "p": float(r.p),
         "iterations": r.iterations.tolist(),
-        **({"slot_table": use} if a.rounds else {}),
+        **({"slot_table": dataclasses.asdict(meter)} if meter is not None else {}),
         **runner.versions(),
     }
     if a.baseline_seeds:

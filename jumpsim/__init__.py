@@ -14,10 +14,10 @@ own calls (``dynamics.float64_scope``): importing jumpsim leaves the program's `
 from .config import Config, Schedule, config_id
 from .config import load as load_configs
 from .config import load_one as load_config
+from .dataset import read_dataset, read_table
 from .errors import ConfigError
 from .problem import Problem
 from .runner import run, simulate
-from .tables import read_dataset, read_table
 from .version import __version__
 
 __all__ = [

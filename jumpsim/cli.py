@@ -10,6 +10,9 @@ import argparse
 import os
 import sys
 
+from .config import RARE_METHODS
+from .devices import use_cpu_devices
+
 
 class UsageError(Exception):
     """Bad command-line arguments (exit 2)."""
@@ -70,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     _simulation_arguments(r, shard="I/N: run only shard I of N")
     rr = sub.add_parser("rare", help="splitting estimate of a rare jump from the experiment's start (tams or rate)")
     rr.add_argument("config", nargs="?", help='TOML config file (init = "file" or "gd")')
-    rr.add_argument("--method", choices=["tams", "rate"], help="shortcut for --set rare.method=...")
+    rr.add_argument("--method", choices=RARE_METHODS, help="shortcut for --set rare.method=...")
     rr.add_argument("--particles", type=int, help="shortcut for --set rare.particles=N")
     rr.add_argument("--replicas", type=int, help="shortcut for --set rare.replicas=R")
     rr.add_argument("--kill-fraction", type=float, help="shortcut for --set rare.kill_fraction=A")
@@ -191,10 +194,10 @@ def _cmd_summarize(args) -> int:
 def _cmd_compare(args) -> int:
     import json
 
-    from . import stats, tables
+    from . import dataset, stats
 
     _require_dir("compare", args.dir)
-    data = tables.read_dataset(args.dir)
+    data = dataset.read_dataset(args.dir)
     exps = data["experiments"]
 
     def resolve(key):
@@ -253,10 +256,10 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from . import check
+    from .dataset import check_dataset
 
     _require_dir("check", args.dir)
-    problems, facts = check.check_dataset(args.dir)
+    problems, facts = check_dataset(args.dir)
     for line in facts:
         print(line)
     for line in problems:
@@ -273,22 +276,10 @@ def _cmd_plot(args) -> int:
     return 0
 
 
-def use_all_cpu_cores() -> None:
-    """Ask XLA for one host device per usable core (set before JAX starts its backend), so
-    that seeds are split over the cores as over GPUs. ``JUMPSIM_CPU_DEVICES=N`` overrides;
-    an explicit ``--xla_force_host_platform_device_count`` in XLA_FLAGS is left alone.
-    On a GPU machine this only adds idle CPU devices: the seeds go to the GPUs."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    n = os.environ.get("JUMPSIM_CPU_DEVICES") or str(len(os.sched_getaffinity(0)))
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     from .errors import ConfigError
 
-    use_all_cpu_cores()
+    use_cpu_devices()
     try:
         args = _parser().parse_args(argv)
         return {

@@ -3,7 +3,7 @@
 The blackjax pattern: ``SeedState``/``Observation`` NamedTuples and pure functions of one seed that
 take plain arrays (``Data``) and small frozen records (``Dynamics``, ``Detection``), never the whole
 ``Config``. ``kernel`` vmaps, shard_maps and jits them for brute-force runs; ``rare`` drives the very
-same functions as splitting particles. ``setup`` turns a ``Config`` into those records once.
+same functions as splitting particles. ``jumpsim.setup`` turns a ``Config`` into those records once.
 
 Randomness is keyed by position, never by batch: seed key = fold_in(root, seed id), the noise of
 step t = fold_in(step key of the seed, t). A seed's trajectory is therefore the same whatever the
@@ -20,13 +20,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from . import detector, files, model, schedules, spectrum
-from . import problem as problem_lib
-from .config import Config
-from .errors import ConfigError
+from . import detector, model, spectrum
 
 ROOT_KEY = 0  # fold_in(key(ROOT_KEY), seed id): seed i means the same noise in every experiment
 
@@ -70,16 +66,6 @@ class Data(NamedTuple):
     @property
     def n_observed(self) -> int:
         return self.rows.shape[0]
-
-
-def device_data(prob: problem_lib.Problem, dtype) -> Data:
-    return Data(
-        jnp.asarray(prob.rows, jnp.int32),
-        jnp.asarray(prob.cols, jnp.int32),
-        jnp.asarray(prob.values, dtype),
-        jnp.asarray(prob.target, dtype),
-        jnp.asarray(prob.mask),
-    )
 
 
 @dataclass(frozen=True)
@@ -210,7 +196,7 @@ def sgd_step(params: model.Params, opt_state, key: jax.Array, t, data: Data, dyn
 
 def entries_step(params: model.Params, opt_state, idx: jax.Array, t, data: Data, dyn: Dynamics):
     """The step at ``t`` on the observed entries ``idx`` (B,) (indices into ``data.rows``): what ``sgd_step``
-    does once it has drawn them; also how far one step on a chosen entry could move a state (report (q))."""
+    does once it has drawn them; also how far one step on a chosen entry would move a state."""
     grads, _ = model.minibatch_grads(params, data.rows[idx], data.cols[idx], data.values[idx], dyn.scale)
     return update(params, opt_state, grads, t, dyn)
 
@@ -257,7 +243,7 @@ def observe(
 
 def balance(params: model.Params) -> tuple[jax.Array, jax.Array]:
     """(relative balancedness gap, |theta|^2): max_l |W_{l+1}^T W_{l+1} - W_l W_l^T|_F / max_l |W_l|_F^2
-    (0 at every critical point, DESIGN section 1) and sum_l |W_l|_F^2."""
+    (0 at every critical point of the regularized loss: there the layers are balanced) and sum_l |W_l|_F^2."""
     sq = jnp.stack([jnp.sum(w * w) for w in params])
     gaps = [jnp.linalg.norm(model.mm(w2.T, w2) - model.mm(w1, w1.T)) for w1, w2 in zip(params[:-1], params[1:])]
     gap = (
@@ -336,90 +322,3 @@ def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False
 def period(s: SeedState, t0, data: Data, dyn: Dynamics, detection: Detection, trace: bool = False):
     """One check period: K steps from ``t0``, then the check at ``t0 + K``. Returns (state, observation)."""
     return check(advance(s, t0, data, dyn), t0 + dyn.every, data, detection, trace)
-
-
-# --------------------------------------------------------------------------------------
-# an experiment's records, from its config
-
-
-class Setup(NamedTuple):
-    """Everything the per-seed functions need for one experiment. ``start``: the shared start
-    (init = "file" or "gd"), else None (each seed draws a gaussian start); ``info``: facts about a
-    gd start for the experiments table."""
-
-    data: Data
-    dynamics: Dynamics
-    detection: Detection
-    shapes: tuple[tuple[int, int], ...]
-    init_scale: float
-    start: model.Params | None
-    info: dict
-
-
-def dynamics_of(cfg: Config, n_observed: int) -> Dynamics:
-    tc = cfg.train
-    opt = Optimizer(tc.optimizer, tc.momentum, tc.nesterov, tc.b1, tc.b2, tc.eps)
-    scale = model.loss_scale(tc.loss, n_observed)
-    lr, ridge = schedules.make(tc.lr), schedules.make(tc.ridge)
-    return Dynamics(tc.batch, scale, lr, ridge, opt, cfg.detect.every, cfg.run.dtype)
-
-
-def detection_of(cfg: Config) -> Detection:
-    d = cfg.detect
-    r = cfg.problem.rank if d.absorbing_rank is None else d.absorbing_rank
-    bound = float("inf") if d.norm_bound is None else d.norm_bound
-    return Detection(d.threshold, d.relative, d.persist, d.max_events, d.absorbing, r, d.balance_tol, bound)
-
-
-@with_float64
-def setup(cfg: Config, prob: problem_lib.Problem | None = None) -> Setup:
-    """The records of one experiment; runs the gradient descent of an init = "gd" start
-    (raises ConfigError naming model.gd_lr if it diverges)."""
-    prob = problem_lib.make(cfg) if prob is None else prob
-    dtype = jnp.dtype(cfg.run.dtype)
-    data = device_data(prob, dtype)
-    dyn, detection = dynamics_of(cfg, prob.n_observed), detection_of(cfg)
-    n, m = prob.shape
-    mc = cfg.model
-    shapes = tuple(files.layer_shapes(n, m, mc.depth, mc.width))
-    start, info = None, {}
-    if mc.init == "file":
-        start = tuple(jnp.asarray(w, dtype) for w in files.load_weights(cfg.resolve(mc.init_file), list(shapes)))
-    elif mc.init == "gd":
-        start, info = _gd_start(cfg, data, dyn, detection)
-    return Setup(data, dyn, detection, shapes, mc.init_scale, start, info)
-
-
-def _gd_start(cfg: Config, data: Data, dyn: Dynamics, detection: Detection) -> tuple[model.Params, dict]:
-    mc = cfg.model
-    dtype = jnp.dtype(cfg.run.dtype)
-    n, m = data.target.shape
-    p0 = model.init_gaussian(
-        jax.random.key(mc.seed, impl="threefry2x32"), n, m, mc.depth, mc.width, mc.init_scale, dtype
-    )
-    ridge = cfg.train.ridge.value_at(0)
-    gd = functools.partial(model.gradient_descent, scale=dyn.scale, lr=mc.gd_lr, ridge=ridge, steps=mc.gd_steps)
-    p = jax.jit(gd)(p0, data.rows, data.cols, data.values)
-    g = model.full_grads(p, data.rows, data.cols, data.values, dyn.scale)
-    gnorm = float(jnp.sqrt(sum(jnp.sum((gi + 2 * ridge * w) ** 2) for gi, w in zip(g, p))))
-    finite, obs = observe(p, data, detection, with_sv=True)
-    if not bool(finite):
-        raise ConfigError(
-            "model.gd_lr", f"gradient descent to the start minimum diverged at gd_lr = {mc.gd_lr:g}; use a smaller step"
-        )
-    sv = np.asarray(obs.sv, np.float64).tolist()
-    return p, {"start_grad_norm": gnorm, "start_rank": int(obs.rank), "start_singular_values": sv}
-
-
-def initial_params(su: Setup, init_key: jax.Array) -> model.Params:
-    """The shared start, or a gaussian start drawn from the seed's init key."""
-    if su.start is not None:
-        return su.start
-    (width, m), n = su.shapes[0], su.shapes[-1][0]
-    return model.init_gaussian(init_key, n, m, len(su.shapes), width, su.init_scale, jnp.dtype(su.dynamics.dtype))
-
-
-def init_seed(seed_id, su: Setup) -> SeedState:
-    """State of seed ``seed_id`` at step 0 (what ``jumpsim run`` simulates from)."""
-    init_key, step_key = seed_keys(seed_id)
-    return init(initial_params(su, init_key), step_key, su.data, su.dynamics, su.detection)

@@ -19,14 +19,10 @@ import numpy as np
 from . import dynamics, fused, model, spectrum
 from . import problem as problem_lib
 from .config import Config
+from .devices import AXIS, LANES
+from .devices import mesh as seed_mesh
 from .errors import ConfigError
-
-# Seeds per device are padded to a multiple of LANES. XLA's CPU code vectorises the vmapped
-# matrix-vector products across seeds, and seeds in a partial vector (the loop remainder) are
-# rounded differently in the last bit; with full vectors only, a seed's trajectory is bit
-# for bit the same whatever the chunk size or the number of devices. 16 float32 lanes is the
-# widest vector (AVX-512); padding costs at most 15 extra seeds per device.
-LANES = 16
+from .setup import Setup, init_seed, setup
 
 
 class Kernel(NamedTuple):
@@ -39,7 +35,7 @@ class Kernel(NamedTuple):
     init: Callable
     advance: Callable
     final: Callable
-    setup: dynamics.Setup
+    setup: Setup
     pad_to: int
 
     @property
@@ -51,16 +47,10 @@ class Kernel(NamedTuple):
         return self.setup.info
 
 
-def seed_mesh(devices=None) -> jax.sharding.Mesh:
-    """1-D mesh "seeds" over the given devices (default: all local devices, i.e. the GPUs,
-    or the host devices that ``jumpsim`` asks XLA for on a CPU, one per core)."""
-    return jax.sharding.Mesh(np.array(jax.local_devices() if devices is None else devices), ("seeds",))
-
-
 @dynamics.with_float64
 def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) -> Kernel:
     """Compile-ready functions for one experiment, with the seed axis split over ``devices``."""
-    su = dynamics.setup(cfg, prob)
+    su = setup(cfg, prob)
     data, dyn, detection = su.data, su.dynamics, su.detection
     mesh = seed_mesh(devices)
     steps = (
@@ -79,21 +69,21 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
 
         return jax.lax.scan(body, states, np.arange(n_checks, dtype=np.int32))
 
-    seeds, rep = jax.sharding.PartitionSpec("seeds"), jax.sharding.PartitionSpec()
+    seeds, rep = jax.sharding.PartitionSpec(AXIS), jax.sharding.PartitionSpec()
 
     @partial(jax.jit, static_argnames=("n_checks", "trace"), donate_argnums=0)
     def advance(states: dynamics.SeedState, t0, n_checks: int, trace: bool = False):
         """``n_checks`` check periods from step ``t0`` for every seed of the batch; the seed axis is
         split over the devices (no communication: seeds are independent)."""
         local = partial(advance_local, n_checks=n_checks, trace=trace)
-        out_specs = (seeds, jax.sharding.PartitionSpec(None, "seeds") if trace else None)
+        out_specs = (seeds, jax.sharding.PartitionSpec(None, AXIS) if trace else None)
         # pallas_call outputs carry no varying-axis type: shard_map's check is off for the fused path
         check_vma = cfg.run.backend == "xla"
         return jax.shard_map(local, mesh=mesh, in_specs=(seeds, rep), out_specs=out_specs, check_vma=check_vma)(
             states, t0
         )
 
-    init = jax.jit(jax.vmap(partial(dynamics.init_seed, su=su)), out_shardings=jax.sharding.NamedSharding(mesh, seeds))
+    init = jax.jit(jax.vmap(partial(init_seed, su=su)), out_shardings=jax.sharding.NamedSharding(mesh, seeds))
 
     def final_local(states):
         def one(p):
@@ -106,7 +96,7 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
     return Kernel(wrap(init), wrap(advance), wrap(final), su, LANES * mesh.size)
 
 
-def _fused_steps(cfg: Config, su: dynamics.Setup, mesh: jax.sharding.Mesh) -> Callable:
+def _fused_steps(cfg: Config, su: Setup, mesh: jax.sharding.Mesh) -> Callable:
     """``(states, t0) -> states``: the K SGD steps of a period for a batch of seeds by the fused Pallas
     kernel (``run.backend = "pallas"``), with the same keyed draws and schedule values as the XLA path.
     Raises ConfigError naming run.backend where it cannot run."""

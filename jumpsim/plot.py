@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import stats, tables
+from . import dataset, stats
 
 
 def _pyplot():
@@ -27,7 +27,7 @@ def plot_dataset(out: str | Path, path: str | Path | None = None, level: float =
     time of the traced seeds, and their singular values over time (log scale). Returns the
     PNG path (default OUT/summary.png)."""
     plt = _pyplot()
-    data = tables.read_dataset(out)
+    data = dataset.read_dataset(out)
     runs, passages, traces, exps = data["runs"], data["passages"], data["traces"], data["experiments"]
     names = dict(zip(exps.config_id, exps.name)) if len(exps) else {}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))

@@ -1,4 +1,4 @@
-"""Rare jumps of the DLN by splitting: the SGD dynamics of ``dynamics`` as particles of ``splitting``.
+"""Rare jumps of the DLN: the SGD dynamics of ``dynamics`` as particles of ``splitting``, and ``jumpsim rare``.
 
 A particle is one seed's ``dynamics.SeedState``; one period is K SGD steps and a check (the very
 ``dynamics.period`` that brute-force runs use), so splitting and ``jumpsim run`` estimate the same
@@ -15,6 +15,10 @@ Scores (>= 1 exactly when the detector confirms the target; NaN once diverged):
 While a candidate rank change still waits for its ``persist`` checks the score sits just below 1
 (1 - 1e-3 per missing check, still increasing with xi), so the level sets nest, only confirmed jumps
 count, and no two particles tie unless their states do.
+
+``run_rare`` runs one estimate (the estimator of ``rare.method``, from ``jumpsim.methods``) for a shard of
+replicas: it plans and prints the work, checkpoints the engine state so a killed job resumes, and writes the
+tables.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,17 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import dynamics, model, runner, spectrum, splitting, tables
+from . import dataset, dynamics, methods, model, runner, spectrum, splitting
 from .config import Config
 from .errors import ConfigError
+from .progress import NoProgress, reporter
+from .setup import Setup, setup
 
 PENDING = 1e-3  # score cap per missing persistence check of a candidate jump
-# default first interface of the rate form: at least this score (sigma_r down by (sigma_r(start)/tau)^0.2, a
-# factor ~3 at tau = 1e-2), above the band the score fluctuates in at small eta. An interface inside that band
-# is crossed mostly by fluctuations that never escape, while escapes start with a sudden collapse (report
-# (o)); a flux phase then holds few or none of the crossings that matter, and the estimate is low with an
-# interval that cannot know (report (h): 20x low at eta 0.13). Above it, too few crossings say so instead.
-INTERFACE_FLOOR = 0.2
 SAVE_EVERY_S = 2.0  # engine state written at most this often (or 10 x a save's time, if longer)
 
 
@@ -66,22 +65,22 @@ def _np_sv(params) -> np.ndarray:
     )
 
 
-def particles(cfg: Config, su: dynamics.Setup | None = None) -> Particles:
-    """Build the particle functions of an experiment (start: its shared ``init = "file"`` or ``"gd"`` start)."""
+def _start_state(cfg: Config, su: Setup) -> dynamics.SeedState:
+    """The shared start as a particle state, after the checks that make it one (ConfigError naming the key)."""
     if cfg.model.init == "gaussian":
         raise ConfigError("model.init", 'jumpsim rare starts every particle from one state: use init = "file" or "gd"')
-    su = dynamics.setup(cfg) if su is None else su
-    data, dyn, det = su.data, su.dynamics, su.detection
-    if det.relative:
+    if su.detection.relative:
         raise ConfigError(
             "detect.relative", "jumpsim rare scores against an absolute threshold; set detect.relative = false"
         )
-    rc = cfg.rare
     with dynamics.float64_scope():
-        s0 = dynamics.init(su.start, jax.random.key(0, impl="threefry2x32"), data, dyn, det)
-    r = int(s0.det.rank)
-    tau, persist, depth = det.threshold, det.persist, len(su.start)
-    down = rc.direction == "down"
+        return dynamics.init(su.start, jax.random.key(0, impl="threefry2x32"), su.data, su.dynamics, su.detection)
+
+
+def _progress(cfg: Config, su: Setup, r: int) -> Callable[[dynamics.SeedState], jax.Array]:
+    """xi(state), the score's progress toward the target (0 at the start, 1 at tau; see the module docstring)."""
+    tau, depth = su.detection.threshold, len(su.start)
+    down = cfg.rare.direction == "down"
     if down and r == 0:
         raise ConfigError("rare.direction", "the start has rank 0: there is no lower rank to reach")
     if not down and r >= min(su.shapes[0][1], su.shapes[-1][0]):
@@ -89,7 +88,7 @@ def particles(cfg: Config, su: dynamics.Setup | None = None) -> Particles:
     sv0 = _np_sv(su.start)
     k = r if down else r + 1  # the singular value that must cross tau
     sig0 = max(float(sv0[k - 1]), 1e-12 * float(sv0[0]))
-    if rc.score == "layers":
+    if cfg.rare.score == "layers":
         sig0_l = [
             max(float(np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)[r - 1]), 1e-30) for w in su.start
         ]
@@ -98,22 +97,28 @@ def particles(cfg: Config, su: dynamics.Setup | None = None) -> Particles:
             raise ConfigError(
                 "rare.score", f'"layers": a start layer already has sigma_{r} <= tau^(1/L) = {tau_l:.3g}; use "sigma"'
             )
-
     if (sig0 - tau) * (1 if down else -1) <= 0:
         raise ConfigError(
             "detect.threshold", f"sigma_{k} of the start ({sig0:.3g}) is on the target side of tau = {tau:g}"
         )
 
-    def progress(state: dynamics.SeedState) -> jax.Array:
-        if rc.score == "sigma":
-            sig = jnp.maximum(spectrum.singular_value(model.end_to_end(state.params), k), 1e-300)
-            return jnp.log(sig0 / sig) / math.log(sig0 / tau) if down else jnp.log(sig / sig0) / math.log(tau / sig0)
+    def sigma(state: dynamics.SeedState) -> jax.Array:
+        sig = jnp.maximum(spectrum.singular_value(model.end_to_end(state.params), k), 1e-300)
+        return jnp.log(sig0 / sig) / math.log(sig0 / tau) if down else jnp.log(sig / sig0) / math.log(tau / sig0)
+
+    def layers(state: dynamics.SeedState) -> jax.Array:
         xs = [
             jnp.log(s0_ / jnp.maximum(spectrum.singular_value(w, r), 1e-300)) / math.log(s0_ / tau_l)
             for w, s0_ in zip(state.params, sig0_l)
         ]
         return sum(xs) / depth
 
+    return sigma if cfg.rare.score == "sigma" else layers
+
+
+def _score(progress: Callable, r: int, down: bool, persist: int) -> Callable[[dynamics.SeedState], jax.Array]:
+    """The splitting score: progress xi below the target, 1 once the detector confirms it, just below 1 while a
+    candidate jump waits for its persistence checks, NaN once diverged."""
     base = 1.0 - PENDING * persist
 
     def score(state: dynamics.SeedState) -> jax.Array:
@@ -127,6 +132,18 @@ def particles(cfg: Config, su: dynamics.Setup | None = None) -> Particles:
         waiting = 1.0 - PENDING * missing + 0.5 * PENDING * -jnp.expm1(-jnp.maximum(xi - 1.0, 0.0))
         out = jnp.where(confirmed, 1.0, jnp.where(pending, waiting, jnp.minimum(xi, 1.0) * base))
         return jnp.where(state.diverged, jnp.nan, out).astype(jnp.float32)
+
+    return score
+
+
+def particles(cfg: Config, su: Setup | None = None) -> Particles:
+    """Build the particle functions of an experiment (start: its shared ``init = "file"`` or ``"gd"`` start)."""
+    su = setup(cfg) if su is None else su
+    data, dyn, det = su.data, su.dynamics, su.detection
+    s0 = _start_state(cfg, su)
+    r = int(s0.det.rank)
+    down = cfg.rare.direction == "down"
+    score = _score(_progress(cfg, su, r), r, down, det.persist)
 
     def init(key):
         return dynamics.init(su.start, key, data, dyn, det)
@@ -153,50 +170,14 @@ def replica_range(cfg: Config, shard: int = 0, n_shards: int = 1) -> tuple[int, 
     return r * shard // n_shards, r * (shard + 1) // n_shards
 
 
-def _pilot(p: Particles, cfg: Config) -> tuple[float, float]:
-    """Default basin and interface: the median and 99th percentile (at least INTERFACE_FLOOR) of the score
-    over a brute-force pilot from the start (64 trajectories over min(flux_steps, 20,000) steps, after the
-    first 10 %)."""
-    periods = max(10, min(cfg.rare.flux_steps or cfg.train.steps, 20_000) // p.period_steps)
-    root = jax.random.key(cfg.rare.seed + 7_777, impl="threefry2x32")
-    keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(64))
-    advance, score = jax.vmap(p.advance, in_axes=(0, 0, None)), jax.vmap(p.score)
-
-    def step(xs, t):
-        xs = advance(xs, jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t), t)
-        return xs, score(xs)
-
-    with dynamics.float64_scope():
-        xs0 = jax.vmap(p.init)(keys)
-        xi = np.asarray(jax.jit(lambda x: jax.lax.scan(step, x, jnp.arange(periods, dtype=jnp.int32))[1])(xs0))
-    return levels(xi[periods // 10 :], cfg.rare.basin, cfg.rare.interface)
-
-
-def levels(xi: np.ndarray, basin: float | None, interface: float | str | None) -> tuple[float, float]:
-    """Basin and first interface from pilot scores `xi` (any shape; NaN and target scores ignored): the
-    median, and the 99th percentile but at least INTERFACE_FLOOR; a given value wins, and "pNN" is the NN-th
-    percentile without the floor. The interface is moved up to basin + 0.02 (at most 0.99) if it is not above
-    the basin."""
-    xi = xi[np.isfinite(xi) & (xi < 1)]
-    basin = float(np.quantile(xi, 0.5)) if basin is None else basin
-    if interface is None:
-        interface = max(float(np.quantile(xi, 0.99)), INTERFACE_FLOOR)
-    elif isinstance(interface, str):  # "pNN" (checked by the config)
-        interface = float(np.quantile(xi, float(interface[1:]) / 100))
-    if not basin < interface < 1:
-        interface = min(max(interface, basin + 0.02), 0.99)
-    return basin, interface
+def state_path(out: Path, cfg: Config, lo: int, hi: int) -> Path:
+    return Path(out) / "rare_state" / f"config_id={cfg.config_id}" / f"{estimate_id(cfg)}-{lo:06d}-{hi - 1:06d}.npz"
 
 
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-def flux_per_replica(cfg: Config) -> int:
-    """Flux trajectories of each rate-form replica: rare.flux_seeds shared out over the replicas (rounded up)."""
-    return -(-cfg.rare.flux_seeds // cfg.rare.replicas)
 
 
 class Outcome(NamedTuple):
@@ -209,151 +190,149 @@ class Outcome(NamedTuple):
     skipped: bool
 
 
-def state_path(out: Path, cfg: Config, lo: int, hi: int) -> Path:
-    return Path(out) / "rare_state" / f"config_id={cfg.config_id}" / f"{estimate_id(cfg)}-{lo:06d}-{hi - 1:06d}.npz"
-
-
-@dynamics.with_float64
-def run_rare(
-    cfg: Config, out: str | Path, shard: int = 0, n_shards: int = 1, progress: bool = True, say=print
-) -> Outcome:
-    """Splitting estimate of one experiment's rare jump for the replicas of shard ``shard``/``n_shards``,
-    written as tables into ``out``. Resumes from the last finished iteration (engine state saved after
-    each one); a shard whose tables exist is skipped."""
-    out = Path(out)
-    eid = estimate_id(cfg)
-    lo, hi = replica_range(cfg, shard, n_shards)
-    if hi <= lo:
-        raise ConfigError("--shard", f"shard {shard}/{n_shards} owns no replica (rare.replicas = {cfg.rare.replicas})")
-    part = tables.rare_part_path(out, "rare", cfg.config_id, eid, lo, hi - 1)
-    if part.exists():
-        return Outcome(None, float("nan"), float("nan"), 0.0, True)
+def _plan(cfg: Config, p: Particles, w: methods.Work, slots: int, lo: int, hi: int, timed: bool) -> list[str]:
+    """The lines printed before an estimate runs: memory, and the first phase's work with its time at the speed
+    of a timed lockstep probe at the width the phase runs (``timed``; the probe compiles, a few seconds). The
+    engine's queue adds host round trips; a TAMS estimate cost ~4x its initial population at p = 1e-3 on the
+    rank-3 escape, i.e. about one more initial population per decade of p."""
     rc = cfg.rare
-    if rc.method == "rate" and (cfg.train.lr.kind != "constant" or cfg.train.ridge.kind != "constant"):
-        raise ConfigError(
-            "rare.method", '"rate" needs constant train.lr and train.ridge (a rate of a stationary dynamics)'
-        )
-    su = dynamics.setup(cfg)
-    p = particles(cfg, su)
-    out.mkdir(parents=True, exist_ok=True)
-    tables.write_experiments(out, [tables.experiment_row(cfg, su.info, runner.versions())])
     n, reps = rc.particles, hi - lo
     mem = n * reps * p.state_bytes
-    slots = splitting.table_size(reps, splitting.kill_count(n, rc.kill_fraction))
-    horizon = cfg.train.steps // p.period_steps
-    say(
+    head = (
         f"jumpsim rare: {rc.method}, rank {p.start_rank} -> {'<=' if rc.direction == 'down' else '>='} "
         f"{p.target_rank}, "
         f"{n} particles x replicas {lo}..{hi - 1}; particle state {p.state_bytes:,} B, population {mem / 2**20:.1f} "
         f"MiB (+ ~3 states per slot of the simulation table, {slots:,} slots: "
         f"{3 * slots * p.state_bytes / 2**20:.1f} MiB)"
     )
-    # time: at the speed of a timed lockstep probe of the period at the width the phase runs (the engine's
-    # queue adds host round trips: README "Cost"); a TAMS estimate cost ~4x its initial population at
-    # p = 1e-3 on the rank-3 escape, i.e. about one more initial population per decade of p. Skipped when
-    # quiet (the probe compiles: a few seconds) and when resuming (part of the work is done).
-    path = state_path(out, cfg, lo, hi)
-    timed = progress and not path.exists()
-    per_replica = flux_per_replica(cfg)
+    at = ""
     if timed:
-        tams = rc.method == "tams"
-        width = slots if tams else splitting.flux_batch(reps, per_replica)
-        speed = p.period_steps * splitting.lockstep_speed(p.init, p.advance, width, sharded=tams)
-
-    def at(work: int) -> str:
-        if not timed:
-            return ""
-        return f" (~{_duration(work / speed)} plus compiles, at {speed:.3g} SGD steps/s: this machine's lockstep speed)"
-
-    if rc.method == "tams":
-        w = n * reps * horizon * p.period_steps
-        say(
-            f"  work: initial population {w:,} SGD steps{at(w)}, then ~{rc.kill_fraction:.0%} of it per iteration, "
-            f"~{math.log(10) / rc.kill_fraction:.0f} iterations per decade of p: about one more initial population "
-            "per decade"
+        speed = p.period_steps * splitting.lockstep_speed(p.init, p.advance, w.width, sharded=w.sharded)
+        at = (
+            f" (~{_duration(w.steps / speed)} plus compiles, at {speed:.3g} SGD steps/s: this machine's lockstep speed)"
         )
-    else:
-        flux_periods = (rc.flux_steps or cfg.train.steps) // p.period_steps
-        flux_steps = per_replica * reps * flux_periods * p.period_steps
-        say(
-            f"  work: flux phase {flux_steps:,} SGD steps{at(flux_steps)}, then AMS from its crossings until the "
-            "target or the basin"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    resume = None
-    if path.exists():
+    return [head, f"  work: {w.phase} {w.steps:,} SGD steps{at}{w.rest}"]
+
+
+class _Checkpoint:
+    """Saves the engine state to `path` at most every SAVE_EVERY_S, and never spends more than ~10 % of the run
+    writing (a large population takes long to write); the file is replaced atomically."""
+
+    def __init__(self, path: Path):
+        self.path, self.saved, self.save_s = path, -math.inf, 0.0
+
+    def load(self, init, say) -> splitting.EngineState | None:
+        if not self.path.exists():
+            return None
         try:
-            resume = splitting.load_state(path, p.init)
+            return splitting.load_state(self.path, init)
         except ValueError as e:  # written by an older jumpsim (other engine fields): start afresh
             say(f"  ignoring a saved engine state of another jumpsim version ({e}); starting afresh")
-    t0 = time.perf_counter()
-    clock = {"last": t0, "saved": -math.inf, "save_s": 0.0}
+            return None
 
-    def on_iteration(st: splitting.EngineState):
-        now = time.perf_counter()
-        # the engine calls this after every round of commits: save at most every SAVE_EVERY_S, and never
-        # spend more than ~10 % of the run writing (a large population takes long to write)
-        if now - clock["saved"] >= max(SAVE_EVERY_S, 10 * clock["save_s"]):
-            tmp = path.with_name(f".{path.name}.tmp")
+    def __call__(self, st: splitting.EngineState, now: float) -> float:
+        """Save if due; returns the time after saving."""
+        if now - self.saved >= max(SAVE_EVERY_S, 10 * self.save_s):
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
             with open(tmp, "wb") as f:
                 splitting.save_state(f, st)
-            tmp.replace(path)
+            tmp.replace(self.path)
             t_saved = time.perf_counter()
-            clock["saved"], clock["save_s"], now = t_saved, t_saved - now, t_saved
-        steps = int(st.steps.sum())
-        # a line when the committed work grew (at most every 2 s), and every 30 s regardless: a replica whose
-        # iteration waits on one long particle run commits nothing for minutes
-        fresh = (now - clock["last"] > 2 or st.done.all()) and steps != clock.get("printed")
-        if progress and (fresh or now - clock["last"] > 30):
-            clock["printed"] = steps
-            z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
-            live = st.iteration[~st.done] if (~st.done).any() else st.iteration
-            its = f"{int(live.min())}" if live.min() == live.max() else f"{int(live.min())}-{int(live.max())}"
-            print(
-                f"  iterations {its:>9s}: {int((~st.done).sum())} replica(s) running, highest "
-                f"level Z {z:.3f}, "
-                f"{steps * p.period_steps:,} SGD steps, {now - t0:.0f} s",
-                file=sys.stderr,
-            )
-            clock["last"] = now
+            self.saved, self.save_s, now = t_saved, t_saved - now, t_saved
+        return now
 
-    common = dict(
-        particles=n,
-        replicas=reps,
-        kill_fraction=rc.kill_fraction,
-        seed=rc.seed,
+
+class _Printer:
+    """Progress lines of an estimate: a line when the committed work grew (at most every 2 s), and every 30 s
+    regardless (a replica whose iteration waits on one long particle run commits nothing for minutes); the
+    flux phase's share every 2 s."""
+
+    def __init__(self, bar: NoProgress, period_steps: int, flux_steps: int):
+        self.bar, self.period_steps, self.flux_steps = bar, period_steps, flux_steps
+        self.t0 = self.last = time.perf_counter()
+        self.printed = None
+
+    def iteration(self, st: splitting.EngineState, now: float) -> None:
+        steps = int(st.steps.sum())
+        fresh = (now - self.last > 2 or st.done.all()) and steps != self.printed
+        if self.bar.quiet or not (fresh or now - self.last > 30):
+            return
+        self.printed = steps
+        z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
+        live = st.iteration[~st.done] if (~st.done).any() else st.iteration
+        its = f"{int(live.min())}" if live.min() == live.max() else f"{int(live.min())}-{int(live.max())}"
+        self.bar.note(
+            f"  iterations {its:>9s}: {int((~st.done).sum())} replica(s) running, highest "
+            f"level Z {z:.3f}, "
+            f"{steps * self.period_steps:,} SGD steps, {now - self.t0:.0f} s"
+        )
+        self.last = now
+
+    def flux(self, fraction: float) -> None:
+        now = time.perf_counter()
+        if not self.bar.quiet and (now - self.last > 2 or fraction >= 1):
+            self.bar.note(f"  flux phase: {fraction:6.1%} of {self.flux_steps:,} SGD steps, {now - self.t0:.0f} s")
+            self.last = now
+
+
+@dynamics.with_float64
+def run_rare(
+    cfg: Config,
+    out: str | Path,
+    shard: int = 0,
+    n_shards: int = 1,
+    progress: bool | NoProgress = True,
+    say=print,
+    meter: splitting.SlotMeter | None = None,
+) -> Outcome:
+    """Splitting estimate of one experiment's rare jump for the replicas of shard ``shard``/``n_shards``,
+    written as tables into ``out``. Resumes from the last finished iteration (engine state saved after
+    each one); a shard whose tables exist is skipped. ``progress``: a reporter (``jumpsim.progress``), or
+    True / False; ``say`` prints the plan; ``meter`` (a ``splitting.SlotMeter``) records the slot table's use."""
+    out = Path(out)
+    eid = estimate_id(cfg)
+    lo, hi = replica_range(cfg, shard, n_shards)
+    if hi <= lo:
+        raise ConfigError("--shard", f"shard {shard}/{n_shards} owns no replica (rare.replicas = {cfg.rare.replicas})")
+    if dataset.rare_part_path(out, "rare", cfg.config_id, eid, lo, hi - 1).exists():
+        return Outcome(None, float("nan"), float("nan"), 0.0, True)
+    method = methods.get(cfg.rare.method)
+    method.check(cfg)
+    su = setup(cfg)
+    p = particles(cfg, su)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset.write_experiments(out, [dataset.experiment_row(cfg, su.info, runner.versions())])
+    bar = reporter(progress)
+    path = state_path(out, cfg, lo, hi)
+    slots = splitting.table_size(hi - lo, splitting.kill_count(cfg.rare.particles, cfg.rare.kill_fraction))
+    work = method.work(p, cfg, hi - lo, slots)
+    for line in _plan(cfg, p, work, slots, lo, hi, timed=not bar.quiet and not path.exists()):  # not when resuming
+        say(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = _Checkpoint(path)
+    resume = checkpoint.load(p.init, say)
+    printer = _Printer(bar, p.period_steps, work.steps)
+
+    def on_iteration(st: splitting.EngineState):
+        printer.iteration(st, checkpoint(st, time.perf_counter()))
+
+    engine = dict(
+        particles=cfg.rare.particles,
+        replicas=hi - lo,
+        kill_fraction=cfg.rare.kill_fraction,
+        seed=cfg.rare.seed,
         level=0.95,
-        max_iterations=rc.max_iterations,
+        max_iterations=cfg.rare.max_iterations,
         state=resume,
         on_iteration=on_iteration,
         replica_offset=lo,
+        meter=meter,
     )
-
-    basin = interface = float("nan")
-    if rc.method == "tams":
-        res = splitting.estimate(p.init, p.advance, p.score, horizon=horizon, **common)
-    else:
-        basin, interface = _pilot(p, cfg)
-
-        def on_flux(fraction: float):
-            now = time.perf_counter()
-            if progress and (now - clock["last"] > 2 or fraction >= 1):
-                print(f"  flux phase: {fraction:6.1%} of {flux_steps:,} SGD steps, {now - t0:.0f} s", file=sys.stderr)
-                clock["last"] = now
-
-        res = splitting.estimate_rate(
-            p.init,
-            p.advance,
-            p.score,
-            basin=basin,
-            interface=interface,
-            flux_trajectories=per_replica,
-            flux_periods=flux_periods,
-            max_periods=max(1, rc.max_steps // p.period_steps),
-            on_flux=on_flux,
-            **common,
-        )
+    t0 = time.perf_counter()
+    est = method.run(p, cfg, engine, on_flux=printer.flux)
     wall = time.perf_counter() - t0
-    tables.write_rare(out, cfg, eid, lo, hi, p, res, basin, interface, wall)
+    cols = method.columns(est.result, p.period_steps, est.basin, est.interface)
+    tables = dataset.rare_tables(cfg, eid, lo, hi, p, est.result, cols, splitting.LEVEL_GRID, wall)
+    dataset.write_rare(out, cfg.config_id, eid, lo, hi, tables)
     path.unlink(missing_ok=True)
-    return Outcome(res, basin, interface, wall, False)
+    return Outcome(est.result, est.basin, est.interface, wall, False)

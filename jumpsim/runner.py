@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,11 +20,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import dynamics, tables
+from . import dataset, dynamics
 from . import kernel as sim
 from .config import Config
+from .dataset import ChunkResult
 from .errors import ConfigError
-from .tables import ChunkResult
+from .progress import NoProgress, reporter
 from .version import __version__
 
 
@@ -120,7 +120,7 @@ def _trace_tables(kernel: sim.Kernel, cfg: Config) -> pa.Table:
     own with the per-check outputs on; keyed randomness makes them the very same
     trajectories as in the main run (tests check this)."""
     res = run_chunk(kernel, cfg, trace_seeds(cfg), trace=True)
-    return tables.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection).traces
+    return dataset.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection).traces
 
 
 @dynamics.with_float64
@@ -129,11 +129,11 @@ def simulate(cfg: Config) -> dict[str, pd.DataFrame]:
     pandas DataFrames with a ``config_id`` column (the same rows ``run`` writes)."""
     kernel = sim.build(cfg)
     parts = [
-        tables.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection)
+        dataset.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection)
         for _, res in iter_chunks(cfg, kernel)
     ]
     out = {name: pa.concat_tables([getattr(p, name) for p in parts]) for name in ("runs", "events", "passages")}
-    out["traces"] = _trace_tables(kernel, cfg) if cfg.run.trace_seeds else tables.SCHEMAS["traces"].empty_table()
+    out["traces"] = _trace_tables(kernel, cfg) if cfg.run.trace_seeds else dataset.SCHEMAS["traces"].empty_table()
     frames = {}
     for name, t in out.items():
         df = t.to_pandas()
@@ -166,39 +166,12 @@ class RunReport:
         return self.steady_seed_steps / self.steady_s if self.steady_s > 0 else float("nan")
 
 
-class _Progress:
-    """tqdm bar over seed-steps on stderr (a no-op when disabled)."""
-
-    def __init__(self, total: int, enabled: bool, desc: str):
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                unit="seed-step",
-                unit_scale=True,
-                desc=desc,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                smoothing=0.1,
-            )
-
-    def __call__(self, n: int):
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
 def check_target(configs: list[Config], out: str | Path, append: bool = False, chunks: bool = True) -> None:
     """Refuse, before anything is computed or written, a dataset directory that holds other
     experiments (unless ``append``) or parts of the same experiment cut into different
     chunks (they would duplicate seeds). Raises ``ConfigError``."""
     out = Path(out)
-    existing = set(tables.config_ids(out))
+    existing = set(dataset.config_ids(out))
     new = [c.config_id for c in configs]
     other = sorted(set(new) - existing)
     if existing and other and not append:
@@ -208,7 +181,7 @@ def check_target(configs: list[Config], out: str | Path, append: bool = False, c
             f"{', '.join(other)} beside them, or choose another --out",
         )
     for cfg in configs if chunks else ():
-        done = tables.part_ranges(out, "runs", cfg.config_id)
+        done = dataset.part_ranges(out, "runs", cfg.config_id)
         for lo, hi in chunk_ranges(cfg):
             clash = [r for r in done if r != (lo, hi - 1) and r[0] <= hi - 1 and lo <= r[1]]
             if clash:
@@ -225,10 +198,11 @@ def run(
     out: str | Path,
     shard: int = 0,
     n_shards: int = 1,
-    progress: bool = True,
+    progress: bool | NoProgress = True,
     append: bool = False,
 ) -> RunReport:
-    """Simulate every config (a sweep gives several) into the dataset directory ``out``.
+    """Simulate every config (a sweep gives several) into the dataset directory ``out``; ``progress``: a
+    reporter (``jumpsim.progress``), or True for a tqdm bar, False for none.
 
     Chunks whose ``runs`` part already exists are skipped, so rerunning the same command
     resumes a killed job; see ``check_target`` for what is refused."""
@@ -238,20 +212,20 @@ def run(
     report = RunReport(out=out)
     kernels = [sim.build(cfg) for cfg in configs]  # a failing gd start writes nothing
     out.mkdir(parents=True, exist_ok=True)
-    tables.remove_stale_temporaries(out)
+    dataset.remove_stale_temporaries(out)
     for cfg, kernel in zip(configs, kernels):
         cid = cfg.config_id
         report.config_ids.append(cid)
-        tables.write_experiments(out, [tables.experiment_row(cfg, kernel.info, versions())])
+        dataset.write_experiments(out, [dataset.experiment_row(cfg, kernel.info, versions())])
         ranges = chunk_ranges(cfg, shard, n_shards)
-        todo = [(lo, hi) for lo, hi in ranges if not tables.part_path(out, "runs", cid, lo, hi - 1).exists()]
+        todo = [(lo, hi) for lo, hi in ranges if not dataset.part_path(out, "runs", cid, lo, hi - 1).exists()]
         report.chunks_skipped += len(ranges) - len(todo)
         t0 = time.perf_counter()
         tr = trace_seeds(cfg)
         owns_traces = len(tr) and any(lo <= tr[0] < hi for lo, hi in ranges)
-        trace_path = tables.part_path(out, "traces", cid, int(tr[0]), int(tr[-1])) if len(tr) else None
+        trace_path = dataset.part_path(out, "traces", cid, int(tr[0]), int(tr[-1])) if len(tr) else None
         if owns_traces and not trace_path.exists():
-            tables.write_atomic(_trace_tables(kernel, cfg), trace_path)
+            dataset.write_atomic(_trace_tables(kernel, cfg), trace_path)
         n_seeds = sum(hi - lo for lo, hi in todo)
         last = [None]
 
@@ -262,18 +236,19 @@ def run(
                 report.steady_s += now - last[0]
             last[0] = now
 
-        bar = _Progress(n_seeds * cfg.train.steps, progress, desc=f"{cfg.name} [{cid}]")
+        bar = reporter(progress)
+        bar.start(n_seeds * cfg.train.steps, desc=f"{cfg.name} [{cid}]")
         try:
             for lo, hi in todo:
                 res = run_chunk(
-                    kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar(n * k), clock(n * k))
+                    kernel, cfg, np.arange(lo, hi), on_segment=lambda n, k=hi - lo: (bar.update(n * k), clock(n * k))
                 )
-                tables.write_chunk(
+                dataset.write_chunk(
                     out,
                     cid,
                     lo,
                     hi - 1,
-                    tables.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection),
+                    dataset.chunk_tables(res, cfg.train.steps, cfg.detect.every, kernel.setup.detection),
                 )
                 report.chunks_done += 1
         finally:

@@ -8,22 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import stats, tables
-
-
-def _fmt_rate(x: float) -> str:
-    return "0" if x == 0 else f"{x:.3g}"
-
-
-def _fmt(x) -> str:
-    """3 significant digits; "?" for a missing (None / NaN) value."""
-    return "?" if x is None or x != x else f"{x:.3g}"
+from . import dataset, methods, stats
+from .text import fmt_rate
 
 
 def run_summary(report, configs) -> str:
     """What ``jumpsim run`` prints when it finishes."""
-    runs = tables.read_table(report.out, "runs")
-    events = tables.read_table(report.out, "events")
+    runs = dataset.read_table(report.out, "runs")
+    events = dataset.read_table(report.out, "events")
     lines = []
     done = f"{report.chunks_done} chunk(s) simulated" + (
         f", {report.chunks_skipped} already done (resumed)" if report.chunks_skipped else ""
@@ -60,7 +52,7 @@ def run_summary(report, configs) -> str:
 
 
 def summarize_json(out, level: float = 0.95, burn_in: int = 0) -> dict:
-    data = tables.read_dataset(out)
+    data = dataset.read_dataset(out)
     fp = stats.first_passage(data["runs"], data["passages"], level)
     rates = stats.rates(data["runs"], data["events"], level, burn_in)
     km = stats.median_passage(data["runs"], data["passages"], level)
@@ -123,75 +115,8 @@ def _first_passage_lines(rows: list[dict], pct: str) -> list[str]:
 
 
 def _splitting_lines(rows: list[dict], pct: str) -> list[str]:
-    lines = []
-    for r in rows:
-        arrow = "<=" if r["direction"] == "down" else ">="
-        head = (
-            f"  splitting [{r['estimate_id']}] {r['method']}, score {r['score']}: rank {r['start_rank']} -> {arrow} "
-            f"{r['level']}, "
-            f"{r['replicas']} replicas x {r['particles']} particles, {r['extinct']} extinct, {r['seed_steps']:,} "
-            "SGD steps"
-        )
-        lines.append(head)
-        # p == 0: no replica reached the target; a 0 with a degenerate interval is no answer, say so (p missing:
-        # no replica rows or a NaN replica, printed as "?")
-        unresolved = r["p"] == 0
-        if r["method"] == "rate" and r["rate"] is not None and unresolved:
-            why = (
-                f"no replica reached the target from its crossings ({r['flux_crossings']} in all; flux "
-                f"{_fmt_rate(r['flux'] or 0)})"
-                if r["flux_crossings"]
-                else "no crossing of the first interface in the flux phase"
-            )
-            bound = (
-                f"; k <= {_fmt_rate(r['rate_high'])} per step, the upper end of the flux's {pct} interval (every "
-                "escape crosses the first interface)"
-                if r["rate_high"] is not None
-                else ""
-            )
-            lines.append(f"    rate not resolved: {why}{bound}")
-        elif r["method"] == "rate" and r["rate"] is not None:
-            ci = (
-                f"[{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}] ({pct}"
-                if r["rate_low"] is not None
-                else "[?, ?] (no interval: written before jumpsim's schema 3, whose replicas shared crossings"
-            )
-            lines.append(
-                f"    rate {_fmt_rate(r['rate'])} per step {ci}; flux {_fmt_rate(r['flux'] or 0)} x "
-                f"P(target before basin) {_fmt(r['p_ab'])}, {r['flux_crossings']} crossings)"
-            )
-        event = f"P(rank {arrow} {r['level']} within {r['horizon']:,} steps)"
-        if not unresolved:
-            p, p_lo, p_hi = _fmt(r["p"]), _fmt(r["p_low"]), _fmt(r["p_high"])
-            lines.append(f"    {event} = {p} [{p_lo}, {p_hi}] ({pct})")
-        elif r["method"] != "rate":
-            lines.append(f"    {event} not resolved: no replica reached the target")
-        if r["method"] == "rate" and r["rate_low"] == 0 and not unresolved:
-            lines.append(
-                f"    k = {_fmt_rate(r['rate'])} rests on {r['flux_crossings']} crossing(s) of the first interface "
-                f"in fewer than {stats.MIN_CROSSING_REPLICAS} replicas: no "
-                "interval, only the bound k <= flux (every escape crosses it); more rare.flux_seeds, "
-                "rare.replicas or particles, or a lower rare.interface, to estimate the rate"
-            )
-        weak = r["extinct"] or unresolved or r["p_low"] is None or (r["method"] == "rate" and r["rate_low"] == 0)
-        if weak and r.get("p_bound") is not None:
-            k = f"k <= {_fmt_rate(r['rate_bound'])} per step, " if r["method"] == "rate" else ""
-            lines.append(
-                f"    bound from the level curve: {k}{event} <= {_fmt(r['p_bound'])} (upper end of the {pct} interval "
-                f"of the estimate at score level {r['bound_level']:.3g}, the tightest over the levels every replica "
-                "passed; every path to the target passes them)"
-            )
-        if r["extinct"] and r.get("stalled_level") is not None:
-            lines.append(
-                f"    {r['extinct']} extinct replica(s): their particles all tied at score {r['stalled_level']:.3g} "
-                f"(median; 1 = target) after a weight of 10^{r['stalled_log10_w']:.1f}; "
-                + (
-                    "to resolve p: more particles, another score, or the README's advice for small eta"
-                    if r["extinct"] == r["replicas"]
-                    else "extinct replicas count as 0 (the estimate is skewed low if many are)"
-                )
-            )
-    return lines
+    """Each splitting estimate's lines, as its estimator prints them."""
+    return [line for r in rows for line in methods.get(r["method"]).lines(r, pct)]
 
 
 def summarize_text(
@@ -243,7 +168,7 @@ def summarize_text(
                 lines.append(
                     f"  {'':29s}{r['from_rank']:4d} -> {r['to_rank']:<4d}{r['count']:6d}   "
                     f"{r['exposure_steps']:16,d}   "
-                    f"{_fmt_rate(r['rate']):9s}  [{_fmt_rate(r['rate_low'])}, {_fmt_rate(r['rate_high'])}]"
+                    f"{fmt_rate(r['rate']):9s}  [{fmt_rate(r['rate_low'])}, {fmt_rate(r['rate_high'])}]"
                 )
         lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)
     for cid in sorted({r["config_id"] for r in s["splitting"]} - {rc["config_id"] for rc in s["runs"]}):

@@ -4,10 +4,9 @@ The whole suite runs on two forced host devices (as the CLI does on a 2-core mac
 sharded path is what every test exercises; single-device runs use ``devices=[one]``.
 """
 
-import os
+from jumpsim import devices
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+devices.use_cpu_devices(2)  # before JAX starts its backend; an explicit count in XLA_FLAGS wins
 
 import jax
 import pytest

@@ -48,3 +48,12 @@ def test_splitting_slots_benchmark_writes_json(tmp_path):
     assert [t["replicas"] for t in res["tables"]] == [1, 4]
     assert all(t["sgd_steps"] > 0 and t["steps_per_s"] > 0 and t["slots"] >= 16 for t in res["tables"])
     assert res["run_after_compile"] > 0 and res["run_steps"] == 200 and res["backend"] == "cpu"
+
+
+def test_fused_bench_runs():
+    """Smoke test of the fused kernel's micro-benchmark only (interpret mode is not timed meaningfully)."""
+    import fused_bench
+    from test_fused import RTOL
+
+    r = fused_bench.bench(S=3, K=2, n=4, m=3, width=4, depth=2, reps=1, interpret=True)
+    assert r["pallas"] > 0 and r["xla"] > 0 and r["max_rel_diff"] < RTOL

@@ -142,19 +142,19 @@ def test_summarize_names_a_missing_column_and_reads_older_datasets(ran, tmp_path
     assert cli.main(["summarize", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "experiments table lacks column(s) name" in err and err.strip().count("\n") == 0
-    from jumpsim import tables
+    from jumpsim.dataset import schemas
 
     old = tmp_path / "old"
     shutil.copytree(out, old)
-    monkey = dict(tables.SCHEMAS)
+    monkey = dict(schemas.SCHEMAS)
     try:  # pretend this version added a column to the runs table after the dataset was written
         import pyarrow as pa
 
-        tables.SCHEMAS["runs"] = tables.SCHEMAS["runs"].append(pa.field("later", pa.float64()))
+        schemas.SCHEMAS["runs"] = schemas.SCHEMAS["runs"].append(pa.field("later", pa.float64()))
         runs = jumpsim.read_table(old, "runs")
     finally:
-        tables.SCHEMAS.clear()
-        tables.SCHEMAS.update(monkey)
+        schemas.SCHEMAS.clear()
+        schemas.SCHEMAS.update(monkey)
     assert "later" in runs.columns and runs["later"].isna().all() and len(runs) == 12
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jumpsim
-from jumpsim import dynamics, kernel, model, runner
+from jumpsim import dynamics, kernel, model, runner, setup
 
 
 def test_one_seed_without_a_kernel_follows_the_kernel(tiny):
@@ -18,10 +18,10 @@ def test_one_seed_without_a_kernel_follows_the_kernel(tiny):
     ranks at every check and weights within 1e-4 after 400 steps (one seed is not the same XLA
     program as a vmapped batch: last-bit differences, amplified by lr 0.1 SGD to ~1e-5 here)."""
     cfg = tiny("detect.persist=1")
-    su = dynamics.setup(cfg)
+    su = setup.setup(cfg)
     period = jax.jit(lambda s, t: dynamics.period(s, t, su.data, su.dynamics, su.detection))
     with dynamics.float64_scope():
-        s = dynamics.init_seed(3, su)
+        s = setup.init_seed(3, su)
         ranks = [int(s.det.rank)]
         for c in range(cfg.train.steps // cfg.detect.every):
             s, obs = period(s, jnp.int32(c * cfg.detect.every))
@@ -37,10 +37,10 @@ def test_entries_step_is_the_sgd_step_on_the_drawn_entries(tiny):
     """sgd_step = draw the entries, then entries_step on them (bit for bit); a step on one chosen entry is
     W - eta (grad of that entry's loss + 2 lambda W), the gradient by autodiff (float64)."""
     cfg = tiny("train.batch=2")
-    su = dynamics.setup(cfg)
+    su = setup.setup(cfg)
     data, dyn = su.data, su.dynamics
     with dynamics.float64_scope():
-        s = dynamics.init_seed(1, su)
+        s = setup.init_seed(1, su)
         t = jnp.int32(7)
         idx = jax.random.randint(jax.random.fold_in(s.key, t), (2,), 0, data.n_observed, dtype=jnp.int32)
         want = jax.jit(lambda p, o: dynamics.sgd_step(p, o, s.key, t, data, dyn))(s.params, s.opt_state)[0]
@@ -79,9 +79,9 @@ def test_optax_sgd_chain_is_the_hand_written_update_bit_for_bit():
 
 
 def _final_params(cfg, steps):
-    su = dynamics.setup(cfg)
+    su = setup.setup(cfg)
     with dynamics.float64_scope():
-        s = dynamics.init_seed(0, su)
+        s = setup.init_seed(0, su)
         step = jax.jit(lambda s, t: dynamics.advance(s, t, su.data, su.dynamics))
         for t0 in range(0, steps, cfg.detect.every):
             s = step(s, jnp.int32(t0))
@@ -150,13 +150,13 @@ def test_float64_rank_count_stays_float64_when_the_program_has_x64_off(tmp_path)
 
 
 def test_balancedness_is_zero_at_a_minimum_and_absorbing_visits_are_counted(tiny):
-    """At a gradient-descent minimum the layers are balanced (DESIGN section 1): gap ~ 0, inside B_r
+    """At a gradient-descent minimum the layers are balanced (W_{l+1}^T W_{l+1} = W_l W_l^T): gap ~ 0, inside B_r
     from the start, and full-batch GD keeps it there (one entry, no exit, every step inside). Making
     the same weights unbalanced (W1 * 3, W2 / 3: same A, same rank) is an exit at the next check."""
     cfg = tiny(
         'model.init="gd"', "model.gd_steps=3000", "model.gd_lr=0.1", 'train.batch="full"', "detect.absorbing=true"
     )
-    su = dynamics.setup(cfg)
+    su = setup.setup(cfg)
     gap, norm2 = dynamics.balance(su.start)
     assert float(gap) < 1e-3 and float(norm2) == pytest.approx(sum(float(jnp.sum(w * w)) for w in su.start))
     runs = jumpsim.simulate(cfg)["runs"]

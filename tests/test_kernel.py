@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import jumpsim
-from jumpsim import dynamics, kernel, runner, tables
-from jumpsim.tables import chunk_tables
+from jumpsim import dataset, dynamics, kernel, runner
+from jumpsim.dataset import chunk_tables
 
 
 def _np(x):
@@ -80,7 +80,7 @@ def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     # traces mark the diverged seed's checks with rank -1 and NaN
     _, obs = k.advance(bad, jnp.int32(cfg.train.steps), n_checks=1, trace=True)
     assert int(obs.rank[0, 2]) == -1 and np.isnan(obs.loss[0, 2]) and int(obs.rank[0, 0]) >= 0
-    res = tables.ChunkResult(np.arange(32), bad, *(np.asarray(x) for x in final), None)
+    res = dataset.ChunkResult(np.arange(32), bad, *(np.asarray(x) for x in final), None)
     runs = chunk_tables(res, cfg.train.steps, cfg.detect.every, k.setup.detection).runs.to_pandas()
     assert list(runs.status[:4]) == ["ok", "ok", "diverged", "ok"] and (runs.status == "ok").sum() == 31
     assert runs.steps[2] == bad.stop_step[2] and (runs.steps[keep] == cfg.train.steps).all()

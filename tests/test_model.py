@@ -55,8 +55,8 @@ def test_sgd_update_is_gradient_plus_ridge():
 @pytest.mark.parametrize("depth,loss", [(2, "sum"), (3, "sum"), (3, "mean"), (4, "mean")])
 def test_gradient_descent_lands_on_analytic_singular_values(depth, loss):
     """Fully observed target with singular values above and below a_min: GD from a balanced
-    start above every singular value (W_l ~ c I) must reach the larger root s(a) (DESIGN
-    section 1) for each a >= a_min, and 0 below a_min."""
+    start above every singular value (W_l ~ c I) must reach the larger root s(a) of a = s + lam_eff s^((2-L)/L)
+    (``model.analytic_singular_value``) for each a >= a_min, and 0 below a_min."""
     n = m = 4
     rng = np.random.default_rng(0)
     u, _ = np.linalg.qr(rng.standard_normal((n, n)))

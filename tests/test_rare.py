@@ -247,20 +247,3 @@ def _estimate_of(out, cid):
     d = jumpsim.read_dataset(out)
     s = stats.splitting(d["rare"], d["rare_replicas"])
     return s[s.config_id == cid].iloc[0]
-
-
-def test_rate_defaults_put_the_interface_above_the_fluctuations():
-    """Pilot defaults: basin = median score, interface = 99th percentile but at least INTERFACE_FLOOR (small
-    fluctuations around 0: the floor; a wide spread: its own percentile); explicit settings win; NaN and
-    target scores are ignored."""
-    xi = np.random.default_rng(0).normal(0.0, 0.01, 10_000)
-    basin, interface = rare.levels(np.append(xi, [np.nan, 1.0]), None, None)
-    assert abs(basin) < 1e-3 and interface == rare.INTERFACE_FLOOR
-    basin, interface = rare.levels(xi * 10, None, None)  # 99th percentile 0.23
-    assert interface == pytest.approx(np.quantile(xi * 10, 0.99)) and interface > rare.INTERFACE_FLOOR
-    assert rare.levels(xi, -0.5, 0.05) == (-0.5, 0.05)
-    assert rare.levels(xi, 0.3, None) == (0.3, pytest.approx(0.32))  # floor below the basin: basin + 0.02
-    # "pNN": the pilot's percentile without the floor (crossings at small eta, for the level bound)
-    p90 = rare.levels(xi, None, "p90")[1]
-    assert p90 == pytest.approx(np.quantile(xi, 0.9)) and p90 < rare.INTERFACE_FLOOR
-    assert jumpsim.load_config(None, BASE + ['rare.interface="p97.5"']).rare.interface == "p97.5"

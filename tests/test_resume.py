@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import jumpsim
-from jumpsim import check, cli, tables
+from jumpsim import cli, dataset
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_kill_at_any_moment_then_rerun_gives_the_same_tables(reference, tmp_path
     assert r.returncode == 0, r.stderr
     assert "already done" in r.stdout
     assert_same_dataset(out, reference)
-    problems, _ = check.check_dataset(out)
+    problems, _ = dataset.check_dataset(out)
     assert problems == []
 
 
@@ -85,7 +85,7 @@ def test_union_of_shards_equals_single_run(reference, tmp_path, capsys, run_args
     for i in range(3):
         assert cli.main(run_args(out, ["--shard", f"{i}/3"])) == 0
     assert_same_dataset(out, reference)
-    assert check.check_dataset(out)[0] == []
+    assert dataset.check_dataset(out)[0] == []
 
 
 def test_slurm_array_environment_picks_the_shard(tmp_path, monkeypatch):
@@ -120,7 +120,7 @@ def test_more_seeds_extend_the_same_dataset(tmp_path, run_args):
     assert cli.main(run_args(out, ["--seeds", "64"])) == 0
     runs = jumpsim.read_table(out, "runs")
     assert sorted(runs.seed) == list(range(64))
-    assert check.check_dataset(out)[0] == []
+    assert dataset.check_dataset(out)[0] == []
 
 
 def test_check_finds_missing_part_duplicate_seed_and_temporaries(reference, tmp_path, capsys):
@@ -134,7 +134,7 @@ def test_check_finds_missing_part_duplicate_seed_and_temporaries(reference, tmp_
     parts[1].unlink()  # a lost chunk
     ev = sorted((out / "events" / f"config_id={cid}").glob("part-*.parquet"))
     ev[2].unlink()  # a lost events part
-    dup = tables.part_path(out, "runs", cid, 0, 15)
+    dup = dataset.part_path(out, "runs", cid, 0, 15)
     shutil.copy(dup, dup.with_name("part-0000000000-0000000099.parquet"))  # seeds 0..15 twice
     (dup.parent / ".part-x.parquet.tmp-otherhost-1").write_bytes(b"")
     capsys.readouterr()

@@ -19,6 +19,7 @@ from scipy import stats
 
 from jumpsim import splitting
 from jumpsim import stats as stats_mod
+from jumpsim.splitting import ams, slots
 
 # ------------------------------------------------------------------------------------------ chains and exact answers
 
@@ -139,7 +140,7 @@ def lane_walk(q_slow: float, q_fast: float, eps: float, size: int):
     """``walk`` with a hidden lane: at 0 a period first redraws the lane (fast with probability eps), then
     steps up with probability q_fast (fast lane) or q_slow. The score x / size does not see the lane, so
     the chance to reach `size` from a crossing state spreads over decades between the lanes: the DLN's
-    case, where the score misses what drives the escape (report (o)). State (x, lane) int32."""
+    case, where the score misses what drives the escape (a one-step collapse). State (x, lane) int32."""
 
     def init(key):
         return jnp.zeros(2, jnp.int32)
@@ -472,11 +473,11 @@ def test_one_estimate_compiles_one_table():
     whole estimate compiles its round and its exchange once each (compiles cost seconds each; this is a
     speed property, checked by counting compilations rather than by timing)."""
     init, advance, score = walk(0.3, 7)
-    before = splitting._round._cache_size(), splitting._exchange._cache_size()
+    before = slots.run_round._cache_size(), slots.exchange._cache_size()
     r = splitting.estimate(init, advance, score, horizon=40, particles=40, replicas=6, seed=2)
     assert r.iterations.max() > 3
-    assert splitting._round._cache_size() - before[0] == 1
-    assert splitting._exchange._cache_size() - before[1] == 1
+    assert slots.run_round._cache_size() - before[0] == 1
+    assert slots.exchange._cache_size() - before[1] == 1
 
 
 def test_heartbeat_reports_do_not_change_the_estimate(monkeypatch):
@@ -485,7 +486,7 @@ def test_heartbeat_reports_do_not_change_the_estimate(monkeypatch):
     kw = dict(horizon=30, particles=16, replicas=8, seed=5)
     calls, beats = [], []
     a = splitting.estimate(*walk(0.25, 8), on_iteration=lambda st: calls.append(int(st.steps.sum())), **kw)
-    monkeypatch.setattr(splitting, "HEARTBEAT_S", -1.0)  # every round
+    monkeypatch.setattr(ams, "HEARTBEAT_S", -1.0)  # every round
     b = splitting.estimate(*walk(0.25, 8), on_iteration=lambda st: beats.append(int(st.steps.sum())), **kw)
     assert len(beats) > len(calls) and beats[-1] == calls[-1]
     np.testing.assert_array_equal(a.replica_p, b.replica_p)
@@ -508,10 +509,10 @@ def test_one_device_gives_the_same_estimate_as_two():
     code = (
         f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
         "import jax; jax.config.update('jax_enable_x64', True); assert jax.local_device_count() == 1\n"
-        "from test_splitting import walk\nfrom jumpsim import splitting\n"
-        "n = splitting._exchange._cache_size()\n"
+        "from test_splitting import walk\nfrom jumpsim import splitting\nfrom jumpsim.splitting import slots\n"
+        "n = slots.exchange._cache_size()\n"
         f"q = splitting.estimate_rate(*walk(0.25, 8), **{kw_rate!r})\n"
-        "assert splitting._exchange._cache_size() - n == 1, 'one table, but the exchange compiled more than once'\n"
+        "assert slots.exchange._cache_size() - n == 1, 'one table, but the exchange compiled more than once'\n"
         "print(repr([float(x) for x in q.replica_p_ab]).replace('nan', '-1.0'), q.particle_steps)\n"
         f"r = splitting.estimate(*walk(0.25, 8), **{kw!r})\n"
         "print(repr([float(x) for x in r.replica_p]), r.particle_steps)"

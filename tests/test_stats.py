@@ -14,7 +14,7 @@ import pytest
 from scipy.linalg import expm
 
 import jumpsim
-from jumpsim import stats, tables
+from jumpsim import dataset, stats
 
 A, B, C = 2e-4, 1e-4, 5e-5  # 4->3, 3->2, 3->4
 T = 10_000
@@ -227,14 +227,14 @@ def test_estimators_read_the_real_layout(tmp_path):
     for cid in runs.config_id.unique():
         for name, df in (("runs", runs), ("events", ev), ("passages", pas)):
             d = df[df.config_id == cid].drop(columns="config_id")
-            t = tables._table(
+            t = dataset.schemas.build(
                 name,
                 {
                     c: (d[c].to_numpy() if c != "step" or name != "passages" else pd.array(d[c], dtype="Int64"))
                     for c in d.columns
                 },
             )
-            tables.write_atomic(t, tables.part_path(tmp_path, name, cid, 0, 39))
+            dataset.write_atomic(t, dataset.part_path(tmp_path, name, cid, 0, 39))
     data = jumpsim.read_dataset(tmp_path)
     a = stats.rates(data["runs"], data["events"])
     b = stats.rates(runs, ev)

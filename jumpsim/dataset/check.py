@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from . import tables
+from .io import config_ids, part_path, part_ranges, temporaries
+from .schemas import REQUIRED, SCHEMA_VERSION, SCHEMAS, schema_ok
 
 
 def _expected_seeds(cfg: dict) -> tuple[int, int]:
@@ -43,7 +44,7 @@ def _check_rare(out: Path, cid: str, problems: list[str], facts: list[str]) -> b
             problems.append(f"{rel}: unreadable or without its rare_replicas part ({e.__class__.__name__}: {e})")
             continue
         for name, t in (("rare", pq.read_table(path)), ("rare_replicas", reps)):
-            missing = [c for c in tables.REQUIRED[name] if c not in t.column_names]
+            missing = [c for c in REQUIRED[name] if c not in t.column_names]
             if missing:
                 problems.append(f"{rel}: {name} part lacks column(s) {', '.join(missing)}")
         lo, hi = row["replica_lo"], row["replica_hi"]
@@ -80,7 +81,7 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
     out = Path(out)
     problems: list[str] = []
     facts: list[str] = []
-    for p in tables.temporaries(out):
+    for p in temporaries(out):
         problems.append(
             f"temporary file {p.relative_to(out)} (left by a killed or running writer; rerun the command, or delete "
             "it if no writer runs)"
@@ -91,7 +92,7 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
             f"{exp_path} is missing: not a jumpsim dataset, or its run was killed before it started"
         ], facts
     experiments = pq.read_table(exp_path).to_pandas()
-    for cid in tables.config_ids(out):
+    for cid in config_ids(out):
         if cid not in set(experiments.config_id):
             problems.append(f"config_id={cid}: parts without a row in experiments.parquet")
     for row in experiments.itertuples():
@@ -102,16 +103,16 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
         frames = {}
         for name in ("runs", "events", "passages"):
             parts = []
-            for a, b in tables.part_ranges(out, name, cid):
-                path = tables.part_path(out, name, cid, a, b)
+            for a, b in part_ranges(out, name, cid):
+                path = part_path(out, name, cid, a, b)
                 try:
                     t = pq.read_table(path)
                 except Exception as e:
                     problems.append(f"{path.relative_to(out)}: unreadable ({e.__class__.__name__}: {e})")
                     continue
-                if not tables.schema_ok(name, t.schema):
+                if not schema_ok(name, t.schema):
                     problems.append(
-                        f"{path.relative_to(out)}: schema differs from jumpsim's {name} schema v{tables.SCHEMA_VERSION}"
+                        f"{path.relative_to(out)}: schema differs from jumpsim's {name} schema v{SCHEMA_VERSION}"
                     )
                     continue
                 seeds = t["seed"].to_numpy()
@@ -119,9 +120,9 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
                     problems.append(f"{path.relative_to(out)}: holds seeds outside {a}..{b}")
                 parts.append(t.to_pandas())
             frames[name] = parts
-        runs_ranges = set(tables.part_ranges(out, "runs", cid))
+        runs_ranges = set(part_ranges(out, "runs", cid))
         for name in ("events", "passages"):
-            missing = runs_ranges - set(tables.part_ranges(out, name, cid))
+            missing = runs_ranges - set(part_ranges(out, name, cid))
             for a, b in sorted(missing):
                 problems.append(f"config_id={cid}: {name} part for seeds {a}..{b} is missing (its runs part exists)")
         if not frames["runs"]:
@@ -148,12 +149,12 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
         events = (
             pd.concat(frames["events"], ignore_index=True)
             if frames["events"]
-            else tables.SCHEMAS["events"].empty_table().to_pandas()
+            else SCHEMAS["events"].empty_table().to_pandas()
         )
         passages = (
             pd.concat(frames["passages"], ignore_index=True)
             if frames["passages"]
-            else tables.SCHEMAS["passages"].empty_table().to_pandas()
+            else SCHEMAS["passages"].empty_table().to_pandas()
         )
         r = runs.set_index("seed")
         n_ev = events.groupby("seed").size().reindex(r.index, fill_value=0)

@@ -6,29 +6,29 @@ import pyarrow.parquet as pq
 import pytest
 
 import jumpsim
-from jumpsim import tables
+from jumpsim import dataset as ds_lib
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, tiny):
+def written(tmp_path_factory, tiny):
     cfg = tiny("run.chunk=5")
     out = tmp_path_factory.mktemp("ds") / "d"
     jumpsim.run([cfg], out, progress=False)
     return cfg, out, jumpsim.simulate(cfg)
 
 
-def test_layout_and_part_names(dataset):
-    cfg, out, _ = dataset
+def test_layout_and_part_names(written):
+    cfg, out, _ = written
     cid = cfg.config_id
     for name in ("runs", "events", "passages"):
         parts = sorted(p.name for p in (out / name / f"config_id={cid}").iterdir())
-        assert parts == [tables.part_name(0, 4), tables.part_name(5, 9), tables.part_name(10, 11)]
+        assert parts == [ds_lib.io.part_name(0, 4), ds_lib.io.part_name(5, 9), ds_lib.io.part_name(10, 11)]
     assert (out / "experiments.parquet").exists()
     assert not list(out.rglob(".*"))  # no temporary files left behind
 
 
-def test_disk_equals_memory(dataset):
-    _, out, mem = dataset
+def test_disk_equals_memory(written):
+    _, out, mem = written
     disk = jumpsim.read_dataset(out)
     for name in ("runs", "events", "passages", "traces"):
         a = disk[name].sort_values(list(disk[name].columns[:3])).reset_index(drop=True)
@@ -42,19 +42,19 @@ def test_disk_equals_memory(dataset):
                 np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy())
 
 
-def test_schemas_are_explicit_and_versioned(dataset):
-    cfg, out, _ = dataset
+def test_schemas_are_explicit_and_versioned(written):
+    cfg, out, _ = written
     for name in ("runs", "events", "passages", "traces"):
         f = next((out / name / f"config_id={cfg.config_id}").glob("*.parquet"))
         schema = pq.read_schema(f)
-        assert schema.metadata[b"jumpsim_schema_version"] == str(tables.SCHEMA_VERSION).encode()
-        assert schema.remove_metadata().equals(tables.SCHEMAS[name].remove_metadata())
+        assert schema.metadata[b"jumpsim_schema_version"] == str(ds_lib.SCHEMA_VERSION).encode()
+        assert schema.remove_metadata().equals(ds_lib.SCHEMAS[name].remove_metadata())
     exp = jumpsim.read_table(out, "experiments")
     assert list(exp.config_id) == [cfg.config_id] and exp.backend[0] == "cpu"
 
 
-def test_readers_pandas_pyarrow_duckdb_polars(dataset):
-    cfg, out, mem = dataset
+def test_readers_pandas_pyarrow_duckdb_polars(written):
+    cfg, out, mem = written
     import duckdb
     import pandas as pd
     import polars as pl
@@ -75,8 +75,8 @@ def test_readers_pandas_pyarrow_duckdb_polars(dataset):
     assert sv.dtype == pl.List(pl.Float64)
 
 
-def test_events_consistent_with_runs(dataset):
-    _, _, mem = dataset
+def test_events_consistent_with_runs(written):
+    _, _, mem = written
     runs, ev, pas = mem["runs"], mem["events"], mem["passages"]
     counts = ev.groupby("seed").direction.value_counts().unstack(fill_value=0)
     for r in runs.itertuples():
@@ -89,7 +89,7 @@ def test_events_consistent_with_runs(dataset):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    t = tables.SCHEMAS["events"].empty_table()
+    t = ds_lib.SCHEMAS["events"].empty_table()
     path = tmp_path / "events" / "x.parquet"
 
     def boom(*a, **k):
@@ -97,7 +97,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pq, "write_table", boom)
     with pytest.raises(OSError):
-        tables.write_atomic(t, path)
+        ds_lib.write_atomic(t, path)
     assert list(path.parent.iterdir()) == []
 
 
@@ -107,22 +107,20 @@ def test_empty_dataset_reads_as_empty_frames(tmp_path):
     assert "config_id" in d["runs"].columns and "final_rank" in d["runs"].columns
 
 
-def test_round_one_parts_without_later_columns_read_as_null_and_pass_check(dataset, tmp_path):
+def test_round_one_parts_without_later_columns_read_as_null_and_pass_check(written, tmp_path):
     """Parts written before the B_r columns existed (schema version 1): read with those columns null,
     and `jumpsim check` accepts them."""
     import shutil
 
-    from jumpsim import check
-
-    _, out, _ = dataset
+    _, out, _ = written
     old = tmp_path / "old"
     shutil.copytree(out, old)
-    for name, cols in tables.LATER_COLUMNS.items():
+    for name, cols in ds_lib.LATER_COLUMNS.items():
         for part in (old / name).rglob("part-*.parquet"):
             t = pq.read_table(part)
             pq.write_table(t.drop_columns([c for c, _ in cols]), part)
     runs = jumpsim.read_table(old, "runs")
     assert len(runs) == 12 and runs.br_exits.isna().all() and runs.final_balance_gap.isna().all()
     assert jumpsim.read_table(old, "traces").in_br.isna().all()
-    problems, _ = check.check_dataset(old)
+    problems, _ = ds_lib.check_dataset(old)
     assert problems == []

@@ -1,0 +1,242 @@
+"""The config's schema: one frozen dataclass per TOML section with the defaults of every key, its normal form
+(``to_dict``) and its identity (``config_id``).
+
+Nothing here validates (``_sections`` does) or parses files (``_toml``): these records are what the rest of
+jumpsim receives, already checked. ``config_id`` is a short hash of the scientific content only (problem,
+model, training, detector, dtype): execution settings such as seed counts, chunk size, shard or output
+directory never change it, so a resumed, sharded or extended run lands under the same id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A step -> value schedule for ``train.lr`` or ``train.ridge``.
+
+    kind "constant": ``values[0]`` at every step.
+    kind "piecewise": ``values[i]`` from ``boundaries[i-1]`` (inclusive) to ``boundaries[i]``.
+    kind "periodic": between ``low`` and ``high`` with period ``period`` steps; shape "cosine"
+    starts at ``high`` and reaches ``low`` at half a period, "square" is ``high`` for the first
+    half of each period and ``low`` for the second.
+    """
+
+    kind: str = "constant"
+    values: tuple[float, ...] = (0.0,)
+    boundaries: tuple[int, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    period: int = 0
+    shape: str = "cosine"
+
+    @property
+    def max(self) -> float:
+        return self.high if self.kind == "periodic" else max(self.values)
+
+    @property
+    def min(self) -> float:
+        return self.low if self.kind == "periodic" else min(self.values)
+
+    def value_at(self, step: int) -> float:
+        """Plain-Python value at ``step`` (the jitted twin is ``schedules.make``)."""
+        if self.kind == "constant":
+            return self.values[0]
+        if self.kind == "piecewise":
+            i = sum(step >= b for b in self.boundaries)
+            return self.values[i]
+        phase = (step % self.period) / self.period
+        if self.shape == "square":
+            return self.high if phase < 0.5 else self.low
+        return self.low + (self.high - self.low) * 0.5 * (1.0 + math.cos(2 * math.pi * phase))
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    n: int = 20
+    m: int = 20
+    rank: int = 2
+    observed: float = 0.4
+    seed: int = 0
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth: int = 3
+    width: int = 20
+    init: str = "gaussian"
+    init_scale: float = 1.0
+    init_file: str | None = None
+    gd_steps: int = 20000
+    gd_lr: float = 0.05
+    seed: int = 0  # key of the single gaussian start that init = "gd" converges from
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: Schedule = Schedule(values=(0.05,))
+    ridge: Schedule = Schedule(values=(1e-3,))
+    batch: int | None = 1  # None = full batch (gradient descent)
+    loss: str = "mean"
+    steps: int = 200_000
+    optimizer: str = "sgd"  # "sgd" | "momentum" | "adam"; the ridge is added to the gradient first (coupled)
+    momentum: float = 0.9  # "momentum": heavy-ball coefficient
+    nesterov: bool = False  # "momentum": Nesterov's variant
+    b1: float = 0.9  # "adam": first-moment decay
+    b2: float = 0.999  # "adam": second-moment decay
+    eps: float = 1e-8  # "adam": denominator offset
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    every: int = 100
+    threshold: float = 1e-2
+    relative: bool = False
+    persist: int = 3
+    max_events: int = 64
+    # the paper's absorbing set B_r: rank <= r, relative balancedness gap <= balance_tol, |theta|^2 <= norm_bound;
+    # visits are counted at every check only when absorbing = true (it costs ~6 % of a run at n = w = 20)
+    absorbing: bool = False
+    absorbing_rank: int | None = None  # r (None: problem.rank)
+    balance_tol: float = 0.1  # max_l |W_{l+1}^T W_{l+1} - W_l W_l^T|_F / max_l |W_l|_F^2
+    norm_bound: float | None = None  # bound on sum_l |W_l|_F^2 (None: no bound)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seeds: int = 1024
+    seed_offset: int = 0
+    chunk: int = 1024
+    dtype: str = "float32"
+    trace_seeds: int = 8
+    backend: str = "xla"  # "xla" | "pallas" (fused K-step kernel, plain SGD on GPUs) | "pallas-interpret" (CPU tests)
+
+
+@dataclass(frozen=True)
+class RareConfig:
+    """Rare-event splitting (``jumpsim rare``): how to estimate, not what; excluded from config_id, so a
+    splitting estimate lands beside brute-force runs of the same experiment."""
+
+    method: str = "tams"  # "tams": P(target within train.steps) | "rate": escape rate per step (flux x AMS)
+    particles: int = 100  # N per replica
+    replicas: int = 10  # R independent replicas (the interval comes from their spread)
+    kill_fraction: float = 0.2  # alpha: kill at least ceil(alpha N) per iteration (all ties)
+    score: str = "sigma"  # "sigma": log-scale progress of sigma_r(A) to tau | "layers": the same per layer, averaged
+    direction: str = "down"  # "down": rank <= start - 1 | "up": rank >= start + 1 (sigma_{r+1} grows to tau)
+    flux_seeds: int = 256  # rate: brute-force trajectories of the flux phase, shared out over the replicas
+    flux_steps: int = 0  # rate: steps of each (0 = train.steps)
+    basin: float | None = None  # rate: basin = score <= basin (default: median score of a pilot run)
+    # rate: first interface (default: the pilot's 99th percentile, at least 0.2); "pNN": the pilot's NN-th percentile
+    # without the floor (many crossings at small eta; what the level bound needs, but k may come out low)
+    interface: float | str | None = None
+    max_steps: int = 10_000_000  # rate: cap on one AMS particle's steps (reported if hit)
+    max_iterations: int = 10_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "default"
+    problem: ProblemConfig = ProblemConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    detect: DetectConfig = DetectConfig()
+    run: RunConfig = RunConfig()
+    rare: RareConfig = RareConfig()
+    base_dir: str = field(default=".", compare=False)  # where relative file paths resolve
+
+    @property
+    def config_id(self) -> str:
+        return config_id(self)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+SECTIONS = {
+    "problem": ProblemConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "detect": DetectConfig,
+    "run": RunConfig,
+    "rare": RareConfig,
+}
+# Settings that change how a run executes but not what it computes (excluded from config_id).
+EXECUTION_ONLY = {
+    "run": {"seeds", "seed_offset", "chunk", "trace_seeds"},
+    "rare": {f.name for f in dataclasses.fields(RareConfig)},
+}
+# Keys added after the first datasets were written: they enter config_id only when set to a
+# non-default value, so the ids of earlier experiments (and their datasets) stay valid.
+LATER_KEYS = {
+    "train": {"optimizer", "momentum", "nesterov", "b1", "b2", "eps"},
+    "run": {"backend"},
+    "detect": {"absorbing", "balance_tol"},  # absorbing_rank and norm_bound are None (absent) by default
+}
+OPTIMIZER_KEYS = {"sgd": (), "momentum": ("momentum", "nesterov"), "adam": ("b1", "b2", "eps")}
+
+ID_FORMAT = 1  # version of the normal form that config_id hashes (not a table schema version)
+
+
+def to_dict(cfg: Config) -> dict:
+    """JSON-ready normal form (schedules as tables, batch "full" spelled out)."""
+
+    def sched(s: Schedule):
+        if s.kind == "constant":
+            return s.values[0]
+        if s.kind == "piecewise":
+            return {"kind": "piecewise", "values": list(s.values), "boundaries": list(s.boundaries)}
+        return {"kind": "periodic", "low": s.low, "high": s.high, "period": s.period, "shape": s.shape}
+
+    out = {"name": cfg.name}
+    for name in SECTIONS:
+        sec = dataclasses.asdict(getattr(cfg, name))
+        if name == "train":
+            sec["lr"], sec["ridge"] = sched(cfg.train.lr), sched(cfg.train.ridge)
+            sec["batch"] = "full" if cfg.train.batch is None else cfg.train.batch
+            for other, keys in OPTIMIZER_KEYS.items():  # parameters of the other optimizers do not act
+                for k in keys if other != cfg.train.optimizer else ():
+                    sec.pop(k)
+        out[name] = {k: v for k, v in sec.items() if v is not None}
+    return out
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def config_id(cfg: Config) -> str:
+    """12 hex digits of sha256 over the scientific content of the config. Files enter by
+    content (not path); the name and execution-only settings do not enter."""
+    d = to_dict(cfg)
+    d.pop("name")
+    for section, keys in EXECUTION_ONLY.items():
+        for k in keys:
+            d[section].pop(k, None)
+    if not d["rare"]:
+        d.pop("rare")
+    for section, keys in LATER_KEYS.items():
+        for k in keys:
+            if k in d[section] and d[section][k] == getattr(SECTIONS[section](), k):
+                d[section].pop(k)
+    if cfg.problem.file:
+        d["problem"]["file"] = _file_digest(cfg.resolve(cfg.problem.file))
+    if cfg.model.init_file and cfg.model.init == "file":
+        d["model"]["init_file"] = _file_digest(cfg.resolve(cfg.model.init_file))
+    # keys that do not act under the chosen init do not split experiments
+    if cfg.model.init != "gd":  # only the gd start uses these (and is drawn from model.seed)
+        d["model"].pop("gd_steps"), d["model"].pop("gd_lr"), d["model"].pop("seed")
+    if cfg.model.init == "file":
+        d["model"].pop("init_scale")
+    else:
+        d["model"].pop("init_file", None)
+    text = json.dumps({"schema": ID_FORMAT, **d}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

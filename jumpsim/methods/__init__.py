@@ -1,0 +1,12 @@
+"""The estimators of ``jumpsim rare`` (``rare.method``), one module each: ``tams`` (P within the horizon) and
+``rate`` (escape rate per step). See ``base.Method`` for what an estimator provides."""
+
+from . import rate, tams
+from .base import Columns, Estimate, Method, Work
+
+METHODS: dict[str, Method] = {m.name: m for m in (tams.METHOD, rate.METHOD)}
+
+
+def get(name: str) -> Method:
+    """The estimator called `name` (a config's rare.method, or a table's ``method`` column)."""
+    return METHODS[name]

@@ -1,0 +1,42 @@
+"""The estimators of ``jumpsim rare`` (``jumpsim.methods``): one object each, the only place that looks at
+``rare.method``; their rules that need no simulation."""
+
+import numpy as np
+import pytest
+
+import jumpsim
+from jumpsim import config, methods
+from jumpsim.methods import rate as rate_method
+
+
+def test_every_allowed_rare_method_has_an_estimator_and_back():
+    """config validates rare.method against its own list (it sits below the estimators): the lists agree."""
+    assert tuple(methods.METHODS) == config.RARE_METHODS
+    for name, m in methods.METHODS.items():
+        assert m.name == name and methods.get(name) is m
+
+
+def test_rate_needs_a_stationary_dynamics_tams_does_not():
+    cfg = jumpsim.load_config(
+        None, ["train.lr.kind=piecewise", "train.lr.values=[0.1, 0.05]", "train.lr.boundaries=[100]"]
+    )
+    methods.get("tams").check(cfg)
+    with pytest.raises(jumpsim.ConfigError, match="rare.method"):
+        methods.get("rate").check(cfg)
+
+
+def test_rate_defaults_put_the_interface_above_the_fluctuations():
+    """Pilot defaults: basin = median score, interface = 99th percentile but at least INTERFACE_FLOOR (small
+    fluctuations around 0: the floor; a wide spread: its own percentile); explicit settings win; NaN and
+    target scores are ignored."""
+    xi = np.random.default_rng(0).normal(0.0, 0.01, 10_000)
+    basin, interface = rate_method.levels(np.append(xi, [np.nan, 1.0]), None, None)
+    assert abs(basin) < 1e-3 and interface == rate_method.INTERFACE_FLOOR
+    basin, interface = rate_method.levels(xi * 10, None, None)  # 99th percentile 0.23
+    assert interface == pytest.approx(np.quantile(xi * 10, 0.99)) and interface > rate_method.INTERFACE_FLOOR
+    assert rate_method.levels(xi, -0.5, 0.05) == (-0.5, 0.05)
+    assert rate_method.levels(xi, 0.3, None) == (0.3, pytest.approx(0.32))  # floor below the basin: basin + 0.02
+    # "pNN": the pilot's percentile without the floor (crossings at small eta, for the level bound)
+    p90 = rate_method.levels(xi, None, "p90")[1]
+    assert p90 == pytest.approx(np.quantile(xi, 0.9)) and p90 < rate_method.INTERFACE_FLOOR
+    assert jumpsim.load_config(None, ['rare.interface="p97.5"']).rare.interface == "p97.5"

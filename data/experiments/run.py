@@ -3,6 +3,7 @@
     python data/experiments/run.py              # everything (about 10 minutes on 2 CPU cores)
     python data/experiments/run.py --only b c   # some experiments; the report uses what exists
     python data/experiments/run.py --report-only
+    python data/experiments/run.py --quick --out DIR  # the whole pipeline at <= 32 seeds, small splitting
     python data/experiments/run.py --make-start # rewrite rank3_start.npz (2 x 400k GD steps)
     python data/experiments/run.py --make-start 2e-3  # the GD minimum at another ridge
 
@@ -87,20 +88,37 @@ SPLITTING = {  # experiment -> splitting estimates run on each of its configs: m
 BASE = HERE / "base.toml"
 START = HERE / "rank3_start.npz"
 RESULTS = ROOT / "data" / "results"
+_QUICK = False  # --quick: see quick()
 
 
 # ------------------------------------------------------------------------------------------
 # configurations
 
 
+def quick(cfg):
+    """``cfg`` itself, or with --quick at most 32 seeds (chunk, traced seeds) and splitting estimates of at most
+    16 particles x 4 replicas and 64 flux seeds (config_id excludes [run] and [rare]: the ids stay the same).
+    Every config the suite loads or derives passes here."""
+    if not _QUICK:
+        return cfg
+    r, q = cfg.run, cfg.rare
+    return dataclasses.replace(
+        cfg,
+        run=dataclasses.replace(r, seeds=min(r.seeds, 32), chunk=min(r.chunk, 32), trace_seeds=min(r.trace_seeds, 32)),
+        rare=dataclasses.replace(
+            q, particles=min(q.particles, 16), replicas=min(q.replicas, 4), flux_seeds=min(q.flux_seeds, 64)
+        ),
+    )
+
+
 def load_experiment(path: str | Path) -> list:
     """The configs of one TOML of the suite (each extends base.toml)."""
-    return jumpsim.load_configs(path)
+    return [quick(c) for c in jumpsim.load_configs(path)]
 
 
 def base_config():
     """The suite's shared settings (base.toml loads on its own)."""
-    return jumpsim.load_config(BASE)
+    return quick(jumpsim.load_config(BASE))
 
 
 def suite_problem(cfg=None) -> problem_lib.Problem:
@@ -190,7 +208,7 @@ def make_start(path: Path = START, ridge: float | None = None, depth: int = 3) -
     start is made by jumpsim itself (an init = "gd" run) and its facts, from the experiments
     table's ``start`` column, are checked against the file's."""
     over = ([] if ridge is None else [f"train.ridge={ridge}"]) + ([] if depth == 3 else [f"model.depth={depth}"])
-    cfg = jumpsim.load_config(BASE, over)
+    cfg = quick(jumpsim.load_config(BASE, over))
     mc, prob = cfg.model, suite_problem(cfg)
     n, m = prob.target.shape
     dims = [m] + [mc.width] * (mc.depth - 1) + [n]
@@ -222,7 +240,7 @@ def make_start(path: Path = START, ridge: float | None = None, depth: int = 3) -
         f"train.ridge={cfg.train.ridge.value_at(0)}",
         f"model.depth={mc.depth}",
     ]
-    check = config_lib.load(BASE, overrides)
+    check = [quick(c) for c in config_lib.load(BASE, overrides)]
     with tempfile.TemporaryDirectory() as d:
         jumpsim.run(check, Path(d) / "start", progress=False)
         ref = json.loads(jumpsim.read_dataset(Path(d) / "start")["experiments"].start.iloc[0])
@@ -277,7 +295,7 @@ def run_all(names: list[str], out: Path, timings: dict) -> dict:
         for cfg in configs:
             for spec in SPLITTING.get(name, ()):
                 method, extra = (spec, {}) if isinstance(spec, str) else spec
-                cfg_m = dataclasses.replace(cfg, rare=dataclasses.replace(cfg.rare, method=method, **extra))
+                cfg_m = quick(dataclasses.replace(cfg, rare=dataclasses.replace(cfg.rare, method=method, **extra)))
                 done.append(not rare.run_rare(cfg_m, out / name, progress=True).skipped)
         if name == "o_escape_paths":
             replay_escape(out)
@@ -323,7 +341,7 @@ def replay_escape(out: Path) -> None:
         f"detect.persist={cfg.detect.persist * cfg.detect.every}",
         'name="o-escape-replay"',
     ]
-    replay = jumpsim.load_config(HERE / "o_escape_paths.toml", over)
+    replay = quick(jumpsim.load_config(HERE / "o_escape_paths.toml", over))
     jumpsim.run([replay], out / "o_escape_replay", progress=False)
 
 
@@ -2673,6 +2691,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--report-only", action="store_true", help="do not simulate; rebuild the report from the datasets")
     p.add_argument(
+        "--quick",
+        action="store_true",
+        help="at most 32 seeds per config and splitting of at most 16 particles x 4 replicas (64 flux seeds): "
+        "a fast run of the whole pipeline (use another --out)",
+    )
+    p.add_argument(
         "--make-start",
         nargs="?",
         const=1e-3,
@@ -2681,6 +2705,8 @@ def main(argv=None) -> int:
         help=f"rewrite {START.name} (or the start file of another RIDGE) and check it, then stop",
     )
     args = p.parse_args(argv)
+    global _QUICK
+    _QUICK = args.quick
     if args.make_rank2_start:
         make_rank2_start()
         return 0

@@ -145,3 +145,21 @@ def test_collapse_precursor_counts_falls_per_loss_bin():
     assert pre.loc["0.15-0.3", "checks"] == 1 and pre.loc["0.15-0.3", "falls"] == 1
     assert set(pre.index) == {"0-0.01", "0.15-0.3"}
 
+
+def test_quick_caps_every_config_and_keeps_its_id():
+    # --quick: at most 32 seeds (chunk, traced) and splitting of at most 16 particles x 4 replicas and 64 flux
+    # seeds, also where SPLITTING sets its own sizes; config_id excludes [run] and [rare], so ids do not change
+    full = suite.load_experiment(suite.HERE / "h_splitting.toml")
+    suite.set_quick(True)
+    try:
+        quick = suite.load_experiment(suite.HERE / "h_splitting.toml")
+        split = [c for cfg in quick for c in suite.splitting_configs("h_splitting", cfg)]
+        base = suite.base_config()
+    finally:
+        suite.set_quick(False)
+    assert [c.config_id for c in quick] == [c.config_id for c in full]
+    assert base.config_id == suite.base_config().config_id
+    assert all(c.run.seeds <= 32 and c.run.chunk <= 32 and c.run.trace_seeds <= 32 for c in quick + split)
+    assert all(c.rare.particles <= 16 and c.rare.replicas <= 4 and c.rare.flux_seeds <= 64 for c in split)
+    assert {c.rare.method for c in split} == {"tams", "rate"} and len(split) == 4 * len(quick)
+    assert suite.quick(full[0]) is full[0]  # off again: configs pass unchanged

@@ -9,7 +9,7 @@ minimum, SGD at eta = 0.05, up-jumps after a kick) or a binomial lower tail with
 probability below 1e-6 under the rate the full runs measured (data/results/REPORT.md).
 """
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,11 +17,12 @@ from scipy import stats as sps
 
 import jumpsim
 
-_spec = importlib.util.spec_from_file_location(
-    "experiments_run", Path(__file__).resolve().parents[1] / "data" / "experiments" / "run.py"
-)
-suite_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(suite_run)
+# the suite's modules live beside its driver, data/experiments/run.py (which has that folder on sys.path too)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "experiments"))
+
+import analysis
+import gpu_pack
+import suite
 
 FAIL = 1e-6
 # Section (c) of data/results/REPORT.md: with eta = 0.14 for 50k steps from the start file,
@@ -32,7 +33,7 @@ KICK_REACHED, KICK_SEEDS = 45, 512
 def suite_config(*overrides: str):
     """base.toml (loaded on its own, so relative files resolve in data/experiments) from the start file."""
     start = ['model.init="file"', 'model.init_file="rank3_start.npz"', "run.trace_seeds=0"]
-    return jumpsim.load_config(suite_run.BASE, start + list(overrides))
+    return jumpsim.load_config(suite.BASE, start + list(overrides))
 
 
 def binomial_floor(k: int, n: int, seeds: int) -> int:
@@ -45,8 +46,8 @@ def binomial_floor(k: int, n: int, seeds: int) -> int:
 
 
 def test_a_start_is_a_rank3_critical_point_and_gradient_descent_stays_there():
-    base = suite_run.base_config()
-    facts = suite_run.start_facts()  # numpy float64 from the committed file
+    base = suite.base_config()
+    facts = analysis.start_facts(suite.START, base)  # numpy float64 from the committed file
     assert facts["rank"] == 3 > base.problem.rank
     assert facts["grad_norm"] < 1e-4  # a critical point
     sv = facts["singular_values"]
@@ -87,34 +88,30 @@ def test_b_c_sgd_escapes_at_large_eta_only_and_does_not_jump_back():
 def test_start_files_are_critical_points_at_their_own_ridge():
     # each ridge's committed GD minimum is a rank-3 critical point at that ridge (numpy float64), and not
     # at the base's ridge: the files are not interchangeable
+    cfg = suite.base_config()
     for ridge in (5e-4, 2e-3):
-        path = suite_run.start_path(ridge)
-        own, base = suite_run.start_facts(path, ridge), suite_run.start_facts(path)
+        path = suite.start_path(ridge)
+        own, base = analysis.start_facts(path, cfg, ridge), analysis.start_facts(path, cfg)
         assert own["rank"] == 3 and own["grad_norm"] < 1e-4, (ridge, own["grad_norm"])
         assert base["grad_norm"] > 1e-3
     # the rank-2 minimum of (n): rank 2, sigma_3 zero to rounding, a critical point at the base's ridge
-    facts = suite_run.start_facts(suite_run.RANK2)
+    facts = analysis.start_facts(suite.RANK2, cfg)
     assert facts["rank"] == 2 and facts["singular_values"][2] < 1e-10 and facts["grad_norm"] < 1e-8
 
 
 def test_gpu_pack_gives_the_same_statistics(tmp_path, tiny):
     # a dataset packed for the trip back from a GPU (compact runs table) and read by the report gives
     # the same first passages and rates as the whole dataset
-    pack_spec = importlib.util.spec_from_file_location(
-        "gpu_pack", Path(suite_run.__file__).resolve().parent / "gpu_pack.py"
-    )
-    gpu_pack = importlib.util.module_from_spec(pack_spec)
-    pack_spec.loader.exec_module(gpu_pack)
     import tarfile
 
     from jumpsim import stats
 
     jumpsim.run([tiny("run.seeds=32", "run.chunk=16", "train.steps=2000")], tmp_path / "ds", progress=False)
     gpu_pack.pack(tmp_path / "ds", tmp_path / "ds.tar")
-    (tmp_path / "res" / suite_run.GPU).mkdir(parents=True)
+    (tmp_path / "res" / suite.GPU).mkdir(parents=True)
     with tarfile.open(tmp_path / "ds.tar") as tar:
-        tar.extractall(tmp_path / "res" / suite_run.GPU, filter="data")
-    packed = suite_run.load_pack(tmp_path / "res", ("ds",))
+        tar.extractall(tmp_path / "res" / suite.GPU, filter="data")
+    packed = suite.load_pack(tmp_path / "res", ("ds",))
     whole = jumpsim.read_dataset(tmp_path / "ds")
     fp_a = stats.first_passage(packed["runs"], packed["passages"]).reset_index(drop=True)
     fp_b = stats.first_passage(whole["runs"], whole["passages"]).reset_index(drop=True)
@@ -123,7 +120,7 @@ def test_gpu_pack_gives_the_same_statistics(tmp_path, tiny):
     assert r_a["count"].sum() > 0 and r_a["count"].tolist() == r_b["count"].tolist()
     assert r_a.exposure_steps.tolist() == r_b.exposure_steps.tolist()
     with pytest.raises(SystemExit, match="twice"):
-        suite_run.load_pack(tmp_path / "res", ("ds", "ds"))
+        suite.load_pack(tmp_path / "res", ("ds", "ds"))
 
 
 def test_collapse_precursor_counts_falls_per_loss_bin():
@@ -141,9 +138,28 @@ def test_collapse_precursor_counts_falls_per_loss_bin():
             rows.append(
                 {"seed": seed, "step": 100 * i, "singular_values": np.array([5.0, 3.0, s3]), "loss": loss, "rank": rank}
             )
-    pre = suite_run.collapse_precursor(suite_run.sigma3_frame(pd.DataFrame(rows)), 10.0).set_index("bin")
+    pre = analysis.collapse_precursor(analysis.sigma3_frame(pd.DataFrame(rows)), 10.0).set_index("bin")
     # seed 0: checks at loss 0.005 (no fall), 0.2 (fall); its third check (sigma_3 0.1 < 0.5) is out of the
     # basin; seed 1: two checks at 0.005
     assert pre.loc["0-0.01", "checks"] == 3 and pre.loc["0-0.01", "falls"] == 0
     assert pre.loc["0.15-0.3", "checks"] == 1 and pre.loc["0.15-0.3", "falls"] == 1
     assert set(pre.index) == {"0-0.01", "0.15-0.3"}
+
+
+def test_quick_caps_every_config_and_keeps_its_id():
+    # --quick: at most 32 seeds (chunk, traced) and splitting of at most 16 particles x 4 replicas and 64 flux
+    # seeds, also where SPLITTING sets its own sizes; config_id excludes [run] and [rare], so ids do not change
+    full = suite.load_experiment(suite.HERE / "h_splitting.toml")
+    suite.set_quick(True)
+    try:
+        quick = suite.load_experiment(suite.HERE / "h_splitting.toml")
+        split = [c for cfg in quick for c in suite.splitting_configs("h_splitting", cfg)]
+        base = suite.base_config()
+    finally:
+        suite.set_quick(False)
+    assert [c.config_id for c in quick] == [c.config_id for c in full]
+    assert base.config_id == suite.base_config().config_id
+    assert all(c.run.seeds <= 32 and c.run.chunk <= 32 and c.run.trace_seeds <= 32 for c in quick + split)
+    assert all(c.rare.particles <= 16 and c.rare.replicas <= 4 and c.rare.flux_seeds <= 64 for c in split)
+    assert {c.rare.method for c in split} == {"tams", "rate"} and len(split) == 4 * len(quick)
+    assert suite.quick(full[0]) is full[0]  # off again: configs pass unchanged

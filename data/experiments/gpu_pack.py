@@ -4,8 +4,8 @@
 
 Writes DATASET's `jumpsim summarize --json` (summary.json) and a compact copy: experiments.parquet,
 the events and passages tables whole, and the runs table without its per-seed singular values, test
-error, balancedness gap and norm (190 of ~200 bytes a row), zstd-compressed, into one tar. run.py
-reads such packs (`load_pack`) where the whole dataset is not at hand.
+error, balancedness gap and norm (190 of ~200 bytes a row), zstd-compressed, into one tar. The report
+reads such packs (`suite.load_pack`) where the whole dataset is not at hand.
 """
 
 import json

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from .config import RARE_METHODS
+from .config import PROPOSALS, RARE_METHODS
 from .devices import use_cpu_devices
 
 
@@ -71,9 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, help="shortcut for --set run.seeds=N")
     r.add_argument("--steps", type=int, help="shortcut for --set train.steps=T")
     _simulation_arguments(r, shard="I/N: run only shard I of N")
-    rr = sub.add_parser("rare", help="splitting estimate of a rare jump from the experiment's start (tams or rate)")
+    rr = sub.add_parser(
+        "rare",
+        help="rare-jump estimate from the experiment's start: splitting (tams, rate) or importance sampling (is)",
+    )
     rr.add_argument("config", nargs="?", help='TOML config file (init = "file" or "gd")')
     rr.add_argument("--method", choices=RARE_METHODS, help="shortcut for --set rare.method=...")
+    rr.add_argument("--proposal", choices=PROPOSALS, help="shortcut for --set rare.proposal=... (importance sampling)")
     rr.add_argument("--particles", type=int, help="shortcut for --set rare.particles=N")
     rr.add_argument("--replicas", type=int, help="shortcut for --set rare.replicas=R")
     rr.add_argument("--kill-fraction", type=float, help="shortcut for --set rare.kill_fraction=A")
@@ -154,6 +158,7 @@ def _cmd_rare(args) -> int:
 
     shortcuts = {
         "method": "rare.method",
+        "proposal": "rare.proposal",
         "particles": "rare.particles",
         "replicas": "rare.replicas",
         "kill_fraction": "rare.kill_fraction",

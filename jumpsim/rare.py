@@ -28,7 +28,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import dataset, dynamics, methods, model, runner, spectrum, splitting
-from .config import Config
+from . import dataset, dynamics, methods, model, proposals, runner, spectrum, splitting
+from .config import Config, rare_settings
 from .errors import ConfigError
 from .progress import NoProgress, reporter
 from .setup import Setup, setup
@@ -57,6 +56,14 @@ class Particles(NamedTuple):
     target_rank: int  # the level: rank <= target (down) or >= target (up)
     period_steps: int  # SGD steps per period (detect.every)
     state_bytes: int  # bytes of one particle's state
+    # importance sampling (rare.proposal): the log likelihood ratio a particle carries (None: plain SGD), the
+    # period of plain SGD the flux phase of the rate form runs (None: ``advance``), what a period costs in SGD
+    # steps (each entry a lookahead evaluates counts as one), and the SGD steps fitting the proposal took
+    weight: Callable | None = None
+    flux_advance: Callable | None = None
+    period_cost: int = 0
+    setup_steps: int = 0
+    proposal: str = "uniform"
 
 
 def _np_sv(params) -> np.ndarray:
@@ -137,13 +144,15 @@ def _score(progress: Callable, r: int, down: bool, persist: int) -> Callable[[dy
 
 
 def particles(cfg: Config, su: Setup | None = None) -> Particles:
-    """Build the particle functions of an experiment (start: its shared ``init = "file"`` or ``"gd"`` start)."""
+    """Build the particle functions of an experiment (start: its shared ``init = "file"`` or ``"gd"`` start), under
+    the proposal of ``rare.proposal`` (``_proposed``; "uniform": plain SGD)."""
     su = setup(cfg) if su is None else su
     data, dyn, det = su.data, su.dynamics, su.detection
     s0 = _start_state(cfg, su)
     r = int(s0.det.rank)
     down = cfg.rare.direction == "down"
-    score = _score(_progress(cfg, su, r), r, down, det.persist)
+    progress = _progress(cfg, su, r)
+    score = _score(progress, r, down, det.persist)
 
     def init(key):
         return dynamics.init(su.start, key, data, dyn, det)
@@ -152,7 +161,56 @@ def particles(cfg: Config, su: Setup | None = None) -> Particles:
         return dynamics.period(state._replace(key=key), t * dyn.every, data, dyn, det)[0]
 
     nbytes = sum(x.nbytes for x in jax.tree.leaves(s0) if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)) + 8
-    return Particles(init, advance, score, r, r - 1 if down else r + 1, dyn.every, int(nbytes))
+    plain = Particles(init, advance, score, r, r - 1 if down else r + 1, dyn.every, int(nbytes), period_cost=dyn.every)
+    return plain if cfg.rare.proposal == "uniform" else _proposed(plain, cfg, su, progress)
+
+
+def _proposed(plain: Particles, cfg: Config, su: Setup, progress: Callable) -> Particles:
+    """The particles of `plain` with their entries drawn from the proposal of ``rare.proposal``, each carrying
+    its log likelihood ratio (``proposals.Weighted``); the rate form's flux phase keeps plain SGD."""
+    rc, data, dyn, det = cfg.rare, su.data, su.dynamics, su.detection
+    if dyn.batch is None:
+        raise ConfigError("rare.proposal", 'full-batch gradient descent draws no entries: use "uniform"')
+    k = data.n_observed
+
+    def init(key):
+        return proposals.Weighted(plain.init(key), jnp.float32(0.0), jnp.zeros(k, jnp.int32))
+
+    def period(w, key, t, logits, every):
+        return proposals.tilted_period(w, key, t, data, dyn, det, logits, every, rc.mixture)
+
+    setup_steps = 0
+    if rc.proposal == "static":
+        theta, fit_periods = proposals.fit_static(
+            init,
+            lambda w, key, t, th: period(w, key, t, proposals.static_logits(th), dyn.every),
+            lambda w: plain.score(w.seed),
+            k,
+            periods=cfg.train.steps // dyn.every,
+            particles=rc.particles,
+            rounds=rc.cem_rounds,
+            seed=rc.seed,
+            eps=rc.mixture,
+        )
+        logits, every, cost, setup_steps = proposals.static_logits(theta), dyn.every, dyn.every, fit_periods * dyn.every
+    else:  # lookahead: every refresh evaluates the step on each of the k entries
+        logits = proposals.lookahead_logits(progress, data, dyn, rc.gate, rc.kl)
+        every, cost = rc.lookahead_every, dyn.every + dyn.every // rc.lookahead_every * k
+
+    def flux_advance(w, key, t):
+        return w._replace(seed=plain.advance(w.seed, key, t))
+
+    return plain._replace(
+        init=init,
+        advance=lambda w, key, t: period(w, key, t, logits, every),
+        score=lambda w: plain.score(w.seed),
+        state_bytes=plain.state_bytes + 4 + 4 * k,
+        weight=lambda w: w.log_w,
+        flux_advance=flux_advance,
+        period_cost=cost,
+        setup_steps=setup_steps,
+        proposal=rc.proposal,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -161,7 +219,7 @@ def particles(cfg: Config, su: Setup | None = None) -> Particles:
 
 def estimate_id(cfg: Config) -> str:
     """12 hex digits of the experiment's config_id and its splitting settings (one estimate)."""
-    text = json.dumps({"config_id": cfg.config_id, **asdict(cfg.rare)}, sort_keys=True)
+    text = json.dumps({"config_id": cfg.config_id, **rare_settings(cfg)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -331,7 +389,7 @@ def run_rare(
     t0 = time.perf_counter()
     est = method.run(p, cfg, engine, on_flux=printer.flux)
     wall = time.perf_counter() - t0
-    cols = method.columns(est.result, p.period_steps, est.basin, est.interface)
+    cols = method.columns(est.result, p, est.basin, est.interface)
     tables = dataset.rare_tables(cfg, eid, lo, hi, p, est.result, cols, splitting.LEVEL_GRID, wall)
     dataset.write_rare(out, cfg.config_id, eid, lo, hi, tables)
     path.unlink(missing_ok=True)

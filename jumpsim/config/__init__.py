@@ -11,6 +11,7 @@ from ._schema import (
     ID_FORMAT,
     LATER_KEYS,
     OPTIMIZER_KEYS,
+    PROPOSAL_KEYS,
     SECTIONS,
     Config,
     DetectConfig,
@@ -21,7 +22,8 @@ from ._schema import (
     Schedule,
     TrainConfig,
     config_id,
+    rare_settings,
     to_dict,
 )
-from ._sections import RARE_METHODS, from_dict, problem_shape
+from ._sections import PROPOSALS, RARE_METHODS, from_dict, problem_shape
 from ._toml import apply_overrides, default_toml, expand, load, load_one, parse_override, parse_toml, read_toml

@@ -124,7 +124,7 @@ class RareConfig:
     """Rare-event splitting (``jumpsim rare``): how to estimate, not what; excluded from config_id, so a
     splitting estimate lands beside brute-force runs of the same experiment."""
 
-    method: str = "tams"  # "tams": P(target within train.steps) | "rate": escape rate per step (flux x AMS)
+    method: str = "tams"  # "tams": P(target within train.steps) | "rate": escape rate per step (flux x AMS) | "is"
     particles: int = 100  # N per replica
     replicas: int = 10  # R independent replicas (the interval comes from their spread)
     kill_fraction: float = 0.2  # alpha: kill at least ceil(alpha N) per iteration (all ties)
@@ -139,6 +139,13 @@ class RareConfig:
     max_steps: int = 10_000_000  # rate: cap on one AMS particle's steps (reported if hit)
     max_iterations: int = 10_000
     seed: int = 0
+    # importance sampling of the drawn entries (jumpsim.proposals); "uniform" is plain SGD
+    proposal: str = "uniform"  # "uniform" | "static" (cross-entropy tilt) | "lookahead" (one-step score change)
+    mixture: float = 0.1  # eps of the defensive mixture (1 - eps) q_tilt + eps uniform: a draw's ratio <= 1/eps
+    gate: float = 0.05  # lookahead: tilt only where some entry's step raises the score by at least this
+    kl: float = 1.0  # lookahead: beta such that the tilt's KL divergence from uniform is at most this (nats)
+    lookahead_every: int = 10  # lookahead: steps between refreshes of the tilt (divides detect.every)
+    cem_rounds: int = 3  # static: rounds of the cross-entropy fit
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,27 @@ LATER_KEYS = {
     "detect": {"absorbing", "balance_tol"},  # absorbing_rank and norm_bound are None (absent) by default
 }
 OPTIMIZER_KEYS = {"sgd": (), "momentum": ("momentum", "nesterov"), "adam": ("b1", "b2", "eps")}
+# [rare] keys of the importance-sampling proposals, by the proposal they act under (none under "uniform"): a
+# splitting estimate's identity and settings column name them only there, so estimates made before they existed
+# keep their ids
+PROPOSAL_KEYS = {
+    "uniform": (),
+    "static": ("mixture", "cem_rounds"),
+    "lookahead": ("mixture", "gate", "kl", "lookahead_every"),
+}
+
+
+def rare_settings(cfg: Config) -> dict:
+    """The [rare] section as a splitting estimate records it: every key, except the proposal's keys where they do
+    not act and ``proposal`` itself when it is "uniform" (plain SGD, what every earlier estimate ran)."""
+    d = dataclasses.asdict(cfg.rare)
+    acting = PROPOSAL_KEYS[cfg.rare.proposal]
+    for k in {k for keys in PROPOSAL_KEYS.values() for k in keys} - set(acting):
+        d.pop(k)
+    if cfg.rare.proposal == "uniform":
+        d.pop("proposal")
+    return d
+
 
 ID_FORMAT = 1  # version of the normal form that config_id hashes (not a table schema version)
 

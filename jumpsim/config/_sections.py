@@ -30,7 +30,8 @@ from ._schema import (
 )
 
 # rare.method: the estimators of ``jumpsim.methods`` (tests check that the two lists agree)
-RARE_METHODS = ("tams", "rate")
+RARE_METHODS = ("tams", "rate", "is")
+PROPOSALS = ("uniform", "static", "lookahead")
 
 # --------------------------------------------------------------------------------------
 # value checks (each returns the clean value or raises ConfigError naming the key)
@@ -289,6 +290,12 @@ def rare(s: dict, detect: DetectConfig) -> RareConfig:
         max_steps=_int("rare.max_steps", s.get("max_steps", d.max_steps), lo=1),
         max_iterations=_int("rare.max_iterations", s.get("max_iterations", d.max_iterations), lo=1),
         seed=_int("rare.seed", s.get("seed", d.seed), lo=0),
+        proposal=_choice("rare.proposal", s.get("proposal", d.proposal), PROPOSALS),
+        mixture=_float("rare.mixture", s.get("mixture", d.mixture), positive=True),
+        gate=_float("rare.gate", s.get("gate", d.gate), positive=True),
+        kl=_float("rare.kl", s.get("kl", d.kl), positive=True),
+        lookahead_every=_int("rare.lookahead_every", s.get("lookahead_every", d.lookahead_every), lo=1),
+        cem_rounds=_int("rare.cem_rounds", s.get("cem_rounds", d.cem_rounds), lo=1),
     )
     if r.kill_fraction >= 1:
         raise ConfigError("rare.kill_fraction", f"must be in (0, 1) (got {r.kill_fraction:g})")
@@ -298,6 +305,12 @@ def rare(s: dict, detect: DetectConfig) -> RareConfig:
         )
     if r.basin is not None and isinstance(r.interface, float) and not r.basin < r.interface < 1:
         raise ConfigError("rare.interface", f"must satisfy basin < interface < 1 (got {r.basin:g}, {r.interface:g})")
+    if r.mixture > 1:
+        raise ConfigError("rare.mixture", f"must be in (0, 1] (got {r.mixture:g})")
+    if r.proposal == "lookahead" and detect.every % r.lookahead_every:
+        raise ConfigError(
+            "rare.lookahead_every", f"must divide detect.every = {detect.every} (got {r.lookahead_every})"
+        )
     if r.score == "layers" and r.direction == "up":
         raise ConfigError("rare.score", '"layers" scores rank decreases only; use "sigma" with direction = "up"')
     return r

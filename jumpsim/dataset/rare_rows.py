@@ -4,13 +4,13 @@ estimator."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 from pathlib import Path
 
 import numpy as np
 
+from ..config import rare_settings
 from .io import rare_part_path, write_atomic
 from .schemas import SCHEMAS, build
 
@@ -36,11 +36,10 @@ def rare_tables(cfg, estimate_id: str, lo: int, hi: int, particles, res, columns
         "replica_lo": lo,
         "replica_hi": hi - 1,
         "kill_fraction": cfg.rare.kill_fraction,
-        "seed_steps": int(res.particle_steps) * every,
         "extinct": int(res.extinct),
         "capped": int(res.capped),
         "wall_s": wall_s,
-        "settings": json.dumps(dataclasses.asdict(cfg.rare), sort_keys=True),
+        "settings": json.dumps(rare_settings(cfg), sort_keys=True),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **columns.row,
     }

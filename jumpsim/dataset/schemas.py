@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# 2: B_r columns in runs and traces; 3: per-replica flux of the rate form (LATER_COLUMNS); 4: rare_levels
-SCHEMA_VERSION = 4
+# 2: B_r columns in runs and traces; 3: per-replica flux of the rate form (LATER_COLUMNS); 4: rare_levels;
+# 5: importance sampling (the proposal, the weights' spread, the path lower bound)
+SCHEMA_VERSION = 5
 TABLES = ("runs", "events", "passages", "traces")
 
 _f64_list = pa.list_(pa.float64())
@@ -155,7 +156,18 @@ LATER_COLUMNS = {
     ],
     "traces": [("balance_gap", pa.float64()), ("param_norm2", pa.float64()), ("in_br", pa.bool_())],
     # schema version 3: the rate form's replicas each run their own flux phase (null for tams)
-    "rare_replicas": [("flux_crossings", pa.int64()), ("flux_exposure_steps", pa.int64())],
+    "rare_replicas": [
+        ("flux_crossings", pa.int64()),
+        ("flux_exposure_steps", pa.int64()),
+        # schema version 5: the hits' contributions to the replica's estimate (likelihood ratio x weight / N):
+        # sum of squares and largest, and the spread of log10 ratio over its hits (null before; 1-weight hits: 0)
+        ("weight_sq_sum", pa.float64()),
+        ("weight_max", pa.float64()),
+        ("log10_w_sd", pa.float64()),
+    ],
+    # schema version 5: the proposal the particles ran ("uniform" when null) and the path lower bound of the
+    # bracket (null where not computed)
+    "rare": [("proposal", pa.string()), ("p_lower_bound", pa.float64())],
 }
 for _name, _cols in LATER_COLUMNS.items():
     for _f in _cols:

@@ -1,10 +1,12 @@
-"""The estimators of ``jumpsim rare`` (``rare.method``), one module each: ``tams`` (P within the horizon) and
-``rate`` (escape rate per step). See ``base.Method`` for what an estimator provides."""
+"""The estimators of ``jumpsim rare`` (``rare.method``), one module each: ``tams`` (P within the horizon by
+splitting), ``rate`` (escape rate per step) and ``importance`` (plain importance sampling, "is"). Each runs
+plain SGD or the proposal of ``rare.proposal`` (``jumpsim.proposals``). See ``base.Method`` for what an
+estimator provides."""
 
-from . import rate, tams
+from . import importance, rate, tams
 from .base import Columns, Estimate, Method, Work
 
-METHODS: dict[str, Method] = {m.name: m for m in (tams.METHOD, rate.METHOD)}
+METHODS: dict[str, Method] = {m.name: m for m in (tams.METHOD, rate.METHOD, importance.METHOD)}
 
 
 def get(name: str) -> Method:

@@ -52,7 +52,7 @@ class Method(NamedTuple):
     work(particles, cfg, replicas, slots) -> Work.
     run(particles, cfg, engine_kwargs, on_flux) -> Estimate: engine_kwargs are the settings every estimator
         passes to the splitting engine (particles, replicas, seed, state, on_iteration, ...).
-    columns(result, every, basin, interface) -> Columns.
+    columns(result, particles, basin, interface) -> Columns (the row's ``seed_steps``: what the work cost).
     owes_levels(replica_rows) -> (R,) bool: replicas that must have level-curve rows for a bound.
     summarize(rows, replica_rows, level_table, level) -> dict: the method's fields of a summary row.
     log_se(summary_row, of, z) -> (value, standard error of its log) for ratios of two estimates; `of` is "p" or
@@ -70,6 +70,61 @@ class Method(NamedTuple):
     summarize: Callable
     log_se: Callable
     lines: Callable
+
+
+def weight_columns(res) -> dict:
+    """The replicas' weight diagnostics (``rare_replicas`` columns of schema 5)."""
+    return {
+        "weight_sq_sum": np.asarray(res.replica_weight_sq, np.float64),
+        "weight_max": np.asarray(res.replica_weight_max, np.float64),
+        "log10_w_sd": np.asarray(res.replica_log10_w_sd, np.float64),
+    }
+
+
+# a weighted estimate is "not resolved" (its interval withheld) when its hits' weights say a few paths carry it:
+# effective sample size below MIN_ESS, one contribution above MAX_SHARE of the total, or an effective sample
+# size below MIN_ESS_FRACTION of the hits (weights spread over decades: the heavy paths are the ones rarely drawn,
+# and the estimate is typically low). Checked on exact chains with deliberately bad proposals
+# (tests/test_importance.py); no rule sees paths a proposal never draws: two proposals should agree.
+MIN_ESS = 30.0
+MAX_SHARE = 0.1
+MIN_ESS_FRACTION = 0.01
+MARKOV_LEVEL = 0.05  # p >= 0.05 x a non-negative unbiased estimate, with probability >= 95 % (Markov's inequality)
+
+
+def weight_diagnostics(reps, scale) -> dict:
+    """Effective sample size and largest share of the hits' contributions to an estimate pooled over its replicas
+    with weights `scale` (R,) (TAMS: 1 each; rate form: the replicas' crossings), and the median spread of log10
+    likelihood ratio; NaN where the replicas have no weight columns (written before schema 5)."""
+    p = reps["p"].to_numpy(float)
+    hits = float(reps.reached.sum()) if "reached" in reps else np.nan  # (the rate form does not count them: 0)
+    if "weight_sq_sum" not in reps or reps.weight_sq_sum.isna().all():
+        return {"ess": np.nan, "max_weight_share": np.nan, "log10_w_sd": np.nan, "hits": hits}
+    a = np.asarray(scale, float)
+    use = ~np.isnan(p) & (a > 0)
+    tot = float((a * p)[use].sum())
+    sq = float((a**2 * reps.weight_sq_sum.to_numpy(float))[use].sum())
+    top = float((a * reps.weight_max.to_numpy(float))[use].max()) if use.any() else np.nan
+    sd = reps.log10_w_sd.to_numpy(float)[use]
+    return {
+        "ess": tot**2 / sq if sq > 0 else 0.0,
+        "max_weight_share": top / tot if tot > 0 else np.nan,
+        "log10_w_sd": float(np.nanmedian(sd)) if np.isfinite(sd).any() else np.nan,
+        "hits": hits,
+    }
+
+
+def carried_by_few(rec: dict) -> bool:
+    """A weighted estimate's weights say a few paths carry it (see MIN_ESS, MAX_SHARE, MIN_ESS_FRACTION)."""
+    hits = rec.get("hits", np.nan)
+    spread = hits > 0 and rec["ess"] < MIN_ESS_FRACTION * hits
+    few = not (rec["ess"] >= MIN_ESS and rec["max_weight_share"] <= MAX_SHARE)
+    return rec.get("proposal", "uniform") != "uniform" and rec["p"] > 0 and (spread or few)
+
+
+def proposal_of(p) -> str:
+    """The proposal particles `p` ran: "uniform" without a likelihood ratio."""
+    return "uniform" if p.weight is None else p.proposal
 
 
 # --------------------------------------------------------------------------------------------- summary text
@@ -91,7 +146,32 @@ def head_line(r: dict) -> str:
 
 
 def p_line(r: dict, pct: str) -> str:
+    if r.get("resolved") is False:
+        return (
+            f"    {event(r)} = {fmt(r['p'])} not resolved: carried by a few paths (effective sample size "
+            f"{fmt(r['ess'])}, largest weight {fmt(r['max_weight_share'])} of the total); what it does give: "
+            f"p >= {fmt(MARKOV_LEVEL * r['p'])} with probability >= {1 - MARKOV_LEVEL:.0%} (Markov's inequality)"
+        )
     return f"    {event(r)} = {fmt(r['p'])} [{fmt(r['p_low'])}, {fmt(r['p_high'])}] ({pct})"
+
+
+def weight_line(r: dict) -> list[str]:
+    """The weights' diagnostics of an estimate whose particles ran a proposal (nothing for plain SGD)."""
+    if r.get("proposal", "uniform") == "uniform":
+        return []
+    return [
+        f"    proposal {r['proposal']}: effective sample size {fmt(r['ess'])}, largest weight share "
+        f"{fmt(r['max_weight_share'])}, log10 likelihood ratio spread {fmt(r['log10_w_sd'])} (median over replicas)"
+    ]
+
+
+def bracket_line(r: dict, pct: str) -> list[str]:
+    """[path lower bound, level-curve upper bound] where no two-sided estimate exists."""
+    lo, hi = r.get("p_lower_bound"), r.get("p_bound")
+    if lo is None or not (unresolved(r) or r["p_low"] is None or r.get("resolved") is False):
+        return []
+    width = f", {np.log10(hi / lo):.1f} decades wide" if hi is not None and lo > 0 and hi > 0 else ""
+    return [f"    bracket: {fmt(lo)} <= {event(r)} <= {fmt(hi)} ({pct} lower and upper bounds{width})"]
 
 
 def unresolved(r: dict) -> bool:

@@ -96,12 +96,16 @@ def run(p, cfg, engine: dict, on_flux=None) -> base.Estimate:
         flux_periods=flux_periods(cfg, p.period_steps),
         max_periods=max(1, cfg.rare.max_steps // p.period_steps),
         on_flux=on_flux,
+        weight=p.weight,
+        flux_advance=p.flux_advance,
         **engine,
     )
     return base.Estimate(res, basin, interface)
 
 
-def columns(res: splitting.RateResult, every: int, basin: float, interface: float) -> base.Columns:
+def columns(res: splitting.RateResult, p, basin: float, interface: float) -> base.Columns:
+    every = p.period_steps
+    ams = int(res.particle_steps) - res.flux_exposure  # the flux phase runs plain SGD
     return base.Columns(
         row={
             "basin": basin,
@@ -110,12 +114,15 @@ def columns(res: splitting.RateResult, every: int, basin: float, interface: floa
             "flux_exposure_steps": res.flux_exposure * every,
             "flux_overflow": res.flux_overflow,
             "period_capped": int(res.period_capped),
+            "seed_steps": res.flux_exposure * every + ams * p.period_cost + p.setup_steps,
+            "proposal": base.proposal_of(p),
         },
         replicas={
             "p": np.asarray(res.replica_p_ab, np.float64),
             "reached": np.zeros(len(res.replica_p_ab), np.int32),
             "flux_crossings": np.asarray(res.replica_crossings, np.int64),
             "flux_exposure_steps": np.asarray(res.replica_exposure, np.int64) * every,
+            **base.weight_columns(res),
         },
         curve=None,
     )
@@ -136,7 +143,7 @@ def summarize(g, reps, lv, level: float) -> dict:
         p, flux = float(np.nanmean(rp)), c / e if e else np.nan
         est = RateEstimate(flux * p, np.nan, np.nan, p, np.nan, np.nan, flux)
     within = lambda x: -np.expm1(-x * horizon) if np.isfinite(x) else np.nan
-    rec = {}
+    rec = base.weight_diagnostics(reps, reps.flux_crossings.fillna(0) if "flux_crossings" in reps else np.ones(len(rp)))
     if lv is not None and reps.get("flux_crossings") is not None:
         b = level_bound(lv.columns, lv.to_numpy(), level, reps.flux_crossings, reps.flux_exposure_steps)
         rec.update(bound_level=b.z, rate_bound=b.high, p_bound=within(b.high))
@@ -179,6 +186,11 @@ def _rate_lines(r: dict, pct: str) -> list[str]:
             else ""
         )
         return [f"    rate not resolved: {why}{bound}"]
+    if r.get("resolved") is False:
+        return [
+            f"    rate {fmt_rate(r['rate'])} per step, not resolved (a few paths carry it); flux "
+            f"{fmt_rate(r['flux'] or 0)} x P(target before basin) {fmt(r['p_ab'])}, {r['flux_crossings']} crossings"
+        ]
     ci = (
         f"[{fmt_rate(r['rate_low'])}, {fmt_rate(r['rate_high'])}] ({pct}"
         if r["rate_low"] is not None
@@ -191,7 +203,7 @@ def _rate_lines(r: dict, pct: str) -> list[str]:
 
 
 def lines(r: dict, pct: str) -> list[str]:
-    out = [base.head_line(r), *_rate_lines(r, pct)]
+    out = [base.head_line(r), *base.weight_line(r), *_rate_lines(r, pct)]
     flux_only = r["rate_low"] == 0
     if not base.unresolved(r):
         out.append(base.p_line(r, pct))
@@ -203,7 +215,8 @@ def lines(r: dict, pct: str) -> list[str]:
                 "rare.replicas or particles, or a lower rare.interface, to estimate the rate"
             )
     k = f"k <= {fmt_rate(r['rate_bound'])} per step, " if r.get("rate_bound") is not None else ""
-    return out + base.bound_lines(r, pct, weak=flux_only, k=k) + base.extinct_lines(r)
+    weak = flux_only or r.get("resolved") is False
+    return out + base.bound_lines(r, pct, weak=weak, k=k) + base.bracket_line(r, pct) + base.extinct_lines(r)
 
 
 METHOD = base.Method(

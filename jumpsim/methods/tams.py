@@ -32,11 +32,13 @@ def work(p, cfg, reps: int, slots: int) -> base.Work:
 
 
 def run(p, cfg, engine: dict, on_flux=None) -> base.Estimate:
-    res = splitting.estimate(p.init, p.advance, p.score, horizon=cfg.train.steps // p.period_steps, **engine)
+    horizon = cfg.train.steps // p.period_steps
+    res = splitting.estimate(p.init, p.advance, p.score, horizon=horizon, weight=p.weight, **engine)
     return base.Estimate(res, float("nan"), float("nan"))
 
 
-def columns(res: splitting.TamsResult, every: int, basin: float, interface: float) -> base.Columns:
+def columns(res: splitting.TamsResult, p, basin: float, interface: float) -> base.Columns:
+    every = p.period_steps
     c = np.asarray(res.replica_p_curve, np.float64)  # (R, T+1) per period
     rr, tt = np.meshgrid(np.arange(c.shape[0]), np.arange(c.shape[1]), indexing="ij")
     reps = np.asarray(res.replica_ids, np.int32)
@@ -48,12 +50,15 @@ def columns(res: splitting.TamsResult, every: int, basin: float, interface: floa
             "flux_exposure_steps": None,
             "flux_overflow": None,
             "period_capped": 0,
+            "seed_steps": int(res.particle_steps) * p.period_cost + p.setup_steps,
+            "proposal": base.proposal_of(p),
         },
         replicas={
             "p": np.asarray(res.replica_p, np.float64),
             "reached": np.asarray(res.reached, np.int32),
             "flux_crossings": None,
             "flux_exposure_steps": None,
+            **base.weight_columns(res),
         },
         curve={"replica": reps[rr.ravel()], "step": (tt.ravel() * every).astype(np.int64), "p": c.ravel()},
     )
@@ -70,6 +75,7 @@ def summarize(g, reps, lv, level: float) -> dict:
         b = level_bound(lv.columns, lv.to_numpy(), level)
         rec.update(bound_level=b.z, p_bound=b.high)
     p, lo, hi = replica_interval(rp, level)
+    rec.update(base.weight_diagnostics(reps, np.ones(len(rp))))
     rec.update(
         p=p,
         p_low=lo,
@@ -91,12 +97,13 @@ def log_se(r: dict, of: str, z: float) -> tuple[float, float]:
 
 
 def lines(r: dict, pct: str) -> list[str]:
-    out = [base.head_line(r)]
+    out = [base.head_line(r), *base.weight_line(r)]
     if base.unresolved(r):
         out.append(f"    {base.event(r)} not resolved: no replica reached the target")
     else:
         out.append(base.p_line(r, pct))
-    return out + base.bound_lines(r, pct, weak=False) + base.extinct_lines(r)
+    weak = r.get("resolved") is False
+    return out + base.bound_lines(r, pct, weak=weak) + base.bracket_line(r, pct) + base.extinct_lines(r)
 
 
 METHOD = base.Method(

@@ -2,8 +2,10 @@
 
 Two estimators share one engine (``ams``: kill / clone; ``slots``: lockstep simulation): ``estimate`` (``tams``),
 fixed-horizon P(max_{t<=T} score >= 1) with the curve p(T'); ``estimate_rate`` (``rate``), the escape rate
-k = flux of basin exits x P(target before basin). The caller supplies three pure functions for ONE particle;
-the engine vmaps and jits them::
+k = flux of basin exits x P(target before basin). Both also run particles that simulate a proposal and carry
+their log likelihood ratio (``weight=``: importance sampling inside splitting), and ``estimate_is``
+(``importance``) is plain importance sampling over independent trajectories. The caller supplies three pure
+functions for ONE particle; the engine vmaps and jits them::
 
     init(key) -> state                 # pytree
     advance(state, key, t) -> state    # one period; t: int32 period index (check t -> check t+1)
@@ -35,6 +37,7 @@ host bookkeeping float64/int64 numpy; works with jax_enable_x64 on or off.
 """
 
 from .ams import kill_count
+from .importance import estimate_is
 from .probe import lockstep_speed
 from .rate import estimate_rate
 from .results import LEVEL_GRID, EngineState, Log10, RateResult, TamsLog, TamsResult, combine

@@ -53,6 +53,7 @@ class Spec(NamedTuple):
     max_iterations: int
     max_batch: int
     naive_ties: bool
+    weight: Callable | None = None  # log likelihood ratio a particle carries (importance sampling), or None
     meter: SlotMeter | None = None
 
 
@@ -68,10 +69,11 @@ def start(spec: Spec, states, keys, replica, skip: np.ndarray | None = None) -> 
         (states, jnp.zeros((r, n), jnp.int32), keys), jax.sharding.NamedSharding(devices.local_mesh(), P())
     )
     level, hit = np.full(r * n, -np.inf, np.float32), np.full(r * n, NOHIT, np.int32)
+    hit_w = np.zeros(r * n, np.float32)
     steps, capped = np.zeros(r * n, np.int64), np.zeros(r * n, np.int64)
 
     def finished(jobs, res):
-        for a, v in zip((level, hit, steps, capped), res):
+        for a, v in zip((level, hit, steps, capped, hit_w), res):
             a[jobs.src] = v
         return no_jobs()
 
@@ -83,6 +85,7 @@ def start(spec: Spec, states, keys, replica, skip: np.ndarray | None = None) -> 
         key=pop[2],
         level=level.reshape(r, n),
         hit=hit.reshape(r, n),
+        hit_log_w=hit_w.reshape(r, n),
         log_w=np.zeros(r),
         iteration=np.zeros(r, np.int32),
         done=skip.copy(),
@@ -114,7 +117,7 @@ def kill_step(spec: Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineSta
     # rest with its current counts (biased, like its p), an extinct one (below) 0 above its tie level
     lp = st.level_log_p.copy()
     rows = np.flatnonzero(live)
-    if len(rows):
+    if len(rows) and spec.weight is None:  # (weighted particles: the unweighted fractions are no estimates)
         with np.errstate(divide="ignore"):
             val = st.log_w[rows, None] + np.log((level[rows, :, None] >= LEVEL_GRID).mean(1))
         fix = np.isnan(lp[rows]) & ((LEVEL_GRID <= z[rows, None]) | capped[rows, None])
@@ -146,7 +149,8 @@ def kill_step(spec: Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineSta
     rec = np.flatnonzero(go | extinct)
     st.log_z[rec, it[rec] - 1] = z[rec]
     st.log_k[rec, it[rec] - 1] = n_killed[rec]
-    lp[extinct] = np.where(np.isnan(lp[extinct]), -np.inf, lp[extinct])
+    if spec.weight is None:
+        lp[extinct] = np.where(np.isnan(lp[extinct]), -np.inf, lp[extinct])
     st = st._replace(
         level_log_p=lp,
         log_w=st.log_w + np.where(go, np.log1p(-np.minimum(n_killed, n - 1) / n), 0.0),
@@ -187,6 +191,7 @@ def kill_step(spec: Spec, st: EngineState, ready: np.ndarray) -> tuple[EngineSta
 _ROW_FIELDS = (
     "level",
     "hit",
+    "hit_log_w",
     "log_w",
     "iteration",
     "done",
@@ -236,7 +241,7 @@ def iterate(spec: Spec, st: EngineState, on_iteration) -> EngineState:
     def finished(jobs, res):
         s = w["st"]
         rr, jj = jobs.row, jobs.dest - jobs.row * spec.n
-        s.level[rr, jj], s.hit[rr, jj] = res[0], res[1]
+        s.level[rr, jj], s.hit[rr, jj], s.hit_log_w[rr, jj] = res[0], res[1], res[4]
         np.add.at(s.steps, rr, res[2])
         np.add.at(s.period_capped, rr, res[3])
         np.subtract.at(outstanding, rr, 1)

@@ -15,7 +15,16 @@ import numpy as np
 
 from . import keys
 from .ams import Spec, check_sizes, iterate, start
-from .results import LEVEL_GRID, EngineState, RateResult, TamsLog, iteration_log, rate_result, replica_p
+from .results import (
+    LEVEL_GRID,
+    EngineState,
+    RateResult,
+    TamsLog,
+    iteration_log,
+    rate_result,
+    replica_p,
+    weight_spread,
+)
 from .slots import MAX_BATCH, SlotMeter, batch_cap, bucket, select
 
 FLUX_CHUNK = 50  # periods per device call of the flux phase (between progress reports)
@@ -154,6 +163,8 @@ def estimate_rate(
     max_batch: int = MAX_BATCH,
     on_flux: Callable[[float], Any] | None = None,
     meter: SlotMeter | None = None,
+    weight: Callable | None = None,
+    flux_advance: Callable | None = None,
 ) -> RateResult:
     """Escape rate (per period) to score >= 1 from the basin score <= `basin`, k = flux * p_ab.
 
@@ -173,6 +184,10 @@ def estimate_rate(
     varies wildly between crossings and only independent draws put that spread into the interval.
     ``advance`` must not depend on t here (the AMS restarts the period count at 0). ``on_flux(fraction)`` is
     called as the flux phase advances (every FLUX_CHUNK periods).
+
+    Importance sampling of the AMS phase: ``advance`` simulates a proposal and ``weight(state)`` is the log
+    likelihood ratio a particle carries from its crossing on (0 there); the flux phase, which must sample the
+    chain itself, runs ``flux_advance`` (default ``advance``).
     """
     if not basin < interface < 1:
         raise ValueError("need basin < interface < 1")
@@ -191,12 +206,13 @@ def estimate_rate(
         max_iterations=max_iterations,
         max_batch=max_batch,
         naive_ties=False,
+        weight=weight,
         meter=meter,
     )
     ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
     fx = flux_phase(
         init,
-        advance,
+        advance if flux_advance is None else flux_advance,
         score,
         ids=ids,
         trajectories=flux_trajectories,
@@ -230,6 +246,9 @@ def estimate_rate(
             log=log,
             replica_ids=ids,
             replica_level_p=nan,
+            replica_weight_sq=z,
+            replica_weight_max=z,
+            replica_log10_w_sd=z * np.nan,
             **flux,
         )
     if state is None:
@@ -258,5 +277,6 @@ def estimate_rate(
         log=iteration_log(st),
         replica_ids=st.replica,
         replica_level_p=np.exp(st.level_log_p),
+        **weight_spread(st),
         **flux,
     )

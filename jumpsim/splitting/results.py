@@ -27,6 +27,7 @@ class EngineState(NamedTuple):
     key: Any  # (R, N, 2) uint32: key data of the particle's own randomness
     level: np.ndarray  # (R, N) float32: max score from the origin on (-inf if diverged at once)
     hit: np.ndarray  # (R, N) int32: first check with score >= 1, NOHIT if none
+    hit_log_w: np.ndarray  # (R, N) float32: log weight (likelihood ratio) at that check; 0 without weights
     log_w: np.ndarray  # (R,) float64: log of the product of (1 - K/N)
     iteration: np.ndarray  # (R,) int32: kill steps done
     done: np.ndarray  # (R,) bool
@@ -67,6 +68,9 @@ class TamsResult(NamedTuple):
     replica_ids: np.ndarray  # (R,) global ids
     level: float  # confidence level of the intervals
     replica_level_p: np.ndarray  # (R, G) each replica's estimate of P(max score >= LEVEL_GRID[g])
+    replica_weight_sq: np.ndarray  # (R,) sum over the replica's hits of their contribution to its p, squared
+    replica_weight_max: np.ndarray  # (R,) the largest contribution (diagnostics of weighted particles)
+    replica_log10_w_sd: np.ndarray  # (R,) standard deviation of log10 likelihood ratio over the replica's hits
 
     def level_bound(self) -> LevelBound:
         """Upper bound on p from the level curve, with an interval also where replicas went extinct
@@ -98,6 +102,9 @@ class RateResult(NamedTuple):
     replica_ids: np.ndarray
     level: float
     replica_level_p: np.ndarray  # (R, G) P(max score >= LEVEL_GRID[g] before the basin | own crossings); NaN: none
+    replica_weight_sq: np.ndarray  # (R,) sum of the squared contributions of the replica's hits to its p_ab
+    replica_weight_max: np.ndarray  # (R,) the largest contribution
+    replica_log10_w_sd: np.ndarray  # (R,) standard deviation of log10 likelihood ratio over the replica's hits
 
     def level_bound(self) -> LevelBound:
         """Upper bound on k: the rate of reaching LEVEL_GRID[g] from the basin, with its interval, at the level with
@@ -113,9 +120,27 @@ class RateResult(NamedTuple):
 # --------------------------------------------------------------------------------------------- building results
 
 
+def hit_weights(st: EngineState) -> np.ndarray:
+    """(R, N) each particle's likelihood ratio at its first hit, 0 where it did not reach the target (without
+    weights: 1 at a hit, so every estimate below is the unweighted one exactly)."""
+    return np.where(st.level >= 1, np.exp(st.hit_log_w.astype(np.float64)), 0.0)
+
+
 def replica_p(st: EngineState) -> np.ndarray:
-    """(R,) each replica's estimate: w * (#reached / N), 0 if extinct."""
-    return np.where(st.extinct, 0.0, np.exp(st.log_w) * (st.level >= 1).mean(1))
+    """(R,) each replica's estimate: w * mean(likelihood ratio x 1{reached}), 0 if extinct."""
+    return np.where(st.extinct, 0.0, np.exp(st.log_w) * hit_weights(st).mean(1))
+
+
+def weight_spread(st: EngineState) -> dict:
+    """Per replica (R,): sums of squares and maxima of the hits' contributions w * ratio / N to its estimate (with
+    the estimates, their sums, they give the effective sample size and the largest weight's share), and the
+    standard deviation of log10 ratio over its hits (NaN with fewer than two)."""
+    c = np.where(st.extinct[:, None], 0.0, np.exp(st.log_w)[:, None] * hit_weights(st) / st.level.shape[1])
+    lw = np.where(st.level >= 1, st.hit_log_w.astype(np.float64) / np.log(10), np.nan)
+    n_hit = (st.level >= 1).sum(1)
+    with np.errstate(invalid="ignore"):
+        sd = np.where(n_hit >= 2, np.nanstd(np.where(n_hit[:, None] >= 2, lw, 0.0), axis=1), np.nan)
+    return {"replica_weight_sq": (c**2).sum(1), "replica_weight_max": c.max(1), "replica_log10_w_sd": sd}
 
 
 def iteration_log(st: EngineState) -> TamsLog:
@@ -135,6 +160,9 @@ def tams_result(
     replica_ids,
     level: float,
     replica_level_p,
+    replica_weight_sq,
+    replica_weight_max,
+    replica_log10_w_sd,
 ) -> TamsResult:
     """A ``TamsResult`` from the per-replica numbers (R,) and curves (R, T+1): the replica mean with its
     delta-log-normal interval (``stats.replica_interval``) and the log10 spread of the positive replicas."""
@@ -158,14 +186,18 @@ def tams_result(
         replica_ids=np.asarray(replica_ids),
         level=level,
         replica_level_p=np.asarray(replica_level_p),
+        replica_weight_sq=np.asarray(replica_weight_sq, np.float64),
+        replica_weight_max=np.asarray(replica_weight_max, np.float64),
+        replica_log10_w_sd=np.asarray(replica_log10_w_sd, np.float64),
     )
 
 
 def tams_result_of(st: EngineState, horizon: int, level: float) -> TamsResult:
     """The TAMS result of a finished engine state, with the curve p(T') for T' = 0..horizon periods."""
     rp = replica_p(st)
-    hit_by = (st.hit[:, :, None] <= np.arange(horizon + 1)[None, None, :]).mean(1)  # (R, T+1)
-    curve = np.where(st.extinct[:, None], 0.0, np.exp(st.log_w)[:, None] * hit_by)
+    ts, w = np.arange(horizon + 1), hit_weights(st)
+    hit_by = np.stack([(w[r, :, None] * (st.hit[r, :, None] <= ts)).mean(0) for r in range(len(rp))])  # (R, T+1)
+    curve = np.where(st.extinct[:, None], 0.0, np.exp(st.log_w)[:, None] * hit_by.reshape(len(rp), -1))
     return tams_result(
         replica_p=rp,
         curve=curve,
@@ -178,6 +210,7 @@ def tams_result_of(st: EngineState, horizon: int, level: float) -> TamsResult:
         replica_ids=st.replica,
         level=level,
         replica_level_p=np.exp(st.level_log_p),
+        **weight_spread(st),
     )
 
 
@@ -196,6 +229,9 @@ def rate_result(
     replica_ids,
     level: float,
     replica_level_p,
+    replica_weight_sq,
+    replica_weight_max,
+    replica_log10_w_sd,
 ) -> RateResult:
     """A ``RateResult`` from the per-replica crossings C_r, exposures E_r and p_r (R,) and level curves (R, G):
     k = sum C_r p_r / sum E_r with its interval (``stats.rate_estimate``); particle_steps: flux + AMS periods."""
@@ -225,6 +261,9 @@ def rate_result(
         replica_ids=np.asarray(replica_ids),
         level=level,
         replica_level_p=np.where(crossings[:, None] > 0, np.asarray(replica_level_p, np.float64), np.nan),
+        replica_weight_sq=np.where(crossings > 0, np.asarray(replica_weight_sq, np.float64), np.nan),
+        replica_weight_max=np.where(crossings > 0, np.asarray(replica_weight_max, np.float64), np.nan),
+        replica_log10_w_sd=np.where(crossings > 0, np.asarray(replica_log10_w_sd, np.float64), np.nan),
     )
 
 
@@ -251,6 +290,9 @@ def combine(results):
         replica_ids=cat("replica_ids"),
         level=r0.level,
         replica_level_p=cat("replica_level_p"),
+        replica_weight_sq=cat("replica_weight_sq"),
+        replica_weight_max=cat("replica_weight_max"),
+        replica_log10_w_sd=cat("replica_log10_w_sd"),
     )
     if isinstance(r0, TamsResult):
         return tams_result(

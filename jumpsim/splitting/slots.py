@@ -68,6 +68,7 @@ class Slots(NamedTuple):
     running: jax.Array  # (B,) bool
     level: jax.Array  # (B,) float32 max score since the branch
     hit: jax.Array  # (B,) int32 first check with score >= 1
+    hit_w: jax.Array  # (B,) float32 log weight of the state at that check (0 without a weight function)
     steps: jax.Array  # (B,) int32 periods advanced (replay part included)
     capped: jax.Array  # (B,) bool: still running at the horizon
 
@@ -117,11 +118,12 @@ def bucket(n: int) -> int:
         b *= 2
 
 
-def slot_round(advance, score, s: Slots, horizon, basin, rounds, axis=None) -> Slots:
+def slot_round(advance, score, weight, s: Slots, horizon, basin, rounds, axis=None) -> Slots:
     """Advance every running slot by up to `rounds` periods (one lockstep while_loop). At each check a
     replaying slot branches at its first score > z (that state becomes its origin) and then follows its
     fresh key; a fresh slot tracks level = max score and the first check with score >= 1 and stops at the
-    target, at NaN, at score <= basin, or at the horizon."""
+    target, at NaN, at score <= basin, or at the horizon. ``weight(state)`` (or None) is the log likelihood ratio a
+    particle carries (importance sampling), recorded at its first hit."""
     vscore = jax.vmap(score)
     vadvance = jax.vmap(advance)
     vfold = jax.vmap(lambda kd, t: jax.random.fold_in(keys.wrap(kd), t))
@@ -145,7 +147,9 @@ def slot_round(advance, score, s: Slots, horizon, basin, rounds, axis=None) -> S
         fresh = s.fresh | branch
         upd = active & fresh
         level = jnp.where(upd, jnp.maximum(s.level, sc), s.level)
-        hit = jnp.where(upd & (sc >= 1) & (s.hit == NOHIT), t, s.hit)
+        first = upd & (sc >= 1) & (s.hit == NOHIT)
+        hit = jnp.where(first, t, s.hit)
+        hit_w = s.hit_w if weight is None else jnp.where(first, jax.vmap(weight)(s.x).astype(jnp.float32), s.hit_w)
         stop = active & (nan | (upd & ((sc >= 1) | (sc <= basin))))
         capped = s.capped | (upd & ~stop & (t == horizon))
         running = active & ~stop & (t < horizon)
@@ -160,6 +164,7 @@ def slot_round(advance, score, s: Slots, horizon, basin, rounds, axis=None) -> S
             running=running,
             level=level,
             hit=hit,
+            hit_w=hit_w,
             steps=s.steps + running,
             capped=capped,
         )
@@ -168,15 +173,15 @@ def slot_round(advance, score, s: Slots, horizon, basin, rounds, axis=None) -> S
     return jax.lax.while_loop(cond, body, (jnp.int32(0), s))[1]
 
 
-@partial(jax.jit, static_argnames=("advance", "score"), donate_argnums=(2,))
-def run_round(advance, score, s: Slots, horizon, basin, rounds) -> Slots:
+@partial(jax.jit, static_argnames=("advance", "score", "weight"), donate_argnums=(3,))
+def run_round(advance, score, weight, s: Slots, horizon, basin, rounds) -> Slots:
     """``slot_round`` with the slot axis split over the local devices (each runs its own loop)."""
     mesh = devices.local_mesh()
     if mesh.size == 1:
-        return slot_round(advance, score, s, horizon, basin, rounds)
+        return slot_round(advance, score, weight, s, horizon, basin, rounds)
     p, rep = P(devices.AXIS), P()
     return jax.shard_map(
-        partial(slot_round, advance, score, axis=devices.AXIS),
+        partial(slot_round, advance, score, weight, axis=devices.AXIS),
         mesh=mesh,
         in_specs=(p, rep, rep, rep),
         out_specs=p,
@@ -213,6 +218,7 @@ def exchange(pop, s: Slots, write, dest, load, src, replay, seed, replica, itera
         set_(s.running, t0 <= horizon),
         set_(s.level, jnp.full((b,), -jnp.inf, jnp.float32)),
         set_(s.hit, jnp.full((b,), NOHIT, jnp.int32)),
+        set_(s.hit_w, jnp.zeros((b,), jnp.float32)),
         set_(s.steps, jnp.zeros((b,), jnp.int32)),
         set_(s.capped, jnp.zeros((b,), bool)),
     )
@@ -236,6 +242,7 @@ def empty_slots(pop, size: int) -> Slots:
         zeros(dtype=bool),
         zeros(dtype=jnp.float32),
         zeros(dtype=jnp.int32),
+        zeros(dtype=jnp.float32),
         zeros(dtype=jnp.int32),
         zeros(dtype=bool),
     )
@@ -267,7 +274,7 @@ def flux_batch(replicas: int, flux_trajectories: int, max_batch: int = MAX_BATCH
 
 def drive(spec, pop, jobs: Jobs, size: int, finished: Callable[[Jobs, tuple], Jobs], on_pop=None):
     """Run `jobs` through a table of `size` slots, ROUND periods per device call; a slot freed by a finished
-    run takes the next queued job at once. ``finished(jobs, (level, hit, steps, capped))`` gets the runs
+    run takes the next queued job at once. ``finished(jobs, (level, hit, steps, capped, hit_w))`` gets the runs
     that ended in a round (host arrays) and returns new jobs to queue; ``on_pop(pop)`` sees the population
     after each exchange (the clones finished so far written). Returns the population with every finished
     clone's origin and key written to its destination. ``spec.meter`` (a ``SlotMeter`` or None) is filled in.
@@ -321,9 +328,9 @@ def drive(spec, pop, jobs: Jobs, size: int, finished: Callable[[Jobs, tuple], Jo
             return pop
         if meter is not None:
             before, t = int(np.asarray(slots.steps).sum()), time.perf_counter()
-        slots = run_round(spec.advance, spec.score, slots, horizon, basin, jnp.int32(ROUND))
-        running, fresh, level, hit, steps, capped = jax.device_get(
-            (slots.running, slots.fresh, slots.level, slots.hit, slots.steps, slots.capped)
+        slots = run_round(spec.advance, spec.score, spec.weight, slots, horizon, basin, jnp.int32(ROUND))
+        running, fresh, level, hit, hit_w, steps, capped = jax.device_get(
+            (slots.running, slots.fresh, slots.level, slots.hit, slots.hit_w, slots.steps, slots.capped)
         )
         if meter is not None:
             meter.round_s += time.perf_counter() - t
@@ -342,7 +349,7 @@ def drive(spec, pop, jobs: Jobs, size: int, finished: Callable[[Jobs, tuple], Jo
                 "reproducible (non-deterministic advance/score?) -- refusing to continue biased"
             )
         i = np.flatnonzero(done)
-        res = (level[i], hit[i], steps[i], capped[i])
+        res = (level[i], hit[i], steps[i], capped[i], hit_w[i])
         busy[i] = False
         write[i] = info.replay[i]
         more = finished(info.take(i), res)

@@ -33,6 +33,7 @@ def estimate(
     replica_offset: int = 0,
     max_batch: int = MAX_BATCH,
     meter: SlotMeter | None = None,
+    weight: Callable | None = None,
     _naive_ties: bool = False,
 ) -> TamsResult:
     """Fixed-horizon TAMS estimate of P(max_{t=0..horizon} score(x_t) >= 1), x_0 = init(key).
@@ -40,7 +41,10 @@ def estimate(
     `replicas` independent replicas of `particles` particles (global ids replica_offset + r); `state`
     resumes from an ``EngineState`` given to `on_iteration` (same arguments required). `max_batch`
     bounds the particles simulated at once (memory: ~3 states per batch slot); `meter` (a ``SlotMeter``) records
-    where the slot table's time goes. See ``ams`` for the method and ``slots`` for how particles run.
+    where the slot table's time goes. ``weight(state)``: the log likelihood ratio a particle carries when its
+    dynamics is a proposal, not the chain itself (importance sampling inside TAMS; clones inherit it with the
+    state): p = w * mean(ratio x 1{reached}), and no level curve. See ``ams`` for the method and ``slots`` for how
+    particles run.
     """
     k = check_sizes(particles, replicas, kill_fraction)
     spec = Spec(
@@ -54,6 +58,7 @@ def estimate(
         max_iterations=max_iterations,
         max_batch=batch_cap(max_batch),
         naive_ties=_naive_ties,
+        weight=weight,
         meter=meter,
     )
     if state is None:

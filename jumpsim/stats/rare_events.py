@@ -75,6 +75,13 @@ def splitting(
         "bound_level",
         "p_bound",
         "rate_bound",
+        "proposal",
+        "ess",
+        "max_weight_share",
+        "log10_w_sd",
+        "resolved",
+        "hits",
+        "p_lower_bound",
     ]
     out = []
     for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
@@ -97,7 +104,13 @@ def splitting(
         }
         lv = level_table(levels, reps, r0.method) if levels is not None and not levels.empty else None
         rec.update(bound_level=np.nan, p_bound=np.nan, rate_bound=np.nan)
+        rec["proposal"] = g.proposal.dropna().iloc[0] if "proposal" in g and g.proposal.notna().any() else "uniform"
         rec.update(methods.get(r0.method).summarize(g, reps, lv, level))
+        rec["resolved"] = not methods.base.carried_by_few(rec)
+        if not rec["resolved"]:  # no interval: the weights say a few paths carry the estimate
+            rec.update(p_low=np.nan, p_high=np.nan, rate_low=np.nan, rate_high=np.nan)
+        lb = g.p_lower_bound.dropna() if "p_lower_bound" in g else g.iloc[:0]
+        rec["p_lower_bound"] = float(lb.max()) if len(lb) else np.nan
         out.append(rec)
     return pd.DataFrame(out, columns=cols)
 

@@ -25,6 +25,10 @@ import optax
 from . import detector, model, spectrum
 
 ROOT_KEY = 0  # fold_in(key(ROOT_KEY), seed id): seed i means the same noise in every experiment
+# the version of a seed's trajectory: raised whenever a change of the numerics makes the same seed of the same
+# config take another path (even in the last bits); recorded with every dataset, so that a dataset is never
+# extended by code that draws different trajectories
+TRAJECTORY_VERSION = 1
 
 
 def float64_scope():
@@ -199,6 +203,17 @@ def entries_step(params: model.Params, opt_state, idx: jax.Array, t, data: Data,
     does once it has drawn them; also how far one step on a chosen entry would move a state."""
     grads, _ = model.minibatch_grads(params, data.rows[idx], data.cols[idx], data.values[idx], dyn.scale)
     return update(params, opt_state, grads, t, dyn)
+
+
+def each_entry(s: SeedState, t, data: Data, dyn: Dynamics, fn: Callable[[SeedState], jax.Array]) -> jax.Array:
+    """``fn`` of the state that one step at ``t`` on each observed entry would make, (K, ...) in one batched call:
+    how far a single draw can move a state (the collapse hazard, the lookahead proposal, the path bound)."""
+
+    def after(e):
+        params, opt_state = entries_step(s.params, s.opt_state, e[None], t, data, dyn)
+        return fn(s._replace(params=params, opt_state=opt_state))
+
+    return jax.vmap(after)(jnp.arange(data.n_observed, dtype=jnp.int32))
 
 
 def update(params: model.Params, opt_state, grads: model.Params, t, dyn: Dynamics):

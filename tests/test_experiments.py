@@ -12,19 +12,29 @@ probability below 1e-6 under the rate the full runs measured (data/results/REPOR
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
 import jumpsim
+from jumpsim import setup
+from jumpsim.stats import traces
 
-# the suite's modules live beside its driver, data/experiments/run.py (which has that folder on sys.path too)
+# the suite's modules (registry, paths, packs) live beside its driver, data/experiments/run.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "experiments"))
 
-import analysis
 import gpu_pack
 import suite
 
 FAIL = 1e-6
+
+
+def start_facts(path, cfg, ridge=None) -> dict:
+    """``jumpsim.setup.start_facts`` of a committed start file."""
+    with np.load(path) as z:
+        return setup.start_facts([z[f"W{l + 1}"] for l in range(len(z.files))], cfg, ridge)
+
+
 # Section (c) of data/results/REPORT.md: with eta = 0.14 for 50k steps from the start file,
 # KICK_REACHED of KICK_SEEDS seeds had reached rank <= 2 by the end of the kick (step 50,000).
 KICK_REACHED, KICK_SEEDS = 45, 512
@@ -47,7 +57,7 @@ def binomial_floor(k: int, n: int, seeds: int) -> int:
 
 def test_a_start_is_a_rank3_critical_point_and_gradient_descent_stays_there():
     base = suite.base_config()
-    facts = analysis.start_facts(suite.START, base)  # numpy float64 from the committed file
+    facts = start_facts(suite.START, base)  # numpy float64 from the committed file
     assert facts["rank"] == 3 > base.problem.rank
     assert facts["grad_norm"] < 1e-4  # a critical point
     sv = facts["singular_values"]
@@ -91,11 +101,11 @@ def test_start_files_are_critical_points_at_their_own_ridge():
     cfg = suite.base_config()
     for ridge in (5e-4, 2e-3):
         path = suite.start_path(ridge)
-        own, base = analysis.start_facts(path, cfg, ridge), analysis.start_facts(path, cfg)
+        own, base = start_facts(path, cfg, ridge), start_facts(path, cfg)
         assert own["rank"] == 3 and own["grad_norm"] < 1e-4, (ridge, own["grad_norm"])
         assert base["grad_norm"] > 1e-3
     # the rank-2 minimum of (n): rank 2, sigma_3 zero to rounding, a critical point at the base's ridge
-    facts = analysis.start_facts(suite.RANK2, cfg)
+    facts = start_facts(suite.RANK2, cfg)
     assert facts["rank"] == 2 and facts["singular_values"][2] < 1e-10 and facts["grad_norm"] < 1e-8
 
 
@@ -138,7 +148,7 @@ def test_collapse_precursor_counts_falls_per_loss_bin():
             rows.append(
                 {"seed": seed, "step": 100 * i, "singular_values": np.array([5.0, 3.0, s3]), "loss": loss, "rank": rank}
             )
-    pre = analysis.collapse_precursor(analysis.sigma3_frame(pd.DataFrame(rows)), 10.0).set_index("bin")
+    pre = traces.collapse_precursor(traces.sigma3_frame(pd.DataFrame(rows)), 10.0).set_index("bin")
     # seed 0: checks at loss 0.005 (no fall), 0.2 (fall); its third check (sigma_3 0.1 < 0.5) is out of the
     # basin; seed 1: two checks at 0.005
     assert pre.loc["0-0.01", "checks"] == 3 and pre.loc["0-0.01", "falls"] == 0

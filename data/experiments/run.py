@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-# One XLA host device per usable core (as the jumpsim command does), before JAX starts;
-# an explicit device count in XLA_FLAGS (tests/conftest.py sets one) is left alone.
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    _n = os.environ.get("JUMPSIM_CPU_DEVICES") or str(len(os.sched_getaffinity(0)))
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={_n}".strip()
+from jumpsim.devices import use_cpu_devices
+
+use_cpu_devices()  # one XLA host device per usable core, as the jumpsim command does, before JAX starts
 
 import suite
 from report import report

@@ -25,8 +25,8 @@ import pandas as pd
 
 import jumpsim
 from jumpsim import config as config_lib
+from jumpsim import hazard, rare
 from jumpsim import problem as problem_lib
-from jumpsim import rare
 
 import analysis
 
@@ -285,8 +285,8 @@ def replay_escape(out: Path) -> None:
 
 
 def run_hazard(d: Path, configs) -> None:
-    """``analysis.collapse_hazard`` of a dataset's configs, written beside it to ``d``/hazard.parquet."""
-    h = analysis.collapse_hazard(configs)
+    """``jumpsim.hazard.collapse_hazard`` of a dataset's configs, written beside it to ``d``/hazard.parquet."""
+    h = hazard.collapse_hazard(configs)
     d.mkdir(parents=True, exist_ok=True)
     h.to_parquet(d / "hazard.parquet")
 

@@ -9,9 +9,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from jumpsim.stats.traces import collapse_precursor, largest_fall, sigma3_frame
+
 import suite
 from .fmt import NotRun, not_run
-from analysis import collapse_precursor, largest_fall, sigma3_frame
 
 NAME = "o_escape_paths"
 REPLAY = "o_escape_replay"
@@ -30,7 +31,7 @@ class OFacts(NamedTuple):
     falls: pd.DataFrame  # per traced seed: escaped, largest fall before the escape (o_escape_paths.parquet)
     every: int  # the check period
     eta: float
-    pre: pd.DataFrame  # analysis.collapse_precursor (o_collapse_precursor.parquet)
+    pre: pd.DataFrame  # stats.traces.collapse_precursor (o_collapse_precursor.parquet)
     replay: Replay | None
 
 

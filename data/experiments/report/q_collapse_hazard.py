@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 
 from jumpsim import stats
+from jumpsim.hazard import HAZARD_FALLS
+from jumpsim.stats.traces import BASIN
 
 import suite
 from . import o_escape_paths
 from .fmt import NotRun
-from analysis import BASIN, HAZARD_FALLS, start_facts
+from analysis import start_facts
 
 HAZARD = suite.HAZARD
 

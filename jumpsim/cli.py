@@ -22,6 +22,10 @@ class DatasetWriteError(Exception):
     """The output directory cannot be written (exit 1)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM, with what is kept on disk (exit 130)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, instead of usage + message
         raise UsageError(message)
@@ -65,7 +69,8 @@ def _simulation_arguments(p: argparse.ArgumentParser, shard: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="jumpsim", description="Monte Carlo jump statistics of SGD on deep linear networks.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
     r = sub.add_parser("run", help="simulate an experiment (the built-in default without CONFIG)")
     r.add_argument("config", nargs="?", help="TOML config file")
     r.add_argument("--seeds", type=int, help="shortcut for --set run.seeds=N")
@@ -92,8 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     cp = sub.add_parser("compare", help="two experiments of a dataset: probabilities, log-rank test, rate ratio")
     cp.add_argument("dir")
-    cp.add_argument("a", help="config_id (or unique prefix, or name) of experiment A")
-    cp.add_argument("b", help="config_id (or unique prefix, or name) of experiment B")
+    cp.add_argument("a", help="experiment A: config_id, unique prefix, name, or a setting (e.g. train.lr=0.05)")
+    cp.add_argument("b", help="experiment B, as A")
     cp.add_argument("--start", type=int, help="starting rank (default: the most common initial rank of A)")
     cp.add_argument("--to", type=int, dest="to_level", help="level: first passage to rank <= this (default: start - 1)")
     cp.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
@@ -101,15 +106,32 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true")
     c = sub.add_parser("check", help="verify a dataset: schemas, every seed exactly once, consistency")
     c.add_argument("dir")
+    c.add_argument("--repair", action="store_true", help="remove unreadable part files (rerun to recompute them)")
+    ls = sub.add_parser("list", help="a dataset's experiments: what differs between them, seeds, estimates, starts")
+    ls.add_argument("dir")
+    k = sub.add_parser("keys", help="every config key with its default and meaning (the config reference)")
+    k.add_argument("--toml", action="store_true", help="as a commented TOML file of the defaults")
     pl = sub.add_parser("plot", help="figure of a dataset (needs the 'plot' extra)")
     pl.add_argument("dir")
     pl.add_argument("--out", help="PNG file (default DIR/summary.png)")
+    pl.add_argument("--experiment", help="only this experiment (config_id, unique prefix, or name)")
+    pl.add_argument("--to", type=int, dest="to_level", help="passage curves to rank <= this level only")
     return p
 
 
 def _require_dir(command: str, path: str) -> None:
     if not os.path.isdir(path):
         raise UsageError(f"{command}: {path} is not a directory")
+
+
+def _require_dataset(command: str, path: str) -> None:
+    """A directory that `jumpsim run` or `jumpsim rare` wrote into (its experiments table, or a table's parts)."""
+    _require_dir(command, path)
+    from .dataset import RARE_TABLES, TABLES
+
+    names = ("experiments.parquet", *TABLES, *RARE_TABLES, "rare_state")
+    if not any(os.path.exists(os.path.join(path, n)) for n in names):
+        raise UsageError(f"{command}: {path} is not a jumpsim dataset (no experiments.parquet, no tables)")
 
 
 def _overrides(args, shortcuts: dict[str, str]) -> list[str]:
@@ -171,9 +193,17 @@ def _cmd_rare(args) -> int:
 
     _use_cache(args)
     out = args.out or os.path.join("results", cfg.name)
-    runner.check_target([cfg], out, args.append, chunks=False)
+    runner.check_target([cfg], out, args.append)
     try:
         outcome = rare.run_rare(cfg, out, shard, n_shards, progress=not args.quiet)
+    except KeyboardInterrupt:
+        lo, hi = rare.replica_range(cfg, shard, n_shards)
+        kept = (
+            "the engine state of its last finished iteration is saved"
+            if rare.state_path(out, cfg, lo, hi).exists()
+            else "no iteration had finished yet"
+        )
+        raise Interrupted(f"{kept}; rerun the same command to resume") from None
     except OSError as e:
         raise DatasetWriteError(
             f"cannot write to {out}: {e.strerror or e} ({e.filename or ''}); rerun the same command to resume"
@@ -191,7 +221,7 @@ def _cmd_summarize(args) -> int:
         raise UsageError(f"--level: must be in (0, 1) (got {args.level})")
     if args.burn_in < 0:
         raise UsageError(f"--burn-in: must be >= 0 (got {args.burn_in})")
-    _require_dir("summarize", args.dir)
+    _require_dataset("summarize", args.dir)
     print(summary.summarize_text(args.dir, args.json, args.level, args.burn_in))
     return 0
 
@@ -201,12 +231,20 @@ def _cmd_compare(args) -> int:
 
     from . import dataset, stats
 
-    _require_dir("compare", args.dir)
+    _require_dataset("compare", args.dir)
     data = dataset.read_dataset(args.dir)
     exps = data["experiments"]
 
     def resolve(key):
-        hit = exps[(exps.config_id == key) | (exps.name == key) | exps.config_id.str.startswith(key)]
+        if "=" in key:  # a setting in which the experiments differ, e.g. train.lr=0.05
+            from .config import parse_override
+            from .labels import flatten
+
+            path, value = parse_override(key)
+            name = ".".join(path)
+            hit = exps[[flatten(json.loads(c)).get(name) == value for c in exps.config]]
+        else:
+            hit = exps[(exps.config_id == key) | (exps.name == key) | exps.config_id.str.startswith(key)]
         if len(hit) != 1:
             known = ", ".join(f"{r.config_id} ({r.name})" for r in exps.itertuples())
             raise UsageError(f"compare: {key!r} matches {len(hit)} experiments; known: {known}")
@@ -244,7 +282,8 @@ def _cmd_compare(args) -> int:
     if not brute:
         return 0
     d, rr = res["p_difference"], res["down_rate_ratio"]
-    print(f"A = {a}, B = {b}: first passage from rank {start} to <= {to} within the horizon")
+    frm = "from the start" if res["from"] == "start" else f"timed from each seed's first passage to rank <= {start}"
+    print(f"A = {a}, B = {b}: first passage from rank {start} to <= {to} within the horizon ({frm})")
     print(
         f"  P_A = {res['p_a']:.4f}, P_B = {res['p_b']:.4f}; P_A - P_B = {d['difference']:+.4f} [{d['low']:+.4f}, "
         f"{d['high']:+.4f}] ({pct} Newcombe)"
@@ -261,9 +300,12 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .dataset import check_dataset
+    from .dataset import check_dataset, repair
 
     _require_dir("check", args.dir)
+    if args.repair:
+        for path in repair(args.dir):
+            print(f"removed {path}")
     problems, facts = check_dataset(args.dir)
     for line in facts:
         print(line)
@@ -273,10 +315,26 @@ def _cmd_check(args) -> int:
     return 1 if problems else 0
 
 
+def _cmd_list(args) -> int:
+    from . import summary
+
+    _require_dataset("list", args.dir)
+    print(summary.list_text(args.dir))
+    return 0
+
+
+def _cmd_keys(args) -> int:
+    from . import config
+
+    print(config.reference(toml=args.toml))
+    return 0
+
+
 def _cmd_plot(args) -> int:
     from . import plot
 
-    path = plot.plot_dataset(args.dir, args.out)
+    _require_dataset("plot", args.dir)
+    path = plot.plot_dataset(args.dir, args.out, experiment=args.experiment, to=args.to_level)
     print(f"wrote {path}")
     return 0
 
@@ -286,7 +344,16 @@ def main(argv: list[str] | None = None) -> int:
 
     use_cpu_devices()
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.version:
+            from .version import __version__
+
+            print(f"jumpsim {__version__}")
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 0
         return {
             "run": _cmd_run,
             "rare": _cmd_rare,
@@ -294,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             "plot": _cmd_plot,
             "check": _cmd_check,
             "compare": _cmd_compare,
+            "list": _cmd_list,
+            "keys": _cmd_keys,
         }[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
@@ -304,8 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetWriteError as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(f"jumpsim: interrupted; {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("jumpsim: interrupted; finished work is on disk, rerun the same command to resume", file=sys.stderr)
+        print("jumpsim: interrupted; finished chunks are on disk, rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as e:  # one line for the user; JUMPSIM_DEBUG=1 shows the traceback
         if os.environ.get("JUMPSIM_DEBUG"):

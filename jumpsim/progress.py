@@ -8,6 +8,7 @@ A reporter counts work against a total (``start``, ``update``, ``close``: a bar 
 from __future__ import annotations
 
 import sys
+import time
 
 
 class NoProgress:
@@ -62,8 +63,38 @@ class TqdmProgress(NoProgress):
         print(text, file=sys.stderr)
 
 
+class LineProgress(TqdmProgress):
+    """Plain lines on stderr for logs (a batch job's output file): the counted work at most every `every`
+    seconds and when done, no carriage returns; notes as lines."""
+
+    def __init__(self, every: float = 30.0):
+        self.every, self.total, self.done, self.desc, self.last, self.t0 = every, 0, 0, "", 0.0, 0.0
+
+    def start(self, total: int, desc: str) -> None:
+        self.total, self.done, self.desc = total, 0, desc
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done >= self.total:
+            rate = self.done / max(now - self.t0, 1e-9)
+            print(
+                f"{self.desc}: {self.done:,} of {self.total:,} seed-steps ({self.done / max(self.total, 1):.0%}), "
+                f"{now - self.t0:.0f} s, {rate:,.0f} seed-steps/s",
+                file=sys.stderr,
+            )
+            self.last = now
+
+    def close(self) -> None:
+        pass
+
+
 def reporter(progress: bool | NoProgress) -> NoProgress:
-    """The reporter for a ``progress`` argument: a reporter as it is, True a ``TqdmProgress``, False none."""
+    """The reporter for a ``progress`` argument: a reporter as it is, False none, True a tqdm bar on a terminal
+    and plain lines when stderr is a file or a pipe (a batch job's log)."""
     if isinstance(progress, NoProgress):
         return progress
-    return TqdmProgress() if progress else NoProgress()
+    if not progress:
+        return NoProgress()
+    return TqdmProgress() if sys.stderr.isatty() else LineProgress()

@@ -91,16 +91,9 @@ def static_logits(theta: np.ndarray) -> Callable:
 def lookahead_logits(progress: Callable, data: dynamics.Data, dyn: dynamics.Dynamics, gate: float, kl: float):
     """``logits(x, t) -> (beta * d, on)``: d_e = progress after the step on entry e at step t - progress now, for
     every observed entry e (one batched call), on = max d >= gate (off: zero logits, the uniform draw)."""
-    k = data.n_observed
 
     def logits(x: dynamics.SeedState, t):
-        now = progress(x)
-
-        def after(e):
-            params, opt = dynamics.entries_step(x.params, x.opt_state, e[None], t, data, dyn)
-            return progress(x._replace(params=params, opt_state=opt))
-
-        d = (jax.vmap(after)(jnp.arange(k, dtype=jnp.int32)) - now).astype(F32)
+        d = (dynamics.each_entry(x, t, data, dyn, progress) - progress(x)).astype(F32)
         d = jnp.where(jnp.isfinite(d), d, 0.0)
         on = jnp.max(d) >= gate
         return jnp.where(on, kl_beta(d, kl) * d, 0.0), on

@@ -23,6 +23,7 @@ tables.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -35,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import dataset, dynamics, methods, model, proposals, runner, spectrum, splitting
+from . import bracket, dataset, dynamics, methods, model, proposals, runner, spectrum, splitting
 from .config import Config, rare_settings
 from .errors import ConfigError
 from .progress import NoProgress, reporter
@@ -64,6 +65,7 @@ class Particles(NamedTuple):
     period_cost: int = 0
     setup_steps: int = 0
     proposal: str = "uniform"
+    progress: Callable | None = None  # xi of a plain particle's state (the score below the target)
 
 
 def _np_sv(params) -> np.ndarray:
@@ -161,7 +163,17 @@ def particles(cfg: Config, su: Setup | None = None) -> Particles:
         return dynamics.period(state._replace(key=key), t * dyn.every, data, dyn, det)[0]
 
     nbytes = sum(x.nbytes for x in jax.tree.leaves(s0) if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)) + 8
-    plain = Particles(init, advance, score, r, r - 1 if down else r + 1, dyn.every, int(nbytes), period_cost=dyn.every)
+    plain = Particles(
+        init,
+        advance,
+        score,
+        r,
+        r - 1 if down else r + 1,
+        dyn.every,
+        int(nbytes),
+        period_cost=dyn.every,
+        progress=progress,
+    )
     return plain if cfg.rare.proposal == "uniform" else _proposed(plain, cfg, su, progress)
 
 
@@ -316,12 +328,11 @@ class _Printer:
         if self.bar.quiet or not (fresh or now - self.last > 30):
             return
         self.printed = steps
-        z = np.nanmax(st.log_z) if np.isfinite(st.log_z).any() else float("nan")
-        live = st.iteration[~st.done] if (~st.done).any() else st.iteration
-        its = f"{int(live.min())}" if live.min() == live.max() else f"{int(live.min())}-{int(live.max())}"
+        z = f"highest level Z {np.nanmax(st.log_z):.3f}" if np.isfinite(st.log_z).any() else "no kill step yet"
+        it = st.iteration  # (over every replica: finished ones keep their count, so the range never goes back)
+        its = f"{int(it.min())}" if it.min() == it.max() else f"{int(it.min())}-{int(it.max())}"
         self.bar.note(
-            f"  iterations {its:>9s}: {int((~st.done).sum())} replica(s) running, highest "
-            f"level Z {z:.3f}, "
+            f"  iterations {its:>9s}: {int((~st.done).sum())} replica(s) running, {z}, "
             f"{steps * self.period_steps:,} SGD steps, {now - self.t0:.0f} s"
         )
         self.last = now
@@ -331,6 +342,24 @@ class _Printer:
         if not self.bar.quiet and (now - self.last > 2 or fraction >= 1):
             self.bar.note(f"  flux phase: {fraction:6.1%} of {self.flux_steps:,} SGD steps, {now - self.t0:.0f} s")
             self.last = now
+
+
+def _path_bound(cfg: Config, su: Setup) -> bracket.PathBound:
+    """``bracket.path_lower_bound`` from the start, for P(target within train.steps), on plain SGD particles."""
+    plain = particles(dataclasses.replace(cfg, rare=dataclasses.replace(cfg.rare, proposal="uniform")), su)
+    start = plain.init(jax.random.key(0, impl="threefry2x32"))
+    return bracket.path_lower_bound(
+        start,
+        plain.progress,
+        plain.advance,
+        plain.score,
+        su.data,
+        su.dynamics,
+        su.detection,
+        horizon=cfg.train.steps // plain.period_steps,
+        trials=cfg.rare.bracket_trials,
+        seed=cfg.rare.seed,
+    )
 
 
 @dynamics.with_float64
@@ -369,6 +398,12 @@ def run_rare(
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = _Checkpoint(path)
     resume = checkpoint.load(p.init, say)
+    if resume is not None:
+        s = splitting.saved_progress(path)
+        say(
+            f"  resuming from the saved engine state: {s['done']} of {s['replicas']} replicas done, up to iteration "
+            f"{s['iterations']}, {s['periods'] * p.period_steps:,} SGD steps simulated"
+        )
     printer = _Printer(bar, p.period_steps, work.steps)
 
     def on_iteration(st: splitting.EngineState):
@@ -390,7 +425,18 @@ def run_rare(
     est = method.run(p, cfg, engine, on_flux=printer.flux)
     wall = time.perf_counter() - t0
     cols = method.columns(est.result, p, est.basin, est.interface)
+    if cfg.rare.bracket and lo == 0:  # the path bound, once per estimate (by the shard of replica 0)
+        b = _path_bound(cfg, su)
+        cols.row.update(
+            p_lower_bound=b.lower,
+            log10_p_lower_bound=b.log10_lower,
+            lower_bound_draws=b.draws,
+            seed_steps=cols.row["seed_steps"] + b.steps,
+        )
     tables = dataset.rare_tables(cfg, eid, lo, hi, p, est.result, cols, splitting.LEVEL_GRID, wall)
     dataset.write_rare(out, cfg.config_id, eid, lo, hi, tables)
     path.unlink(missing_ok=True)
+    for d in (path.parent, path.parent.parent):  # rare_state/config_id=... and rare_state, once empty
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
     return Outcome(est.result, est.basin, est.interface, wall, False)

@@ -26,11 +26,13 @@ from .config import Config
 from .dataset import ChunkResult
 from .errors import ConfigError
 from .progress import NoProgress, reporter
+from .setup import start_note
 from .version import __version__
 
 
 def versions() -> dict:
     return {
+        "trajectory_version": dynamics.TRAJECTORY_VERSION,
         "jumpsim_version": __version__,
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
@@ -52,6 +54,24 @@ def chunk_ranges(cfg: Config, shard: int = 0, n_shards: int = 1) -> list[tuple[i
     lo = len(chunks) * shard // n_shards
     hi = len(chunks) * (shard + 1) // n_shards
     return chunks[lo:hi]
+
+
+def todo_ranges(chunks: list[tuple[int, int]], done: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of `chunks` ([first, last) seed ids) that no finished part covers (`done`: (first, last)
+    inclusive, from the part names): a chunk covered by parts of another chunking is done, one covered in part
+    (a dataset extended with more seeds) leaves its uncovered pieces. Trajectories do not depend on how seeds
+    are cut into chunks, so the pieces give the very rows one run would."""
+    covered = np.zeros(0, np.int64)
+    if done:
+        covered = np.unique(np.concatenate([np.arange(a, b + 1) for a, b in done]))
+    out = []
+    for lo, hi in chunks:
+        seeds = np.setdiff1d(np.arange(lo, hi), covered)
+        if len(seeds):
+            cuts = np.flatnonzero(np.diff(seeds) != 1)
+            for a, b in zip(np.r_[0, cuts + 1], np.r_[cuts, len(seeds) - 1]):
+                out.append((int(seeds[a]), int(seeds[b]) + 1))
+    return out
 
 
 def segments(n_checks: int, target: int = 20) -> list[int]:
@@ -156,6 +176,7 @@ class RunReport:
     sim_s: float = 0.0  # wall time of simulated chunks (compilation included)
     steady_seed_steps: int = 0  # seed-steps after the first segment of each experiment,
     steady_s: float = 0.0  # and their wall time: the rate without compilation
+    notes: list[str] = field(default_factory=list)  # facts and warnings about the experiments (gd starts)
 
     @property
     def seed_steps_per_s(self) -> float:
@@ -166,10 +187,9 @@ class RunReport:
         return self.steady_seed_steps / self.steady_s if self.steady_s > 0 else float("nan")
 
 
-def check_target(configs: list[Config], out: str | Path, append: bool = False, chunks: bool = True) -> None:
-    """Refuse, before anything is computed or written, a dataset directory that holds other
-    experiments (unless ``append``) or parts of the same experiment cut into different
-    chunks (they would duplicate seeds). Raises ``ConfigError``."""
+def check_target(configs: list[Config], out: str | Path, append: bool = False) -> None:
+    """Refuse, before anything is computed or written, a dataset directory that holds other experiments (unless
+    ``append``). Raises ``ConfigError``."""
     out = Path(out)
     existing = set(dataset.config_ids(out))
     new = [c.config_id for c in configs]
@@ -180,16 +200,34 @@ def check_target(configs: list[Config], out: str | Path, append: bool = False, c
             f"{out} holds other experiment(s) ({', '.join(sorted(existing))}); pass --append to add "
             f"{', '.join(other)} beside them, or choose another --out",
         )
-    for cfg in configs if chunks else ():
-        done = dataset.part_ranges(out, "runs", cfg.config_id)
-        for lo, hi in chunk_ranges(cfg):
-            clash = [r for r in done if r != (lo, hi - 1) and r[0] <= hi - 1 and lo <= r[1]]
-            if clash:
-                raise ConfigError(
-                    "run.chunk",
-                    f"{out} already has seeds {clash[0][0]}..{clash[0][1]} of {cfg.config_id} in a part that does not "
-                    f"match chunk {lo}..{hi - 1}; rerun with the run.chunk and run.seed_offset it was written with",
-                )
+
+
+def check_runs(configs: list[Config], out: str | Path, shard: int = 0, n_shards: int = 1) -> None:
+    """Refuse, before anything is computed or written, a shard that owns no chunk, and extending an experiment
+    whose runs were written by a jumpsim whose trajectories differ (``dynamics.TRAJECTORY_VERSION``). Raises
+    ``ConfigError``."""
+    out = Path(out)
+    for cfg in configs:
+        if not chunk_ranges(cfg, shard, n_shards):
+            n = len(chunk_ranges(cfg))
+            raise ConfigError(
+                "--shard",
+                f"shard {shard}/{n_shards} has no chunks ({cfg.run.seeds} seeds make {n} chunk(s) of "
+                f"run.chunk = {cfg.run.chunk}); use at most {n} shards or a smaller run.chunk",
+            )
+    exps = dataset.read_table(out, "experiments") if (out / "experiments.parquet").exists() else None
+    for cfg in configs if exps is not None else ():
+        row = exps[exps.config_id == cfg.config_id]
+        if row.empty or not dataset.part_ranges(out, "runs", cfg.config_id):
+            continue
+        v = row.trajectory_version.iloc[0]
+        v = 1 if pd.isna(v) else int(v)
+        if v != dynamics.TRAJECTORY_VERSION:
+            raise ConfigError(
+                "--out",
+                f"{out} holds runs of {cfg.config_id} from a jumpsim whose trajectories differ (trajectory version "
+                f"{v}, this one {dynamics.TRAJECTORY_VERSION}): extending it would mix them; choose another --out",
+            )
 
 
 @dynamics.with_float64
@@ -208,9 +246,16 @@ def run(
     resumes a killed job; see ``check_target`` for what is refused."""
     out = Path(out)
     check_target(configs, out, append)
+    check_runs(configs, out, shard, n_shards)
     t_start = time.perf_counter()
     report = RunReport(out=out)
     kernels = [sim.build(cfg) for cfg in configs]  # a failing gd start writes nothing
+    bar = reporter(progress)
+    for cfg, kernel in zip(configs, kernels):
+        note = start_note(cfg, kernel.info)
+        if note:
+            report.notes.append(note)
+            bar.note(note)
     out.mkdir(parents=True, exist_ok=True)
     dataset.remove_stale_temporaries(out)
     for cfg, kernel in zip(configs, kernels):
@@ -218,8 +263,8 @@ def run(
         report.config_ids.append(cid)
         dataset.write_experiments(out, [dataset.experiment_row(cfg, kernel.info, versions())])
         ranges = chunk_ranges(cfg, shard, n_shards)
-        todo = [(lo, hi) for lo, hi in ranges if not dataset.part_path(out, "runs", cid, lo, hi - 1).exists()]
-        report.chunks_skipped += len(ranges) - len(todo)
+        todo = todo_ranges(ranges, dataset.part_ranges(out, "runs", cid, readable=True))
+        report.chunks_skipped += sum(not any(lo <= a < hi for a, _ in todo) for lo, hi in ranges)
         t0 = time.perf_counter()
         tr = trace_seeds(cfg)
         owns_traces = len(tr) and any(lo <= tr[0] < hi for lo, hi in ranges)
@@ -236,7 +281,6 @@ def run(
                 report.steady_s += now - last[0]
             last[0] = now
 
-        bar = reporter(progress)
         bar.start(n_seeds * cfg.train.steps, desc=f"{cfg.name} [{cid}]")
         try:
             for lo, hi in todo:

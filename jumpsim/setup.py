@@ -8,6 +8,8 @@ once per experiment, and ``init_seed`` is where a seed's state at step 0 comes f
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -19,6 +21,11 @@ from . import problem as problem_lib
 from .config import Config
 from .dynamics import Data, Detection, Dynamics, Optimizer, SeedState, init, observe, seed_keys, with_float64
 from .errors import ConfigError
+
+# a gd start is a critical point when the norm of the full gradient (data + ridge, in the run's dtype) is at most
+# this: float32 GD on the suite's problems levels off near 1e-6, and an unconverged start (e.g. 20 % observed,
+# ridge 1e-3, the default gd_steps) sits at ~3e-3
+MINIMUM_GRAD_NORM = 1e-4
 
 
 def device_data(prob: problem_lib.Problem, dtype) -> Data:
@@ -97,7 +104,28 @@ def _gd_start(cfg: Config, data: Data, dyn: Dynamics, detection: Detection) -> t
             "model.gd_lr", f"gradient descent to the start minimum diverged at gd_lr = {mc.gd_lr:g}; use a smaller step"
         )
     sv = np.asarray(obs.sv, np.float64).tolist()
+    if mc.require_minimum and not gnorm <= MINIMUM_GRAD_NORM:
+        raise ConfigError(
+            "model.require_minimum",
+            f"the gd start is not a critical point: gradient norm {gnorm:.2g} > {MINIMUM_GRAD_NORM:g} after "
+            f"model.gd_steps = {mc.gd_steps:,} at model.gd_lr = {mc.gd_lr:g} (rank {int(obs.rank)}); raise gd_steps",
+        )
     return p, {"start_grad_norm": gnorm, "start_rank": int(obs.rank), "start_singular_values": sv}
+
+
+def start_note(cfg: Config, info: dict) -> str | None:
+    """One line on a gd start (its rank and gradient norm), with a warning where it is not a critical point;
+    None for other starts."""
+    if cfg.model.init != "gd":
+        return None
+    g, r = info["start_grad_norm"], info["start_rank"]
+    line = f"{cfg.name} [{cfg.config_id}]: gd start of rank {r}, gradient norm {g:.2g}"
+    if g <= MINIMUM_GRAD_NORM:
+        return line + " (a critical point)"
+    return (
+        line + f": WARNING not a critical point (> {MINIMUM_GRAD_NORM:g}); its statistics describe the relaxation "
+        "toward a minimum, not the minimum: raise model.gd_steps, or set model.require_minimum = true to refuse"
+    )
 
 
 def initial_params(su: Setup, init_key: jax.Array) -> model.Params:
@@ -112,3 +140,40 @@ def init_seed(seed_id, su: Setup) -> SeedState:
     """State of seed ``seed_id`` at step 0 (what ``jumpsim run`` simulates from)."""
     init_key, step_key = seed_keys(seed_id)
     return init(initial_params(su, init_key), step_key, su.data, su.dynamics, su.detection)
+
+
+def start_facts(ws: Sequence[np.ndarray], cfg: Config, ridge: float | None = None) -> dict:
+    """How good a start (layers W_1 ... W_L) is for ``cfg``'s problem, loss and rank threshold, in numpy float64:
+    its rank and singular values (A = W_L ... W_1), the norm of the full-batch gradient of the data loss plus
+    2 ridge W (0 at a critical point; ``ridge`` default: the config's at step 0), and the train and test MSE."""
+    prob = problem_lib.make(cfg)
+    thr = cfg.detect.threshold
+    ridge = cfg.train.ridge.value_at(0) if ridge is None else ridge
+    scale = model.loss_scale(cfg.train.loss, prob.n_observed)
+    ws = [np.asarray(w, np.float64) for w in ws]
+    a = ws[0]
+    for w in ws[1:]:
+        a = w @ a
+    resid = np.zeros_like(a)
+    resid[prob.rows, prob.cols] = a[prob.rows, prob.cols] - prob.values
+    g_a = 2.0 * scale * resid / prob.n_observed  # d(loss)/dA
+    sq = 0.0
+    for l, w in enumerate(ws):
+        below = np.eye(ws[0].shape[1])
+        for v in ws[:l]:
+            below = v @ below
+        above = np.eye(ws[-1].shape[0])
+        for v in ws[l + 1 :]:
+            above = v @ above
+        sq += float(np.sum((above.T @ g_a @ below.T + 2.0 * ridge * w) ** 2))
+    sv = np.linalg.svd(a, compute_uv=False)
+    test = ~prob.mask
+    return {
+        "rank": int(np.sum(sv > thr)),
+        "singular_values": sv.tolist(),
+        "grad_norm": math.sqrt(sq),
+        "train_mse": float(np.mean(resid[prob.rows, prob.cols] ** 2)),
+        "test_mse": float(np.mean((a - prob.target)[test] ** 2)) if test.any() else float("nan"),
+        "ridge": ridge,
+        "threshold": thr,
+    }

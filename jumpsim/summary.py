@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import dataset, methods, stats
+from . import dataset, labels, methods, setup, stats
 from .text import fmt_rate
 
 
@@ -24,13 +24,16 @@ def run_summary(report, configs) -> str:
     if report.steady_s > 0:
         rate += f", {report.steady_seed_steps_per_s:,.0f} after compilation"
     lines.append(f"jumpsim: {done} in {report.wall_s:.1f} s; {report.seed_steps:,} seed-steps, {rate}")
+    lines += report.notes
+    diff = labels.differing(dataset.read_table(report.out, "experiments"))
     for cfg in configs:
         cid = cfg.config_id
         r = runs[runs.config_id == cid]
         e = events[events.config_id == cid]
         n_div = int((r.status == "diverged").sum())
         lines.append(
-            f"\n{cfg.name} [{cid}]: {len(r)} seeds x {cfg.train.steps:,} steps, rank threshold "
+            f"\n{labels.label(cfg.name, cid, diff.get(cid, {}))}: {len(r)} seeds x {cfg.train.steps:,} steps, rank "
+            "threshold "
             f"{cfg.detect.threshold:g}{' (relative)' if cfg.detect.relative else ''}, persist {cfg.detect.persist}"
         )
         lines.append(
@@ -57,12 +60,21 @@ def summarize_json(out, level: float = 0.95, burn_in: int = 0) -> dict:
     rates = stats.rates(data["runs"], data["events"], level, burn_in)
     km = stats.median_passage(data["runs"], data["passages"], level)
     exps = data["experiments"]
+    diff = labels.differing(exps)
     return {
         "dataset": str(out),
         "level": level,
         "burn_in": burn_in,
         "experiments": [
-            {"config_id": r.config_id, "name": r.name, "horizon": int(r.horizon), "threshold": float(r.threshold)}
+            {
+                "config_id": r.config_id,
+                "name": r.name,
+                "horizon": int(r.horizon),
+                "threshold": float(r.threshold),
+                "differs": diff[r.config_id],
+                "config": json.loads(r.config),
+                "start": json.loads(r.start) if isinstance(r.start, str) else {},
+            }
             for r in exps.itertuples()
         ],
         "runs": stats.run_counts(data["runs"]).to_dict(orient="records"),
@@ -128,17 +140,23 @@ def summarize_text(
     pct = f"{level:.0%}"
     lines = [f"dataset {s['dataset']}  ({pct} intervals)"]
     names = {e["config_id"]: e for e in s["experiments"]}
-    for cid in sorted({r["config_id"] for r in s["splitting"]}) if splitting_only else ():
-        lines.append(f"\n== {names.get(cid, {'name': '?'})['name']} [{cid}]")
+    order = list(names)  # as the experiments were written (run order)
+    head = lambda cid: labels.label(names.get(cid, {"name": "?"})["name"], cid, names.get(cid, {}).get("differs", {}))
+    with_split = [cid for cid in order if any(r["config_id"] == cid for r in s["splitting"])]
+    for cid in with_split if splitting_only else ():
+        lines.append(f"\n== {head(cid)}")
         lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)
     if splitting_only:
-        return "\n".join(lines)
-    names = {e["config_id"]: e for e in s["experiments"]}
-    for rc in s["runs"]:
-        cid = rc["config_id"]
+        return "\n".join(lines + _in_progress(out))
+    longest = max((e["horizon"] for e in s["experiments"]), default=0)
+    if burn_in and burn_in >= longest:
+        lines.append(f"--burn-in {burn_in:,} is not shorter than the longest horizon ({longest:,} steps): no rates")
+    run_counts = {rc["config_id"]: rc for rc in s["runs"]}
+    for cid in sorted(run_counts, key=lambda c: order.index(c) if c in order else len(order)):
+        rc = run_counts[cid]
         e = names.get(cid, {"name": "?", "horizon": rc.get("horizon")})
         lines.append(
-            f"\n== {e['name']} [{cid}]: {rc['seeds']} seeds ({rc['diverged']} diverged), horizon {e['horizon']:,} steps"
+            f"\n== {head(cid)}: {rc['seeds']} seeds ({rc['diverged']} diverged), horizon {e['horizon']:,} steps"
         )
         fp = [r for r in s["first_passage"] if r["config_id"] == cid]
         if fp:
@@ -171,7 +189,47 @@ def summarize_text(
                     f"{fmt_rate(r['rate']):9s}  [{fmt_rate(r['rate_low'])}, {fmt_rate(r['rate_high'])}]"
                 )
         lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)
-    for cid in sorted({r["config_id"] for r in s["splitting"]} - {rc["config_id"] for rc in s["runs"]}):
-        lines.append(f"\n== {names.get(cid, {'name': '?'})['name']} [{cid}]: splitting only")
+    for cid in [c for c in with_split if c not in run_counts]:
+        lines.append(f"\n== {head(cid)}: splitting only")
         lines += _splitting_lines([r for r in s["splitting"] if r["config_id"] == cid], pct)
+    return "\n".join(lines + _in_progress(out))
+
+
+def _in_progress(out) -> list[str]:
+    """Splitting estimates that started and have not finished (a saved engine state, no tables yet)."""
+    return [f"\n{dataset.in_progress_line(cid, path)}" for cid, path in dataset.rare_in_progress(out)]
+
+
+def list_text(out) -> str:
+    """What ``jumpsim list`` prints: each experiment of a dataset (in the order written) with the settings in
+    which it differs from the others, its seeds and horizon, its splitting / importance-sampling estimates, and
+    the quality of a gd start."""
+    exps = dataset.read_table(out, "experiments")
+    runs, rare = dataset.read_table(out, "runs"), dataset.read_table(out, "rare")
+    diff = labels.differing(exps)
+    lines = [f"dataset {out}: {len(exps)} experiment(s)"]
+    for e in exps.itertuples():
+        r = runs[runs.config_id == e.config_id]
+        lines.append(f"\n{labels.label(e.name, e.config_id, diff[e.config_id])}")
+        lines.append(
+            f"  brute force: {len(r)} seeds ({int((r.status == 'diverged').sum())} diverged), horizon "
+            f"{int(e.horizon):,} steps"
+            if len(r)
+            else f"  brute force: none (horizon {int(e.horizon):,} steps)"
+        )
+        for x in rare[rare.config_id == e.config_id].drop_duplicates("estimate_id").itertuples():
+            prop = x.proposal if isinstance(x.proposal, str) else "uniform"
+            shards = rare[(rare.config_id == e.config_id) & (rare.estimate_id == x.estimate_id)]
+            n_rep = int((shards.replica_hi - shards.replica_lo + 1).sum())
+            lines.append(
+                f"  estimate [{x.estimate_id}]: {x.method}, proposal {prop}, {n_rep} replicas x {x.particles} "
+                f"particles, {int(shards.seed_steps.sum()):,} SGD steps"
+            )
+        start = json.loads(e.start) if isinstance(e.start, str) and e.start else {}
+        if "start_grad_norm" in start:
+            g = start["start_grad_norm"]
+            tol = setup.MINIMUM_GRAD_NORM
+            ok = "a critical point" if g <= tol else f"WARNING: not a critical point (gradient norm > {tol:g})"
+            lines.append(f"  gd start: rank {start['start_rank']}, gradient norm {g:.2g} ({ok})")
+        lines.append(f"  written by jumpsim {e.jumpsim_version}, schema {e.schema_version}, {e.devices}")
     return "\n".join(lines)

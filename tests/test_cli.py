@@ -121,7 +121,7 @@ def test_plot_without_matplotlib_says_what_is_missing(ran, monkeypatch, capsys):
 
     monkeypatch.setattr(builtins, "__import__", no_mpl)
     out, _, _ = ran
-    assert cli.main(["plot", str(out)]) == 1
+    assert cli.main(["plot", str(out)]) == 2
     err = capsys.readouterr().err
     assert "pip install 'jumpsim[plot]'" in err and err.strip().count("\n") == 0
 
@@ -179,3 +179,139 @@ def test_splitting_lines_say_what_is_resolved():
     assert "rate not resolved: no crossing of the first interface" in text(**rate, rate_high=2e-4, flux_crossings=0)
     old = text(**{**rate, "rate_low": None}, rate_high=None, flux_crossings=7)
     assert "rate not resolved" in old and "k <=" not in old and " = 0 [" not in old
+
+
+# ------------------------------------------------------------------------------------------ a researcher's first hour
+
+
+def test_bare_command_prints_usage_and_version(capsys):
+    assert cli.main([]) == 0 and "usage: jumpsim" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"jumpsim {jumpsim.__version__}"
+
+
+def test_keys_is_the_config_reference_and_cannot_drift(capsys):
+    """`jumpsim keys` names every key of every section with its meaning; `--toml` is a file of the defaults that
+    loads back into the default Config."""
+    import dataclasses
+    import tomllib
+
+    from jumpsim import config
+
+    assert cli.main(["keys"]) == 0
+    text = capsys.readouterr().out
+    for section, cls in config.SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            assert f"{section}.{f.name}" in text and config.HELP[f"{section}.{f.name}"] in text
+    assert cli.main(["keys", "--toml"]) == 0
+    raw = tomllib.loads(capsys.readouterr().out)
+    assert config.from_dict(raw) == config.Config()
+
+
+def test_more_seeds_extend_a_dataset_as_one_run_would(tmp_path, capsys, tiny_overrides):
+    """`--seeds 8` then `--seeds 16` into the same --out (default chunk 1024): the new seeds are simulated, the old
+    kept, and the runs equal one run of 16 seeds; a dataset whose trajectories came from another trajectory
+    version is refused in one line, nothing written."""
+    import pandas as pd
+
+    base = [o for o in tiny_overrides if not o.startswith(("run.seeds", "run.chunk"))]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli.main(["run", "--out", str(two), "--quiet", "--seeds", "8"] + _set(base)) == 0
+    assert cli.main(["run", "--out", str(two), "--quiet", "--seeds", "16"] + _set(base)) == 0
+    assert cli.main(["run", "--out", str(one), "--quiet", "--seeds", "16"] + _set(base)) == 0
+    a, b = (jumpsim.read_table(d, "runs").sort_values("seed").reset_index(drop=True) for d in (one, two))
+    pd.testing.assert_frame_equal(a, b)
+    assert cli.main(["check", str(two)]) == 0
+    exp = two / "experiments.parquet"
+    t = pd.read_parquet(exp)
+    t["trajectory_version"] = 0
+    t.to_parquet(exp)
+    capsys.readouterr()
+    assert cli.main(["run", "--out", str(two), "--quiet", "--seeds", "24"] + _set(base)) == 2
+    err = capsys.readouterr().err
+    assert "trajectories differ" in err and err.strip().count("\n") == 0
+    assert len(jumpsim.read_table(two, "runs")) == 16
+
+
+def test_a_shard_without_chunks_is_refused_before_anything_is_written(tmp_path, capsys, tiny_overrides):
+    out = tmp_path / "d"
+    args = ["run", "--out", str(out), "--quiet", "--shard", "0/4"] + _set(tiny_overrides + ["run.chunk=6"])
+    assert cli.main(args) == 2
+    assert "has no chunks" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("command", ["summarize", "plot", "list", "compare"])
+def test_commands_on_a_folder_that_is_no_dataset_exit_2(tmp_path, capsys, command):
+    (tmp_path / "empty").mkdir()
+    extra = ["a", "b"] if command == "compare" else []
+    assert cli.main([command, str(tmp_path / "empty"), *extra]) == 2
+    assert "not a jumpsim dataset" in capsys.readouterr().err
+    assert not any((tmp_path / "empty").iterdir())  # (plot wrote no blank figure)
+
+
+def test_plot_into_a_missing_folder_exits_2(ran, tmp_path, capsys):
+    out, _, _ = ran
+    assert cli.main(["plot", str(out), "--out", str(tmp_path / "nope" / "f.png")]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_a_truncated_part_is_named_repaired_and_recomputed(ran, tmp_path, capsys):
+    """A part file cut short: summarize names it and the repair in one line (exit 2); `check --repair` removes
+    it with its chunk's runs part; rerunning the same command recomputes the chunk: the same tables as before."""
+    import shutil
+
+    src, args, _ = ran
+    out = tmp_path / "d"
+    shutil.copytree(src, out)
+    before = jumpsim.read_table(out, "events").sort_values(["seed", "step"]).reset_index(drop=True)
+    (part,) = (out / "events").rglob("part-*.parquet")
+    part.write_bytes(part.read_bytes()[:100])
+    assert cli.main(["summarize", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert part.name in err and "--repair" in err and err.strip().count("\n") == 0
+    assert cli.main(["check", str(out)]) == 1
+    assert cli.main(["check", str(out), "--repair"]) == 1  # (the runs part is gone: seeds missing until the rerun)
+    assert "removed" in capsys.readouterr().out
+    assert cli.main([*args[:2], str(out), *args[3:]]) == 0
+    assert cli.main(["check", str(out)]) == 0
+    after = jumpsim.read_table(out, "events").sort_values(["seed", "step"]).reset_index(drop=True)
+    assert after.equals(before)
+
+
+def test_experiments_of_a_sweep_can_be_told_apart(tmp_path, capsys, tiny_overrides):
+    """Headers, the JSON summary, `jumpsim list` and the plot legend name the settings that differ; summarize
+    keeps the order experiments were run in; a burn-in past the horizon says so."""
+    out = tmp_path / "sweep"
+    sets = [o for o in tiny_overrides if not o.startswith("train.lr")]
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "lr-sweep"\n[sweep]\n"train.lr" = [0.1, 0.05]\n')
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"] + _set(sets)) == 0
+    text = capsys.readouterr().out
+    assert "train.lr=0.1:" in text and "train.lr=0.05:" in text
+    assert cli.main(["summarize", str(out)]) == 0
+    s = capsys.readouterr().out
+    assert s.index("train.lr=0.1:") < s.index("train.lr=0.05:")  # as run
+    assert cli.main(["summarize", str(out), "--json"]) == 0
+    exps = json.loads(capsys.readouterr().out)["experiments"]
+    assert [e["differs"] for e in exps] == [{"train.lr": 0.1}, {"train.lr": 0.05}]
+    assert exps[0]["config"]["train"]["lr"] == 0.1
+    assert cli.main(["list", str(out)]) == 0
+    assert "lr-sweep" in capsys.readouterr().out
+    assert cli.main(["summarize", str(out), "--burn-in", "100000"]) == 0
+    assert "not shorter than the longest horizon" in capsys.readouterr().out
+
+
+def test_an_unconverged_gd_start_is_reported_and_can_be_refused(tmp_path, capsys, tiny_overrides):
+    sets = tiny_overrides + ['model.init="gd"', "model.gd_steps=5"]
+    assert cli.main(["run", "--out", str(tmp_path / "a"), "--quiet"] + _set(sets)) == 0
+    assert "not a critical point" in capsys.readouterr().out
+    assert cli.main(["list", str(tmp_path / "a")]) == 0 and "not a critical point" in capsys.readouterr().out
+    args = ["run", "--out", str(tmp_path / "b"), "--quiet"] + _set(sets + ["model.require_minimum=true"])
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "model.require_minimum" in err and err.strip().count("\n") == 0 and not (tmp_path / "b").exists()
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path, capsys, tiny_overrides):
+    assert cli.main(["run", "--out", str(tmp_path / "d")] + _set(tiny_overrides)) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "seed-steps" in err

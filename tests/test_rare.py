@@ -310,3 +310,47 @@ def test_bad_proposal_settings_exit_2_naming_the_key(tmp_path, capsys, bad, key)
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert key in err and err.strip().count("\n") == 0 and not (tmp_path / "x").exists()
+
+
+def test_path_bound_is_a_lower_bound_below_brute_force(tmp_path, capsys, brute_p):
+    """rare.bracket: a greedy path of draws from the start and plain runs from its end bound P from below; the
+    bound sits below brute force's estimate (with room: it is (1/K)^m times a Clopper-Pearson lower end), is in
+    the JSON summary with its path length, and its work is counted."""
+    out = tmp_path / "d"
+    sets = BASE + ["rare.particles=16", "rare.replicas=2", "rare.bracket=true", "rare.bracket_trials=64"]
+    assert cli.main(["rare", "--out", str(out), "--quiet"] + [a for o in sets for a in ("--set", o)]) == 0
+    capsys.readouterr()
+    assert cli.main(["summarize", str(out), "--json"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)["splitting"]
+    p_bf, var_bf = brute_p
+    assert r["log10_p_lower_bound"] is not None and r["lower_bound_draws"] > 0
+    assert 10 ** r["log10_p_lower_bound"] < p_bf - 5 * np.sqrt(var_bf)
+    plain = jumpsim.load_config(None, BASE + ["rare.particles=16", "rare.replicas=2"])
+    assert rare.estimate_id(plain) != r["estimate_id"]  # the bracket's settings name the estimate
+
+
+def test_an_interrupted_estimate_says_what_is_kept_and_resumes(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after the first saved engine state: the message says it is saved; `check` and `summarize` say a
+    splitting estimate is in progress and how to resume (not "no runs parts"); the rerun says it resumes, finishes,
+    and leaves no rare_state folder behind."""
+    out = tmp_path / "d"
+    args = ["rare", "--out", str(out), "--quiet"] + [a for o in BASE + SPLIT for a in ("--set", o)]
+    save = rare._Checkpoint.__call__
+
+    def save_then_stop(self, st, now):
+        t = save(self, st, now)
+        if self.path.exists():
+            raise KeyboardInterrupt
+        return t
+
+    monkeypatch.setattr(rare._Checkpoint, "__call__", save_then_stop)
+    assert cli.main(args) == 130
+    assert "engine state of its last finished iteration is saved" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert cli.main(["check", str(out)]) == 0
+    assert "in progress" in capsys.readouterr().out
+    assert cli.main(["summarize", str(out)]) == 0
+    assert "rerun the same jumpsim rare command to resume" in capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert "resuming from the saved engine state" in capsys.readouterr().out
+    assert not (out / "rare_state").exists()

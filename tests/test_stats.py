@@ -538,3 +538,21 @@ def test_replica_interval_covers_with_extinct_replicas():
         assert m == pytest.approx(x.mean() / 100)
     assert 0.925 <= cover / n <= 0.975 and t_cover < cover, (cover, t_cover)
     assert np.isnan(stats.replica_interval([0.0, 0.0, 0.3])[1]) and stats.replica_interval([0.5, 0.9, 1.0])[2] <= 1
+
+
+def test_compare_times_seeds_from_their_first_passage_when_none_start_there():
+    """Seeds start at rank 5 and pass through 3 on the way to 2: compare from 3 to 2 times each from its first
+    passage to <= 3 (A: 100 steps later, B: 300), and says so."""
+    import pandas as pd
+
+    rows, pas = [], []
+    for cid, gap in (("a", 100), ("b", 300)):
+        for seed in range(20):
+            rows.append({"config_id": cid, "seed": seed, "status": "ok", "steps": 1000, "horizon": 1000})
+            for lv, step in ((4, 50), (3, 200), (2, 200 + gap)):
+                pas.append({"config_id": cid, "seed": seed, "start_rank": 5, "level": lv, "step": step})
+    runs, passages = pd.DataFrame(rows), pd.DataFrame(pas)
+    events = pd.DataFrame(columns=["config_id", "seed", "step", "rank_before", "rank_after", "direction"])
+    runs["initial_rank"], runs["events_overflow"] = 5, 0
+    res = stats.compare(runs, passages, events, "a", "b", 3, 2)
+    assert res["from"] == "passage" and res["p_a"] == res["p_b"] == 1.0 and res["logrank_p_value"] < 1e-6

@@ -8,6 +8,7 @@ section, ``_toml`` files, overrides, ``extends`` and sweeps.
 from ..errors import ConfigError
 from ._schema import (
     EXECUTION_ONLY,
+    HELP,
     ID_FORMAT,
     LATER_KEYS,
     OPTIMIZER_KEYS,
@@ -23,6 +24,7 @@ from ._schema import (
     TrainConfig,
     config_id,
     rare_settings,
+    reference,
     to_dict,
 )
 from ._sections import PROPOSALS, RARE_METHODS, from_dict, problem_shape

@@ -77,6 +77,7 @@ class ModelConfig:
     gd_steps: int = 20000
     gd_lr: float = 0.05
     seed: int = 0  # key of the single gaussian start that init = "gd" converges from
+    require_minimum: bool = False  # init = "gd": refuse a start that is not a critical point
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,13 @@ class RareConfig:
     # importance sampling of the drawn entries (jumpsim.proposals); "uniform" is plain SGD
     proposal: str = "uniform"  # "uniform" | "static" (cross-entropy tilt) | "lookahead" (one-step score change)
     mixture: float = 0.1  # eps of the defensive mixture (1 - eps) q_tilt + eps uniform: a draw's ratio <= 1/eps
-    gate: float = 0.05  # lookahead: tilt only where some entry's step raises the score by at least this
+    gate: float = 0.2  # lookahead: tilt only where some entry's step raises the score by at least this
     kl: float = 1.0  # lookahead: beta such that the tilt's KL divergence from uniform is at most this (nats)
     lookahead_every: int = 10  # lookahead: steps between refreshes of the tilt (divides detect.every)
     cem_rounds: int = 3  # static: rounds of the cross-entropy fit
+    # the bracket's lower end: a greedy path of draws and plain continuations from its end (jumpsim.bracket)
+    bracket: bool = False
+    bracket_trials: int = 256  # plain continuations per probe of the path
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ SECTIONS = {
 }
 # Settings that change how a run executes but not what it computes (excluded from config_id).
 EXECUTION_ONLY = {
+    "model": {"require_minimum"},
     "run": {"seeds", "seed_offset", "chunk", "trace_seeds"},
     "rare": {f.name for f in dataclasses.fields(RareConfig)},
 }
@@ -201,13 +206,16 @@ PROPOSAL_KEYS = {
 
 def rare_settings(cfg: Config) -> dict:
     """The [rare] section as a splitting estimate records it: every key, except the proposal's keys where they do
-    not act and ``proposal`` itself when it is "uniform" (plain SGD, what every earlier estimate ran)."""
+    not act, ``proposal`` itself when it is "uniform" (plain SGD, what every earlier estimate ran) and the
+    bracket's keys when it is off."""
     d = dataclasses.asdict(cfg.rare)
     acting = PROPOSAL_KEYS[cfg.rare.proposal]
     for k in {k for keys in PROPOSAL_KEYS.values() for k in keys} - set(acting):
         d.pop(k)
     if cfg.rare.proposal == "uniform":
         d.pop("proposal")
+    if not cfg.rare.bracket:
+        d.pop("bracket"), d.pop("bracket_trials")
     return d
 
 
@@ -233,6 +241,10 @@ def to_dict(cfg: Config) -> dict:
             for other, keys in OPTIMIZER_KEYS.items():  # parameters of the other optimizers do not act
                 for k in keys if other != cfg.train.optimizer else ():
                     sec.pop(k)
+        if name == "rare":  # the proposal's and the bracket's keys only where they act
+            sec = rare_settings(cfg)
+        if name == "model" and not sec["require_minimum"]:  # (a check, not a setting: named only when on)
+            sec.pop("require_minimum")
         out[name] = {k: v for k, v in sec.items() if v is not None}
     return out
 
@@ -268,3 +280,109 @@ def config_id(cfg: Config) -> str:
         d["model"].pop("init_file", None)
     text = json.dumps({"schema": ID_FORMAT, **d}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# what every key means, for ``jumpsim keys`` (the config reference is printed from here and the defaults above,
+# so it cannot drift from the code; a test checks that every key has a line)
+HELP = {
+    "name": "the experiment's name (datasets go to results/<name> by default); not part of config_id",
+    "problem.n": "rows of the target A*",
+    "problem.m": "columns of the target",
+    "problem.rank": "true rank r*: A* = U V^T with Gaussian factors, scaled to unit RMS entries",
+    "problem.observed": "fraction of entries in the observed set Omega, in (0, 1]",
+    "problem.seed": "seed of the target and of Omega",
+    "problem.file": "instead: an .npz with arrays target (n x m) and mask (n x m bool)",
+    "model.depth": "L >= 2 layers (L = 2 is the convex nuclear-norm case; multiple minima need L >= 3)",
+    "model.width": "hidden width w",
+    "model.init": '"gaussian" (each seed its own draw) | "file" | "gd" (every seed from one GD minimum)',
+    "model.init_scale": "W entries ~ N(0, init_scale^2 / fan_in)",
+    "model.init_file": 'for init = "file": arrays W1 ... WL (W1 applied first)',
+    "model.gd_steps": 'for init = "gd": full-batch gradient descent steps from one gaussian start ...',
+    "model.gd_lr": "... at this step and the ridge at step 0",
+    "model.seed": 'key of that one gaussian start (init = "gd")',
+    "model.require_minimum": 'init = "gd": refuse a start that is not a critical point (gradient norm > 1e-4)',
+    "train.lr": "eta, or a schedule table (kind = constant | piecewise | periodic)",
+    "train.ridge": "lambda, or a schedule table; 2 lr ridge < 1",
+    "train.batch": 'observed entries per step, drawn with replacement; "full" = gradient descent',
+    "train.loss": '"mean" | "sum" of squared errors over Omega (sum scales the gradient by |Omega|)',
+    "train.steps": "horizon T, a multiple of detect.every",
+    "train.optimizer": '"sgd" | "momentum" | "adam"; the ridge is added to the gradient first (coupled)',
+    "train.momentum": 'optimizer = "momentum": heavy-ball coefficient',
+    "train.nesterov": 'optimizer = "momentum": Nesterov\'s variant',
+    "train.b1": 'optimizer = "adam": first-moment decay',
+    "train.b2": 'optimizer = "adam": second-moment decay',
+    "train.eps": 'optimizer = "adam": denominator offset',
+    "detect.every": "check period K: the rank is counted every K steps",
+    "detect.threshold": "tau: a singular value of A above it counts toward the rank",
+    "detect.relative": "tau relative to sigma_max",
+    "detect.persist": "consecutive checks a new rank must hold before it counts as a jump",
+    "detect.max_events": "event buffer per seed (runs.events_overflow counts the rest)",
+    "detect.absorbing": "count visits to the paper's absorbing set B_r at every check (~6 % of a run)",
+    "detect.absorbing_rank": "r of B_r (default: problem.rank)",
+    "detect.balance_tol": "B_r: max_l |W_{l+1}^T W_{l+1} - W_l W_l^T|_F / max_l |W_l|_F^2 <= balance_tol",
+    "detect.norm_bound": "B_r: sum_l |W_l|_F^2 <= norm_bound (default: no bound)",
+    "run.seeds": "seeds simulated (ids seed_offset .. seed_offset + seeds - 1); not part of config_id",
+    "run.seed_offset": "first seed id",
+    "run.chunk": "seeds per compiled batch (memory); never changes a result",
+    "run.dtype": '"float32" | "float64"',
+    "run.trace_seeds": "the first seeds whose per-check values go to the traces table",
+    "run.backend": '"xla" | "pallas" (fused GPU kernel, plain SGD) | "pallas-interpret" (the same on a CPU, tests)',
+    "rare.method": '"tams": P(jump within train.steps) | "rate": escape rate per step | "is": importance sampling',
+    "rare.particles": "particles per replica",
+    "rare.replicas": "independent replicas (intervals come from their spread)",
+    "rare.kill_fraction": "splitting kills at least this fraction per iteration (all ties)",
+    "rare.score": '"sigma": progress of sigma_r(A) toward tau on a log scale | "layers": the same per layer',
+    "rare.direction": '"down": rank <= start - 1 | "up": rank >= start + 1',
+    "rare.flux_seeds": "rate: brute-force trajectories of the flux phase, shared out over the replicas",
+    "rare.flux_steps": "rate: steps of each (0 = train.steps)",
+    "rare.basin": "rate: the basin is score <= basin (default: a pilot run's median)",
+    "rare.interface": 'rate: first interface (default: the pilot\'s 99th percentile, at least 0.2; "pNN": its NN-th)',
+    "rare.max_steps": "rate: cap on one particle's steps (reported when hit)",
+    "rare.max_iterations": "cap on a replica's kill steps (reported when hit: biased)",
+    "rare.seed": "seed of the estimate's randomness",
+    "rare.proposal": '"uniform" (plain SGD) | "static" (cross-entropy tilt) | "lookahead" (one-step score change)',
+    "rare.mixture": "eps of the defensive mixture (1 - eps) tilt + eps uniform: a draw's ratio <= 1/eps",
+    "rare.gate": "lookahead: tilt only where some entry's step raises the score by at least this",
+    "rare.kl": "lookahead: the tilt's KL divergence from uniform, in nats (its cost in log weight per step)",
+    "rare.lookahead_every": "lookahead: steps between refreshes of the tilt (divides detect.every)",
+    "rare.cem_rounds": "static: rounds of the cross-entropy fit",
+    "rare.bracket": "also search a path for the bracket's lower bound on P (shard of replica 0)",
+    "rare.bracket_trials": "bracket: plain continuations per probe of the path",
+}
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, Schedule):
+        return _toml_value(v.values[0])
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return repr(v)
+
+
+def reference(toml: bool = False) -> str:
+    """Every config key with its default and meaning (``HELP``): one ``section.key = default  # meaning`` line
+    each, or (``toml``) a commented TOML file of the defaults, keys without a default commented out."""
+    rows = [("name", Config().name)]
+    for section, cls in SECTIONS.items():
+        rows += [(f"{section}.{f.name}", getattr(cls(), f.name)) for f in dataclasses.fields(cls)]
+    if not toml:
+        width = max(len(f"{k} = {_toml_value(v)}") for k, v in rows if v is not None)
+        return "\n".join(
+            f"{f'{k} = {_toml_value(v)}' if v is not None else f'{k} (unset)':<{width}}  # {HELP[k]}" for k, v in rows
+        )
+    other_optimizers = {
+        f"train.{k}" for o, keys in OPTIMIZER_KEYS.items() if o != TrainConfig().optimizer for k in keys
+    }
+    out, current = [], None
+    for k, v in rows:
+        section, _, key = k.rpartition(".")
+        if section != current and section:
+            out += ["", f"[{section}]"]
+            current = section
+        line = f"{key} = {_toml_value(v)}" if v is not None else f"# {key} = ..."
+        if k in other_optimizers:  # (set only with their optimizer)
+            line = f"# {line}"
+        out.append(f"{line:<30}  # {HELP[k]}")
+    return "\n".join(out).lstrip("\n")

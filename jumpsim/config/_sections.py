@@ -186,6 +186,7 @@ def model(s: dict) -> ModelConfig:
         gd_steps=_int("model.gd_steps", s.get("gd_steps", d.gd_steps), lo=1),
         gd_lr=_float("model.gd_lr", s.get("gd_lr", d.gd_lr), positive=True),
         seed=_int("model.seed", s.get("seed", d.seed), lo=0),
+        require_minimum=_bool("model.require_minimum", s.get("require_minimum", d.require_minimum)),
     )
     if mo.init == "file" and mo.init_file is None:
         raise ConfigError("model.init_file", 'is required when model.init = "file"')
@@ -296,6 +297,8 @@ def rare(s: dict, detect: DetectConfig) -> RareConfig:
         kl=_float("rare.kl", s.get("kl", d.kl), positive=True),
         lookahead_every=_int("rare.lookahead_every", s.get("lookahead_every", d.lookahead_every), lo=1),
         cem_rounds=_int("rare.cem_rounds", s.get("cem_rounds", d.cem_rounds), lo=1),
+        bracket=_bool("rare.bracket", s.get("bracket", d.bracket)),
+        bracket_trials=_int("rare.bracket_trials", s.get("bracket_trials", d.bracket_trials), lo=1),
     )
     if r.kill_fraction >= 1:
         raise ConfigError("rare.kill_fraction", f"must be in (0, 1) (got {r.kill_fraction:g})")

@@ -1,12 +1,13 @@
 """Datasets on disk: the tables' schemas (``schemas``), the directory layout, atomic Parquet writes and readers
 (``io``), brute-force rows (``runs``), splitting rows (``rare_rows``) and ``check``."""
 
-from .check import check_dataset
+from .check import check_dataset, in_progress_line, repair
 from .io import (
     config_ids,
     experiment_row,
     part_path,
     part_ranges,
+    rare_in_progress,
     rare_part_path,
     read_dataset,
     read_table,

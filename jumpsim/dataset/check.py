@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .io import config_ids, part_path, part_ranges, temporaries
-from .schemas import REQUIRED, SCHEMA_VERSION, SCHEMAS, schema_ok
+from ..splitting.state import saved_progress
+from .io import config_ids, part_path, part_ranges, rare_in_progress, temporaries
+from .schemas import REQUIRED, SCHEMA_VERSION, SCHEMAS, TABLES, schema_ok
 
 
 def _expected_seeds(cfg: dict) -> tuple[int, int]:
@@ -73,11 +74,43 @@ def _check_rare(out: Path, cid: str, problems: list[str], facts: list[str]) -> b
     return bool(parts)
 
 
+def in_progress_line(cid: str, path: Path) -> str:
+    """One line on a splitting estimate shard that started and has not finished (its saved engine state)."""
+    s = saved_progress(path)
+    return (
+        f"config_id={cid}: splitting estimate {path.stem.split('-')[0]} in progress (replicas "
+        f"{path.stem.split('-', 1)[1].replace('-', '..')}: {s['done']} of {s['replicas']} done, up to iteration "
+        f"{s['iterations']}, {s['periods']:,} periods simulated); rerun the same jumpsim rare command to resume"
+    )
+
+
+def repair(out: str | Path) -> list[str]:
+    """Remove every unreadable part file of the brute-force tables together with the runs part of its chunk (the
+    runs part marks a chunk done), so that rerunning the command that wrote the dataset recomputes that chunk.
+    Returns what was removed."""
+    out = Path(out)
+    removed = []
+    for cid in config_ids(out):
+        for name in TABLES:
+            for a, b in part_ranges(out, name, cid):
+                path = part_path(out, name, cid, a, b)
+                try:
+                    pq.read_table(path)
+                except Exception:
+                    for t in (name, "runs"):
+                        p = part_path(out, t, cid, a, b)
+                        if p.exists():
+                            p.unlink()
+                            removed.append(str(p.relative_to(out)))
+    return removed
+
+
 def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
     """(problems, facts). Problems: unreadable or mis-typed part files, temporary files,
     seeds missing or present more than once per config (against the seeds the newest run of
     that config asked for), parts whose rows lie outside their name's seed range, runs parts
-    without their events/passages parts, and events or passages inconsistent with runs."""
+    without their events/passages parts, and events or passages inconsistent with runs. Facts: what each
+    experiment holds, and splitting estimates still in progress (a saved engine state)."""
     out = Path(out)
     problems: list[str] = []
     facts: list[str] = []
@@ -100,6 +133,10 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
         cfg = json.loads(row.config)
         lo, hi = _expected_seeds(cfg)
         has_rare = _check_rare(out, cid, problems, facts)
+        for c, path in rare_in_progress(out):
+            if c == cid:
+                facts.append(in_progress_line(cid, path))
+                has_rare = True
         frames = {}
         for name in ("runs", "events", "passages"):
             parts = []
@@ -108,7 +145,10 @@ def check_dataset(out: str | Path) -> tuple[list[str], list[str]]:
                 try:
                     t = pq.read_table(path)
                 except Exception as e:
-                    problems.append(f"{path.relative_to(out)}: unreadable ({e.__class__.__name__}: {e})")
+                    problems.append(
+                        f"{path.relative_to(out)}: unreadable ({e.__class__.__name__}); `jumpsim check {out} --repair` "
+                        "removes it, and rerunning the command that wrote it recomputes the chunk"
+                    )
                     continue
                 if not schema_ok(name, t.schema):
                     problems.append(

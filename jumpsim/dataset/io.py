@@ -109,12 +109,30 @@ def config_ids(out: str | Path) -> list[str]:
     return sorted(ids)
 
 
-def part_ranges(out: str | Path, table: str, config_id: str) -> list[tuple[int, int]]:
-    """(first seed, last seed) of every part file of one table and config, sorted."""
+def rare_in_progress(out: str | Path) -> list[tuple[str, Path]]:
+    """(config_id, saved engine state) of every splitting estimate shard that started and has not finished."""
+    root = Path(out) / "rare_state"
+    if not root.is_dir():
+        return []
+    return sorted((d.name.split("=", 1)[1], p) for d in root.iterdir() if d.is_dir() for p in d.glob("*.npz"))
+
+
+def part_ranges(out: str | Path, table: str, config_id: str, readable: bool = False) -> list[tuple[int, int]]:
+    """(first seed, last seed) of every part file of one table and config, sorted; with ``readable`` only the
+    parts whose Parquet footer reads (a truncated file is work to redo)."""
     d = Path(out) / table / f"config_id={config_id}"
     if not d.is_dir():
         return []
-    return sorted((int(m[1]), int(m[2])) for m in (_PART.match(p.name) for p in d.iterdir()) if m)
+    parts = [(m, p) for m, p in ((_PART.match(p.name), p) for p in d.iterdir()) if m]
+    return sorted((int(m[1]), int(m[2])) for m, p in parts if not readable or _readable(p))
+
+
+def _readable(path: Path) -> bool:
+    try:
+        pq.read_metadata(path)
+        return True
+    except Exception:
+        return False
 
 
 def experiment_row(cfg, info: dict, versions: dict) -> pa.Table:
@@ -178,7 +196,14 @@ def read_table(out: str | Path, name: str) -> pd.DataFrame:
     part = ds.partitioning(pa.schema([("config_id", pa.string())]), flavor="hive")
     dataset = ds.dataset(root, format="parquet", partitioning=part, schema=schema)
     for frag in dataset.get_fragments():
-        _require_columns(name, Path(frag.path), frag.physical_schema.names)
+        path = Path(frag.path)
+        if not _readable(path):
+            raise ConfigError(
+                str(path),
+                f"unreadable part file (truncated or damaged); run `jumpsim check {out} --repair` to remove it, then "
+                "rerun the command that wrote it to recompute that chunk",
+            )
+        _require_columns(name, path, frag.physical_schema.names)
     return dataset.to_table().to_pandas()
 
 

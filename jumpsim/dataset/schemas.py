@@ -165,9 +165,16 @@ LATER_COLUMNS = {
         ("weight_max", pa.float64()),
         ("log10_w_sd", pa.float64()),
     ],
+    # schema version 5: the version of the trajectories that wrote the experiment's runs (null before: 1)
+    "experiments": [("trajectory_version", pa.int32())],
     # schema version 5: the proposal the particles ran ("uniform" when null) and the path lower bound of the
     # bracket (null where not computed)
-    "rare": [("proposal", pa.string()), ("p_lower_bound", pa.float64())],
+    "rare": [
+        ("proposal", pa.string()),
+        ("p_lower_bound", pa.float64()),
+        ("log10_p_lower_bound", pa.float64()),  # (the bound of a long path underflows a float64)
+        ("lower_bound_draws", pa.int64()),  # m0: the steps of the path the bound was found at
+    ],
 }
 for _name, _cols in LATER_COLUMNS.items():
     for _f in _cols:

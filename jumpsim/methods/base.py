@@ -167,11 +167,15 @@ def weight_line(r: dict) -> list[str]:
 
 def bracket_line(r: dict, pct: str) -> list[str]:
     """[path lower bound, level-curve upper bound] where no two-sided estimate exists."""
-    lo, hi = r.get("p_lower_bound"), r.get("p_bound")
-    if lo is None or not (unresolved(r) or r["p_low"] is None or r.get("resolved") is False):
+    lg, hi = r.get("log10_p_lower_bound"), r.get("p_bound")
+    if lg is None or not (unresolved(r) or r["p_low"] is None or r.get("resolved") is False):
         return []
-    width = f", {np.log10(hi / lo):.1f} decades wide" if hi is not None and lo > 0 and hi > 0 else ""
-    return [f"    bracket: {fmt(lo)} <= {event(r)} <= {fmt(hi)} ({pct} lower and upper bounds{width})"]
+    lo = fmt(r["p_lower_bound"]) if r["p_lower_bound"] else f"10^{lg:.0f}"
+    width = f", {np.log10(hi) - lg:.1f} decades wide" if hi is not None and hi > 0 else ""
+    return [
+        f"    bracket: {lo} <= {event(r)} <= {fmt(hi)} (lower: a path of {r['lower_bound_draws']:,} draws and "
+        f"plain runs from its end; upper: the level curve; each {pct}{width})"
+    ]
 
 
 def unresolved(r: dict) -> bool:

@@ -192,7 +192,9 @@ def _rate_lines(r: dict, pct: str) -> list[str]:
             f"{fmt_rate(r['flux'] or 0)} x P(target before basin) {fmt(r['p_ab'])}, {r['flux_crossings']} crossings"
         ]
     ci = (
-        f"[{fmt_rate(r['rate_low'])}, {fmt_rate(r['rate_high'])}] ({pct}"
+        f"[0, {fmt_rate(r['rate_high'])}] ({pct}, only the flux's bound: see below"
+        if r["rate_low"] == 0
+        else f"[{fmt_rate(r['rate_low'])}, {fmt_rate(r['rate_high'])}] ({pct}"
         if r["rate_low"] is not None
         else "[?, ?] (no interval: written before jumpsim's schema 3, whose replicas shared crossings"
     )

@@ -42,5 +42,5 @@ from .probe import lockstep_speed
 from .rate import estimate_rate
 from .results import LEVEL_GRID, EngineState, Log10, RateResult, TamsLog, TamsResult, combine
 from .slots import MAX_BATCH, ROUND, SlotMeter, flux_batch, table_size
-from .state import load_state, save_state
+from .state import load_state, save_state, saved_progress
 from .tams import estimate

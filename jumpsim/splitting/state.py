@@ -33,3 +33,19 @@ def load_state(path, init) -> EngineState:
         raise ValueError(f"{path}: not an engine state of this jumpsim version ({len(leaves)} arrays)")
     leaves = [jax.random.wrap_key_data(jnp.asarray(x), impl=IMPL) if _is_key(k) else x for x, k in zip(leaves, kinds)]
     return jax.tree.unflatten(treedef, leaves)
+
+
+def saved_progress(path) -> dict:
+    """How far a saved engine state got, without the particle's structure: its replicas' kill steps (max and min
+    over those still running), how many are done, and the periods simulated."""
+    fields = EngineState._fields
+    with np.load(path) as f:
+        n = len(f.files)
+        leaf = lambda name: f[f"arr_{n - (len(fields) - fields.index(name))}"]  # the fields after ``origin``
+        it, done, steps = leaf("iteration"), leaf("done"), leaf("steps")
+    return {
+        "iterations": int(it.max()) if len(it) else 0,
+        "replicas": len(it),
+        "done": int(done.sum()),
+        "periods": int(steps.sum()),
+    }

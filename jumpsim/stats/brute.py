@@ -104,6 +104,16 @@ def _passage_times(runs: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _through(pt: pd.DataFrame, cid: str, start_rank: int, level_rank: int) -> pd.DataFrame:
+    """Passage rows of config `cid` from rank <= `start_rank` to rank <= `level_rank` for the seeds that started
+    above `start_rank` and reached it: time from the first step at <= start_rank (reached / censored as above)."""
+    g = pt[(pt.config_id == cid) & (pt.start_rank > start_rank)]
+    t0 = g[(g.level == start_rank) & g.reached].set_index("seed").time
+    end = g[g.level == level_rank].set_index("seed")
+    end = end[end.index.isin(t0.index)]
+    return end.assign(time=end.time - t0.reindex(end.index)).reset_index()
+
+
 def _km(times: np.ndarray, reached: np.ndarray, level: float):
     """scipy Kaplan-Meier fit (survival = not yet reached) and its log-log band, or None
     when nothing was reached."""
@@ -283,12 +293,19 @@ def compare(
 ) -> dict:
     """Config a vs config b for first passage from ``start_rank`` to rank <= ``level_rank``:
     difference of probabilities within the horizon, log-rank test of the passage-time curves,
-    and the ratio of the jump rates out of ``start_rank`` downwards."""
+    and the ratio of the jump rates out of ``start_rank`` downwards. Seeds that start at ``start_rank`` are
+    timed from step 0; where none of one experiment does, its seeds are timed from their first passage to rank
+    <= ``start_rank`` (``from`` says which: "start" or "passage")."""
     pt = _passage_times(runs, passages)
     sel = lambda cid: pt[(pt.config_id == cid) & (pt.start_rank == start_rank) & (pt.level == level_rank)]
     ga, gb = sel(a), sel(b)
+    frm = "start"
     if ga.empty or gb.empty:
-        raise ValueError(f"no seeds start at rank {start_rank} with level {level_rank} in both {a} and {b}")
+        ga, gb, frm = _through(pt, a, start_rank, level_rank), _through(pt, b, start_rank, level_rank), "passage"
+    if ga.empty or gb.empty:
+        raise ValueError(
+            f"no seeds start at or pass through rank {start_rank} on their way to <= {level_rank} in both {a} and {b}"
+        )
     diff = proportion_difference(int(ga.reached.sum()), len(ga), int(gb.reached.sum()), len(gb), level)
     data = lambda g: sps.CensoredData(uncensored=g.time[g.reached].to_numpy(), right=g.time[~g.reached].to_numpy())
     logrank_p = float(sps.logrank(data(ga), data(gb)).pvalue) if (ga.reached.any() or gb.reached.any()) else 1.0
@@ -303,6 +320,7 @@ def compare(
     return {
         "a": a,
         "b": b,
+        "from": frm,
         "start_rank": start_rank,
         "level": level_rank,
         "p_a": int(ga.reached.sum()) / len(ga),

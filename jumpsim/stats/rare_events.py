@@ -82,6 +82,8 @@ def splitting(
         "resolved",
         "hits",
         "p_lower_bound",
+        "log10_p_lower_bound",
+        "lower_bound_draws",
     ]
     out = []
     for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
@@ -109,10 +111,23 @@ def splitting(
         rec["resolved"] = not methods.base.carried_by_few(rec)
         if not rec["resolved"]:  # no interval: the weights say a few paths carry the estimate
             rec.update(p_low=np.nan, p_high=np.nan, rate_low=np.nan, rate_high=np.nan)
-        lb = g.p_lower_bound.dropna() if "p_lower_bound" in g else g.iloc[:0]
-        rec["p_lower_bound"] = float(lb.max()) if len(lb) else np.nan
+        rec.update(_lower_bound(g))
         out.append(rec)
     return pd.DataFrame(out, columns=cols)
+
+
+def _lower_bound(g: pd.DataFrame) -> dict:
+    """The path lower bound of the bracket (``jumpsim.bracket``) from an estimate's shard rows (the shard of
+    replica 0 computes it; NaN where none did, as before schema 5)."""
+    nan = {"p_lower_bound": np.nan, "log10_p_lower_bound": np.nan, "lower_bound_draws": np.nan}
+    if "log10_p_lower_bound" not in g or g.log10_p_lower_bound.isna().all():
+        return nan
+    row = g.loc[g.log10_p_lower_bound.idxmax()]
+    return {
+        "p_lower_bound": float(row.p_lower_bound),
+        "log10_p_lower_bound": float(row.log10_p_lower_bound),
+        "lower_bound_draws": int(row.lower_bound_draws),
+    }
 
 
 def _stalled(reps, iterations, cid, eid, n: int) -> dict:

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import dynamics
+from .errors import ConfigError
 
 F32 = jnp.float32
 
@@ -182,3 +183,52 @@ def fit_static(
         q = np.maximum(q, 1e-6 / k_obs)
         q = q / q.sum()
     return np.log(q).astype(np.float32), rounds * particles * periods
+
+
+def weighted_particles(plain, cfg, su, progress: Callable):
+    """The particles ``plain`` (``rare.Particles`` of plain SGD, ``progress`` their score's xi) with their entries
+    drawn from the proposal of ``rare.proposal``, each carrying its log likelihood ratio (``Weighted``); the rate
+    form's flux phase keeps plain SGD. ``su``: the experiment's ``setup.Setup``."""
+    rc, data, dyn, det = cfg.rare, su.data, su.dynamics, su.detection
+    if dyn.batch is None:
+        raise ConfigError("rare.proposal", 'full-batch gradient descent draws no entries: use "uniform"')
+    k = data.n_observed
+
+    def init(key):
+        return Weighted(plain.init(key), jnp.float32(0.0), jnp.zeros(k, jnp.int32))
+
+    def period(w, key, t, logits, every):
+        return tilted_period(w, key, t, data, dyn, det, logits, every, rc.mixture)
+
+    setup_steps = 0
+    if rc.proposal == "static":
+        theta, fit_periods = fit_static(
+            init,
+            lambda w, key, t, th: period(w, key, t, static_logits(th), dyn.every),
+            lambda w: plain.score(w.seed),
+            k,
+            periods=cfg.train.steps // dyn.every,
+            particles=rc.particles,
+            rounds=rc.cem_rounds,
+            seed=rc.seed,
+            eps=rc.mixture,
+        )
+        logits, every, cost, setup_steps = static_logits(theta), dyn.every, dyn.every, fit_periods * dyn.every
+    else:  # lookahead: every refresh evaluates the step on each of the k entries
+        logits = lookahead_logits(progress, data, dyn, rc.gate, rc.kl)
+        every, cost = rc.lookahead_every, dyn.every + dyn.every // rc.lookahead_every * k
+
+    def flux_advance(w, key, t):
+        return w._replace(seed=plain.advance(w.seed, key, t))
+
+    return plain._replace(
+        init=init,
+        advance=lambda w, key, t: period(w, key, t, logits, every),
+        score=lambda w: plain.score(w.seed),
+        state_bytes=plain.state_bytes + 4 + 4 * k,
+        weight=lambda w: w.log_w,
+        flux_advance=flux_advance,
+        period_cost=cost,
+        setup_steps=setup_steps,
+        proposal=rc.proposal,
+    )

@@ -174,55 +174,7 @@ def particles(cfg: Config, su: Setup | None = None) -> Particles:
         period_cost=dyn.every,
         progress=progress,
     )
-    return plain if cfg.rare.proposal == "uniform" else _proposed(plain, cfg, su, progress)
-
-
-def _proposed(plain: Particles, cfg: Config, su: Setup, progress: Callable) -> Particles:
-    """The particles of `plain` with their entries drawn from the proposal of ``rare.proposal``, each carrying
-    its log likelihood ratio (``proposals.Weighted``); the rate form's flux phase keeps plain SGD."""
-    rc, data, dyn, det = cfg.rare, su.data, su.dynamics, su.detection
-    if dyn.batch is None:
-        raise ConfigError("rare.proposal", 'full-batch gradient descent draws no entries: use "uniform"')
-    k = data.n_observed
-
-    def init(key):
-        return proposals.Weighted(plain.init(key), jnp.float32(0.0), jnp.zeros(k, jnp.int32))
-
-    def period(w, key, t, logits, every):
-        return proposals.tilted_period(w, key, t, data, dyn, det, logits, every, rc.mixture)
-
-    setup_steps = 0
-    if rc.proposal == "static":
-        theta, fit_periods = proposals.fit_static(
-            init,
-            lambda w, key, t, th: period(w, key, t, proposals.static_logits(th), dyn.every),
-            lambda w: plain.score(w.seed),
-            k,
-            periods=cfg.train.steps // dyn.every,
-            particles=rc.particles,
-            rounds=rc.cem_rounds,
-            seed=rc.seed,
-            eps=rc.mixture,
-        )
-        logits, every, cost, setup_steps = proposals.static_logits(theta), dyn.every, dyn.every, fit_periods * dyn.every
-    else:  # lookahead: every refresh evaluates the step on each of the k entries
-        logits = proposals.lookahead_logits(progress, data, dyn, rc.gate, rc.kl)
-        every, cost = rc.lookahead_every, dyn.every + dyn.every // rc.lookahead_every * k
-
-    def flux_advance(w, key, t):
-        return w._replace(seed=plain.advance(w.seed, key, t))
-
-    return plain._replace(
-        init=init,
-        advance=lambda w, key, t: period(w, key, t, logits, every),
-        score=lambda w: plain.score(w.seed),
-        state_bytes=plain.state_bytes + 4 + 4 * k,
-        weight=lambda w: w.log_w,
-        flux_advance=flux_advance,
-        period_cost=cost,
-        setup_steps=setup_steps,
-        proposal=rc.proposal,
-    )
+    return plain if cfg.rare.proposal == "uniform" else proposals.weighted_particles(plain, cfg, su, progress)
 
 
 # --------------------------------------------------------------------------------------

@@ -4,17 +4,13 @@ through the same slot table as splitting (no kill steps), so the interval and di
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-import jax.numpy as jnp
-import numpy as np
-
-from . import keys
-from .ams import Spec, check_sizes, start
+from .ams import check_sizes
 from .results import EngineState, TamsResult, tams_result_of
-from .slots import MAX_BATCH, SlotMeter, batch_cap
+from .slots import MAX_BATCH, SlotMeter
+from .tams import fixed_horizon, population
 
 
 def estimate_is(
@@ -40,25 +36,7 @@ def estimate_is(
     with no iterations (and no level curve); ``replica_weight_sq`` / ``replica_weight_max`` say how many paths
     carry each replica's estimate."""
     check_sizes(particles, replicas, 0.5)
-    spec = Spec(
-        advance=advance,
-        score=score,
-        horizon=int(horizon),
-        basin=-math.inf,
-        n=particles,
-        k=1,
-        seed=seed,
-        max_iterations=0,
-        max_batch=batch_cap(max_batch),
-        naive_ties=False,
-        weight=weight,
-        meter=meter,
-    )
+    spec = fixed_horizon(advance, score, horizon, particles, 1, seed, 0, max_batch, weight, meter)
     if state is None:
-        ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
-        states, kd = keys.init_population(init, jnp.int32(seed), jnp.asarray(ids), particles)
-        state = start(spec, states, kd, ids)
-        state = state._replace(done=np.ones(replicas, bool))
-        if on_iteration is not None:
-            on_iteration(state)
+        state = population(spec, init, replicas, replica_offset, on_iteration, done=True)
     return tams_result_of(state, horizon, level)

@@ -47,7 +47,17 @@ def estimate(
     particles run.
     """
     k = check_sizes(particles, replicas, kill_fraction)
-    spec = Spec(
+    spec = fixed_horizon(advance, score, horizon, particles, k, seed, max_iterations, max_batch, weight, meter)
+    spec = spec._replace(naive_ties=_naive_ties)
+    if state is None:
+        state = population(spec, init, replicas, replica_offset, on_iteration)
+    st = iterate(spec, state, on_iteration)
+    return tams_result_of(st, horizon, level)
+
+
+def fixed_horizon(advance, score, horizon, particles, k, seed, max_iterations, max_batch, weight, meter) -> Spec:
+    """The engine's settings for runs from ``init`` to a fixed horizon (no basin): TAMS and plain IS."""
+    return Spec(
         advance=advance,
         score=score,
         horizon=int(horizon),
@@ -57,15 +67,20 @@ def estimate(
         seed=seed,
         max_iterations=max_iterations,
         max_batch=batch_cap(max_batch),
-        naive_ties=_naive_ties,
+        naive_ties=False,
         weight=weight,
         meter=meter,
     )
-    if state is None:
-        ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
-        states, kd = keys.init_population(init, jnp.int32(seed), jnp.asarray(ids), particles)
-        state = start(spec, states, kd, ids)
-        if on_iteration is not None:
-            on_iteration(state)
-    st = iterate(spec, state, on_iteration)
-    return tams_result_of(st, horizon, level)
+
+
+def population(spec: Spec, init, replicas: int, replica_offset: int, on_iteration, done: bool = False) -> EngineState:
+    """The engine state after the initial population of replicas replica_offset.. (each ``spec.n`` particles from
+    ``init``) ran; ``done`` marks every replica finished (no kill steps: plain IS). Handed to `on_iteration`."""
+    ids = np.arange(replica_offset, replica_offset + replicas, dtype=np.int32)
+    states, kd = keys.init_population(init, jnp.int32(spec.seed), jnp.asarray(ids), spec.n)
+    state = start(spec, states, kd, ids)
+    if done:
+        state = state._replace(done=np.ones(replicas, bool))
+    if on_iteration is not None:
+        on_iteration(state)
+    return state

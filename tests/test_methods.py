@@ -40,3 +40,38 @@ def test_rate_defaults_put_the_interface_above_the_fluctuations():
     p90 = rate_method.levels(xi, None, "p90")[1]
     assert p90 == pytest.approx(np.quantile(xi, 0.9)) and p90 < rate_method.INTERFACE_FLOOR
     assert jumpsim.load_config(None, ['rare.interface="p97.5"']).rare.interface == "p97.5"
+
+
+def _tams_row(**kw) -> dict:
+    row = dict(
+        estimate_id="e0",
+        method="tams",
+        score="sigma",
+        start_rank=3,
+        level=2,
+        direction="down",
+        horizon=1000,
+        replicas=2,
+        particles=32,
+        extinct=0,
+        seed_steps=10_000,
+        proposal="uniform",
+        resolved=True,
+        p=0.2,
+        p_low=0.0179,
+        p_high=1.0,
+        p_bound=0.56,
+        bound_level=0.8,
+        log10_p_lower_bound=None,
+        stalled_level=None,
+    )
+    return {**row, **kw}
+
+
+def test_tams_shows_the_level_bound_where_it_is_tighter_than_the_interval():
+    """Two replicas leave the interval's upper end at 1 while the level curve bounds p by 0.56: both are shown,
+    so the printed interval does not contradict the bound in the JSON; a looser bound is not printed."""
+    lines = "\n".join(methods.get("tams").lines(_tams_row(), "95%"))
+    assert "[0.0179, 1]" in lines and "bound from the level curve: P(rank <= 2 within 1,000 steps) <= 0.56" in lines
+    lines = "\n".join(methods.get("tams").lines(_tams_row(p_high=0.4, p_bound=0.9), "95%"))
+    assert "bound from the level curve" not in lines

@@ -102,7 +102,9 @@ def lines(r: dict, pct: str) -> list[str]:
         out.append(f"    {base.event(r)} not resolved: no replica reached the target")
     else:
         out.append(base.p_line(r, pct))
-    weak = r.get("resolved") is False
+    # few replicas leave the interval's upper end loose (up to 1): the level curve's bound, tighter, is shown too
+    loose = r.get("p_bound") is not None and r.get("p_high") is not None and r["p_bound"] < r["p_high"]
+    weak = r.get("resolved") is False or loose
     return out + base.bound_lines(r, pct, weak=weak) + base.bracket_line(r, pct) + base.extinct_lines(r)
 
 

@@ -28,7 +28,8 @@ ROOT_KEY = 0  # fold_in(key(ROOT_KEY), seed id): seed i means the same noise in 
 # the version of a seed's trajectory: raised whenever a change of the numerics makes the same seed of the same
 # config take another path (even in the last bits); recorded with every dataset, so that a dataset is never
 # extended by code that draws different trajectories
-TRAJECTORY_VERSION = 1
+# 1: the vmapped per-seed step everywhere; 2: on a CPU, plain SGD with a minibatch runs seeds innermost (``lanes``)
+TRAJECTORY_VERSION = 2
 
 
 def float64_scope():
@@ -194,8 +195,20 @@ def sgd_step(params: model.Params, opt_state, key: jax.Array, t, data: Data, dyn
     if dyn.batch is None:
         grads = model.full_grads(params, data.rows, data.cols, data.values, dyn.scale)
         return update(params, opt_state, grads, t, dyn)
-    idx = jax.random.randint(jax.random.fold_in(key, t), (dyn.batch,), 0, data.n_observed, dtype=jnp.int32)
-    return entries_step(params, opt_state, idx, t, data, dyn)
+    return entries_step(params, opt_state, draw(key, t, dyn.batch, data.n_observed), t, data, dyn)
+
+
+def draw(key: jax.Array, t, batch: int, n_observed: int) -> jax.Array:
+    """The ``batch`` observed entries (B,) int32 that step ``t`` samples with replacement: randint with the
+    noise fold_in(key, t)."""
+    return jax.random.randint(jax.random.fold_in(key, t), (batch,), 0, n_observed, dtype=jnp.int32)
+
+
+def draws(key: jax.Array, t0, steps: int, batch: int, n_observed: int) -> jax.Array:
+    """``draw`` for the steps t0 .. t0 + steps - 1 in one call, (steps, B): the same entries, hashed all at once
+    (on a CPU the hash is a loop of small operations; per step, over a batch of seeds, it cost half the step)."""
+    ts = jnp.asarray(t0, jnp.int32) + jnp.arange(steps, dtype=jnp.int32)
+    return jax.vmap(lambda t: draw(key, t, batch, n_observed))(ts)
 
 
 def entries_step(params: model.Params, opt_state, idx: jax.Array, t, data: Data, dyn: Dynamics):
@@ -227,10 +240,21 @@ def update(params: model.Params, opt_state, grads: model.Params, t, dyn: Dynamic
 def advance(s: SeedState, t0, data: Data, dyn: Dynamics) -> SeedState:
     """K = ``dyn.every`` SGD steps from step ``t0`` (a fixed-length scan, no branches)."""
 
-    def body(carry, t):
-        return sgd_step(*carry, s.key, t, data, dyn), None
+    ts = t0 + jnp.arange(dyn.every, dtype=jnp.int32)
+    if dyn.batch is None:
 
-    (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), t0 + jnp.arange(dyn.every, dtype=jnp.int32))
+        def body(carry, t):
+            return sgd_step(*carry, s.key, t, data, dyn), None
+
+        (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), ts)
+    else:
+
+        def body(carry, x):
+            t, idx = x
+            return entries_step(*carry, idx, t, data, dyn), None
+
+        idx = draws(s.key, t0, dyn.every, dyn.batch, data.n_observed)
+        (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), (ts, idx))
     return s._replace(params=params, opt_state=opt_state)
 
 

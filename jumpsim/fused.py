@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
-from . import files, model
+from . import dynamics, files, model
 
 F32 = jnp.float32
 I32 = jnp.int32
@@ -114,13 +114,8 @@ def unsupported_reason(
 
 def draw_indices(seed_keys: jax.Array, t0, K: int, batch: int, k_obs: int) -> jax.Array:
     """(S, K, B) int32 indices into the observed entries for steps t0 .. t0+K-1: for seed s and
-    step t, randint(fold_in(seed_keys[s], t), (B,), 0, k_obs), the draws of ``kernel.py``."""
-    ts = jnp.asarray(t0, I32) + jnp.arange(K, dtype=I32)
-
-    def one(key):
-        return jax.vmap(lambda t: jax.random.randint(jax.random.fold_in(key, t), (batch,), 0, k_obs, dtype=I32))(ts)
-
-    return jax.vmap(one)(seed_keys)
+    step t, randint(fold_in(seed_keys[s], t), (B,), 0, k_obs): ``dynamics.draws`` of each seed."""
+    return jax.vmap(lambda key: dynamics.draws(key, t0, K, batch, k_obs))(seed_keys)
 
 
 def sgd_steps_xla(params, rows, cols, vals, idx, lr, ridge, scale: float):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import dynamics, fused, model, spectrum
+from . import dynamics, fused, lanes, model, spectrum
 from . import problem as problem_lib
 from .config import Config
 from .devices import AXIS, LANES
@@ -53,11 +53,13 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
     su = setup(cfg, prob)
     data, dyn, detection = su.data, su.dynamics, su.detection
     mesh = seed_mesh(devices)
-    steps = (
-        _fused_steps(cfg, su, mesh)
-        if cfg.run.backend != "xla"
-        else jax.vmap(partial(dynamics.advance, data=data, dyn=dyn), in_axes=(0, None))
-    )
+    block = lanes_block(cfg, su, mesh)
+    if cfg.run.backend != "xla":
+        steps = _fused_steps(cfg, su, mesh)
+    elif block:
+        steps = _lanes_steps(su, block)
+    else:
+        steps = jax.vmap(partial(dynamics.advance, data=data, dyn=dyn), in_axes=(0, None))
 
     def advance_local(states, t0, n_checks: int, trace: bool):
         check = jax.vmap(partial(dynamics.check, data=data, detection=detection, trace=trace), in_axes=(0, None))
@@ -93,7 +95,39 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
 
     final = jax.jit(jax.shard_map(final_local, mesh=mesh, in_specs=(seeds,), out_specs=seeds))
     wrap = dynamics.with_float64
-    return Kernel(wrap(init), wrap(advance), wrap(final), su, LANES * mesh.size)
+    return Kernel(wrap(init), wrap(advance), wrap(final), su, (block or LANES) * mesh.size)
+
+
+def lanes_block(cfg: Config, su: Setup, mesh: jax.sharding.Mesh) -> int:
+    """Seeds per block of the seeds-innermost step (``jumpsim.lanes``), or 0 where the vmapped per-seed step
+    runs: the lanes step is the xla backend's plain SGD with a minibatch on a CPU (elsewhere: other
+    optimizers, full-batch descent, GPUs)."""
+    cpu = mesh.devices.flat[0].platform == "cpu"
+    if not (cpu and cfg.run.backend == "xla" and cfg.train.optimizer == "sgd" and cfg.train.batch is not None):
+        return 0
+    return lanes.block_size(sum(a * b for a, b in su.shapes) * jnp.dtype(cfg.run.dtype).itemsize)
+
+
+def _period_draws(states: dynamics.SeedState, t0, su: Setup, dtype) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """What the K steps of a period from ``t0`` take for a batch of seeds: the drawn entries (S, K, B) and the
+    schedule's lr and ridge (K,) in ``dtype``, as the per-seed step draws and evaluates them."""
+    dyn, k_obs = su.dynamics, su.data.n_observed
+    idx = jax.vmap(lambda key: dynamics.draws(key, t0, dyn.every, dyn.batch, k_obs))(states.key)
+    t = t0 + jnp.arange(dyn.every, dtype=jnp.int32)
+    lr, ridge = (jnp.asarray(jax.vmap(f)(t), dtype) for f in (dyn.lr, dyn.ridge))
+    return idx, lr, ridge
+
+
+def _lanes_steps(su: Setup, block: int) -> Callable:
+    """``(states, t0) -> states``: the K SGD steps of a period for a batch of seeds, seeds innermost."""
+    data, dyn = su.data, su.dynamics
+
+    def steps(states: dynamics.SeedState, t0) -> dynamics.SeedState:
+        idx, lr, ridge = _period_draws(states, t0, su, jnp.dtype(dyn.dtype))
+        params = lanes.sgd_steps(states.params, data.rows, data.cols, data.values, idx, lr, ridge, dyn.scale, block)
+        return states._replace(params=params)
+
+    return steps
 
 
 def _fused_steps(cfg: Config, su: Setup, mesh: jax.sharding.Mesh) -> Callable:
@@ -109,12 +143,9 @@ def _fused_steps(cfg: Config, su: Setup, mesh: jax.sharding.Mesh) -> Callable:
     if why:
         raise ConfigError("run.backend", why)
     data, dyn = su.data, su.dynamics
-    ks = np.arange(dyn.every, dtype=np.int32)
 
     def steps(states: dynamics.SeedState, t0) -> dynamics.SeedState:
-        t = t0 + ks
-        idx = fused.draw_indices(states.key, t0, dyn.every, dyn.batch, data.n_observed)
-        lr, ridge = (jnp.asarray(jax.vmap(f)(t), jnp.float32) for f in (dyn.lr, dyn.ridge))
+        idx, lr, ridge = _period_draws(states, t0, su, jnp.float32)
         params = fused.sgd_steps_pallas(
             states.params, data.rows, data.cols, data.values, idx, lr, ridge, dyn.scale, interpret=interpret
         )

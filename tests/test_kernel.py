@@ -62,7 +62,7 @@ def test_float32_state_stays_float32(tiny):
 def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     cfg = tiny()
     k = kernel.build(cfg)
-    seeds = jnp.arange(32, dtype=jnp.int32)  # a multiple of LANES x devices, as run_chunk pads
+    seeds = jnp.arange(k.pad_to, dtype=jnp.int32)  # as run_chunk pads
     clean = k.init(seeds)
     bad = k.init(seeds)
     bad = bad._replace(params=tuple(w.at[2].multiply(1e6) for w in bad.params))  # seed 2 blows up
@@ -70,9 +70,10 @@ def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     clean, _ = k.advance(clean, jnp.int32(0), n_checks=n_checks)
     bad, _ = k.advance(bad, jnp.int32(0), n_checks=n_checks)
     clean, bad = jax.device_get(clean), jax.device_get(bad)
-    assert bool(bad.diverged[2]) and not bool(np.any(np.delete(bad.diverged, 2)))
+    # (of the 256 seeds of a padded batch some diverge at lr 0.1 anyway: the others are as in the clean run)
+    assert bool(bad.diverged[2]) and np.array_equal(np.delete(bad.diverged, 2), np.delete(clean.diverged, 2))
     assert 0 < int(bad.stop_step[2]) <= cfg.train.steps
-    keep = [i for i in range(32) if i != 2]
+    keep = [i for i in range(k.pad_to) if i != 2]
     _assert_same_state(_rows(clean, keep), _rows(bad, keep))
     assert all(np.all(np.isfinite(np.asarray(w))) for w in bad.last_params + bad.params)
     final = k.final(bad)
@@ -80,10 +81,13 @@ def test_diverging_seed_is_marked_and_neighbours_unchanged(tiny):
     # traces mark the diverged seed's checks with rank -1 and NaN
     _, obs = k.advance(bad, jnp.int32(cfg.train.steps), n_checks=1, trace=True)
     assert int(obs.rank[0, 2]) == -1 and np.isnan(obs.loss[0, 2]) and int(obs.rank[0, 0]) >= 0
-    res = dataset.ChunkResult(np.arange(32), bad, *(np.asarray(x) for x in final), None)
+    res = dataset.ChunkResult(np.arange(k.pad_to), bad, *(np.asarray(x) for x in final), None)
     runs = chunk_tables(res, cfg.train.steps, cfg.detect.every, k.setup.detection).runs.to_pandas()
-    assert list(runs.status[:4]) == ["ok", "ok", "diverged", "ok"] and (runs.status == "ok").sum() == 31
-    assert runs.steps[2] == bad.stop_step[2] and (runs.steps[keep] == cfg.train.steps).all()
+    assert (
+        list(runs.status[:4]) == ["ok", "ok", "diverged", "ok"]
+        and (runs.status == "ok").sum() == k.pad_to - 1 - np.delete(clean.diverged, 2).sum()
+    )
+    assert runs.steps[2] == bad.stop_step[2] and (runs.steps[keep][~clean.diverged[keep]] == cfg.train.steps).all()
 
 
 def test_traces_replay_the_same_trajectories(tiny):
@@ -130,7 +134,7 @@ def test_compiled_program_highest_precision_donated_no_collectives(tiny):
 
     cfg = tiny()
     k = kernel.build(cfg)
-    states = k.init(jnp.arange(32, dtype=jnp.int32))
+    states = k.init(jnp.arange(k.pad_to, dtype=jnp.int32))
     with dynamics.float64_scope():
         lowered = k.advance.__wrapped__.lower(states, jnp.int32(0), n_checks=2)
         text = lowered.as_text()
@@ -156,11 +160,10 @@ def test_schedules_act_at_their_boundaries(tiny):
     periodic = tiny(
         "train.ridge.kind=periodic", "train.ridge.low=0.01", "train.ridge.high=0.05", "train.ridge.period=100"
     )
-    seeds = jnp.arange(16, dtype=jnp.int32)
 
     def states_at(cfg, checks):
         k = kernel.build(cfg)
-        s, _ = k.advance(k.init(seeds), jnp.int32(0), n_checks=checks)
+        s, _ = k.advance(k.init(jnp.arange(k.pad_to, dtype=jnp.int32)), jnp.int32(0), n_checks=checks)
         return jax.device_get(s.params)
 
     every = const.detect.every

@@ -37,7 +37,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jumpsim  # noqa: E402
-from jumpsim import kernel, model, runner
+from jumpsim import dynamics, kernel, model, runner
 from jumpsim import problem as problem_lib  # noqa: E402
 
 
@@ -341,6 +341,7 @@ def torch_batched(cfg, n_seeds: int, steps: int, compile: bool = False, device: 
     return {"seed_steps_per_s": n_seeds * steps / dt, "wall_s": dt, **info}
 
 
+@dynamics.with_float64  # float64 references, whatever the program's x64 setting
 def check_torch_step(tol: float = 1e-12) -> float | None:
     """One float64 step of ``torch_sgd_step`` from the same weights and sampled entries equals
     ``model.minibatch_grads`` + ``model.sgd_update`` seed by seed (depths 2-4, B = 1 and 5,

@@ -100,12 +100,12 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
 
 def lanes_block(cfg: Config, su: Setup, mesh: jax.sharding.Mesh) -> int:
     """Seeds per block of the seeds-innermost step (``jumpsim.lanes``), or 0 where the vmapped per-seed step
-    runs: the lanes step is the xla backend's plain SGD with a minibatch on a CPU (elsewhere: other
-    optimizers, full-batch descent, GPUs)."""
+    runs: the lanes step is the xla backend's plain SGD with a minibatch on a CPU, for layers up to
+    ``lanes.MAX_DIM`` wide (elsewhere: other optimizers, full-batch descent, wider layers, GPUs)."""
     cpu = mesh.devices.flat[0].platform == "cpu"
-    if not (cpu and cfg.run.backend == "xla" and cfg.train.optimizer == "sgd" and cfg.train.batch is not None):
-        return 0
-    return lanes.block_size(sum(a * b for a, b in su.shapes) * jnp.dtype(cfg.run.dtype).itemsize)
+    small = max(max(shape) for shape in su.shapes) <= lanes.MAX_DIM
+    plain = cfg.train.optimizer == "sgd" and cfg.train.batch is not None
+    return lanes.BLOCK if cpu and small and plain and cfg.run.backend == "xla" else 0
 
 
 def _period_draws(states: dynamics.SeedState, t0, su: Setup, dtype) -> tuple[jax.Array, jax.Array, jax.Array]:

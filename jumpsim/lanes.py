@@ -4,8 +4,8 @@ Under ``vmap`` the per-seed step keeps the seed axis in front, so a seed's small
 batch of tiny products that the CPU does not vectorise (at the default 20 x 20 they took half the step).
 Here every array carries the seeds last, W_l as (d_out, d_in, S): the gathered row and column (one-hot sums),
 the two matrix-vector chains, the rank-one gradients and the ridge update are all elementwise loops over the
-seeds, in SIMD lanes. Seeds run in blocks (``block_size``) so that a block's weights stay in a core's L2 cache for
-the K steps of a check period.
+seeds, in SIMD lanes. Seeds run in blocks of ``BLOCK``, whose weights stay in a core's cache for the K steps of a
+check period.
 
 The math is ``model.minibatch_grads`` followed by ``model.sgd_update`` with the draws of ``dynamics.draws``;
 sums run in another order, so a seed's trajectory differs from the vmapped step's in the last bits (hence
@@ -20,16 +20,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import model
-from .devices import LANES
 
-CACHE_BYTES = 160 * 1024  # a block's weights, at most (and at least LANES seeds)
-MAX_BLOCK = 32  # blocks of 32 to 128 seeds ran at the same rate; small blocks pad small runs less
-
-
-def block_size(seed_bytes: int) -> int:
-    """Seeds per block for weights of ``seed_bytes`` per seed: a multiple of ``LANES`` (full SIMD vectors),
-    at most ``MAX_BLOCK``, fewer where a block would outgrow ``CACHE_BYTES``."""
-    return max(LANES, min(MAX_BLOCK, CACHE_BYTES // seed_bytes // LANES * LANES))
+BLOCK = 32  # seeds per block: 16 ran at half the rate (per-operation overhead), 64-128 no faster
+MAX_DIM = 32  # widest layer the lanes step runs: at n = w = 40 the vmapped step was faster (0.64 vs 0.56 M/s)
 
 
 def grads(params: model.Params, rows: jax.Array, cols: jax.Array, values: jax.Array, scale: float) -> model.Params:

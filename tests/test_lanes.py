@@ -70,18 +70,13 @@ def test_a_seed_does_not_depend_on_its_block():
 
 
 def test_the_kernel_takes_the_lanes_step_for_plain_sgd_on_a_cpu(tiny):
-    """Plain SGD with a minibatch on the CPU runs seeds innermost, padded to whole blocks per device; momentum
-    and full-batch descent keep the vmapped per-seed step (and 16-seed padding)."""
+    """Plain SGD with a minibatch on the CPU runs seeds innermost, padded to whole blocks per device; momentum,
+    full-batch descent and layers wider than lanes.MAX_DIM keep the vmapped per-seed step (and 16-seed padding)."""
     mesh = devices.mesh()
     cfg = tiny()
-    block = kernel.lanes_block(cfg, setup.setup(cfg), mesh)
-    assert block == lanes.MAX_BLOCK
-    assert kernel.build(cfg).pad_to == block * mesh.size
-    for other in (tiny('train.optimizer="momentum"'), tiny('train.batch="full"')):
+    assert kernel.lanes_block(cfg, setup.setup(cfg), mesh) == lanes.BLOCK and lanes.BLOCK % devices.LANES == 0
+    assert kernel.build(cfg).pad_to == lanes.BLOCK * mesh.size
+    wide = f"model.width={lanes.MAX_DIM + 1}"
+    for other in (tiny('train.optimizer="momentum"'), tiny('train.batch="full"'), tiny(wide)):
         assert kernel.lanes_block(other, setup.setup(other), mesh) == 0
-
-
-def test_block_size_keeps_a_block_in_cache():
-    assert lanes.block_size(4800) == 32  # default problem, float32
-    assert lanes.block_size(30_000) == devices.LANES  # n = w = 50: 16 seeds (480 kB), never fewer
-    assert lanes.block_size(400) == lanes.MAX_BLOCK
+    assert kernel.build(tiny(wide)).pad_to == devices.LANES * mesh.size

@@ -37,6 +37,7 @@ class Kernel(NamedTuple):
     final: Callable
     setup: Setup
     pad_to: int
+    step: str  # which code runs the SGD steps: a key of ``STEPS`` (``step_kind``)
 
     @property
     def start_params(self) -> model.Params | None:
@@ -53,11 +54,11 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
     su = setup(cfg, prob)
     data, dyn, detection = su.data, su.dynamics, su.detection
     mesh = seed_mesh(devices)
-    block = lanes_block(cfg, su, mesh)
-    if cfg.run.backend != "xla":
-        steps = _fused_steps(cfg, su, mesh)
-    elif block:
-        steps = _lanes_steps(su, block)
+    step = step_kind(cfg, su, mesh.devices.flat[0].platform)
+    if step in FUSED:
+        steps = _fused_steps(cfg, su, mesh, interpret=step == "pallas-interpret")
+    elif step == "lanes":
+        steps = _lanes_steps(su, lanes.BLOCK)
     else:
         steps = jax.vmap(partial(dynamics.advance, data=data, dyn=dyn), in_axes=(0, None))
 
@@ -80,7 +81,7 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
         local = partial(advance_local, n_checks=n_checks, trace=trace)
         out_specs = (seeds, jax.sharding.PartitionSpec(None, AXIS) if trace else None)
         # pallas_call outputs carry no varying-axis type: shard_map's check is off for the fused path
-        check_vma = cfg.run.backend == "xla"
+        check_vma = step not in FUSED
         return jax.shard_map(local, mesh=mesh, in_specs=(seeds, rep), out_specs=out_specs, check_vma=check_vma)(
             states, t0
         )
@@ -95,17 +96,43 @@ def build(cfg: Config, prob: problem_lib.Problem | None = None, devices=None) ->
 
     final = jax.jit(jax.shard_map(final_local, mesh=mesh, in_specs=(seeds,), out_specs=seeds))
     wrap = dynamics.with_float64
-    return Kernel(wrap(init), wrap(advance), wrap(final), su, (block or LANES) * mesh.size)
+    pad = (lanes.BLOCK if step == "lanes" else LANES) * mesh.size
+    return Kernel(wrap(init), wrap(advance), wrap(final), su, pad, step)
 
 
-def lanes_block(cfg: Config, su: Setup, mesh: jax.sharding.Mesh) -> int:
-    """Seeds per block of the seeds-innermost step (``jumpsim.lanes``), or 0 where the vmapped per-seed step
-    runs: the lanes step is the xla backend's plain SGD with a minibatch on a CPU, for layers up to
-    ``lanes.MAX_DIM`` wide (elsewhere: other optimizers, full-batch descent, wider layers, GPUs)."""
-    cpu = mesh.devices.flat[0].platform == "cpu"
+FUSED = ("pallas", "pallas-interpret")
+STEPS = {  # what each step kind is, as a run prints it
+    "pallas": "the fused Pallas kernel (GPU)",
+    "pallas-interpret": "the fused Pallas kernel in interpret mode (slow: for tests)",
+    "lanes": "XLA, seeds innermost (CPU)",
+    "vmap": "XLA, the per-seed step vmapped",
+}
+
+
+def step_kind(cfg: Config, su: Setup, platform: str) -> str:
+    """Which code runs the K SGD steps of a period on ``platform`` ("cpu", "gpu", ...), a key of ``STEPS``.
+
+    ``run.backend = "auto"`` (the default): the fused Pallas kernel where it runs (GPU, plain SGD with a
+    minibatch, float32, the sizes it holds on chip; 1.3-1.5x the XLA step on an H200), else the XLA step;
+    ``"xla"`` the XLA step always; ``"pallas"`` / ``"pallas-interpret"`` the kernel (an error where it cannot
+    run). The XLA step on a CPU runs seeds innermost (``jumpsim.lanes``) for plain SGD with a minibatch and
+    layers up to ``lanes.MAX_DIM`` wide; elsewhere (other optimizers, full-batch descent, wider layers, GPUs)
+    it is the per-seed step under ``vmap``."""
+    backend = cfg.run.backend
+    if backend in FUSED:
+        return backend
+    if backend == "auto" and _fused_unsupported(cfg, su, platform, False) is None:
+        return "pallas"
     small = max(max(shape) for shape in su.shapes) <= lanes.MAX_DIM
     plain = cfg.train.optimizer == "sgd" and cfg.train.batch is not None
-    return lanes.BLOCK if cpu and small and plain and cfg.run.backend == "xla" else 0
+    return "lanes" if platform == "cpu" and small and plain else "vmap"
+
+
+def _fused_unsupported(cfg: Config, su: Setup, platform: str, interpret: bool) -> str | None:
+    (width, m), n = su.shapes[0], su.shapes[-1][0]
+    return fused.unsupported_reason(
+        n, m, width, len(su.shapes), cfg.train.batch, cfg.run.dtype, cfg.train.optimizer, platform, interpret
+    )
 
 
 def _period_draws(states: dynamics.SeedState, t0, su: Setup, dtype) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -130,16 +157,11 @@ def _lanes_steps(su: Setup, block: int) -> Callable:
     return steps
 
 
-def _fused_steps(cfg: Config, su: Setup, mesh: jax.sharding.Mesh) -> Callable:
+def _fused_steps(cfg: Config, su: Setup, mesh: jax.sharding.Mesh, interpret: bool) -> Callable:
     """``(states, t0) -> states``: the K SGD steps of a period for a batch of seeds by the fused Pallas
-    kernel (``run.backend = "pallas"``), with the same keyed draws and schedule values as the XLA path.
-    Raises ConfigError naming run.backend where it cannot run."""
-    interpret = cfg.run.backend == "pallas-interpret"
-    (width, m), n = su.shapes[0], su.shapes[-1][0]
-    platform = mesh.devices.flat[0].platform
-    why = fused.unsupported_reason(
-        n, m, width, len(su.shapes), cfg.train.batch, cfg.run.dtype, cfg.train.optimizer, platform, interpret
-    )
+    kernel, with the same keyed draws and schedule values as the XLA path. Raises ConfigError naming
+    run.backend where it cannot run."""
+    why = _fused_unsupported(cfg, su, mesh.devices.flat[0].platform, interpret)
     if why:
         raise ConfigError("run.backend", why)
     data, dyn = su.data, su.dynamics

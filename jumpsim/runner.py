@@ -251,6 +251,8 @@ def run(
     report = RunReport(out=out)
     kernels = [sim.build(cfg) for cfg in configs]  # a failing gd start writes nothing
     bar = reporter(progress)
+    for step in dict.fromkeys(k.step for k in kernels):  # each choice of step code once
+        bar.note(f"SGD steps: {sim.STEPS[step]}")
     for cfg, kernel in zip(configs, kernels):
         note = start_note(cfg, kernel.info)
         if note:

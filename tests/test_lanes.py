@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jumpsim
 from jumpsim import devices, dynamics, fused, kernel, lanes, model, setup
 
 
@@ -74,9 +75,33 @@ def test_the_kernel_takes_the_lanes_step_for_plain_sgd_on_a_cpu(tiny):
     full-batch descent and layers wider than lanes.MAX_DIM keep the vmapped per-seed step (and 16-seed padding)."""
     mesh = devices.mesh()
     cfg = tiny()
-    assert kernel.lanes_block(cfg, setup.setup(cfg), mesh) == lanes.BLOCK and lanes.BLOCK % devices.LANES == 0
-    assert kernel.build(cfg).pad_to == lanes.BLOCK * mesh.size
+    assert kernel.step_kind(cfg, setup.setup(cfg), "cpu") == "lanes" and lanes.BLOCK % devices.LANES == 0
+    k = kernel.build(cfg)
+    assert k.step == "lanes" and k.pad_to == lanes.BLOCK * mesh.size
     wide = f"model.width={lanes.MAX_DIM + 1}"
     for other in (tiny('train.optimizer="momentum"'), tiny('train.batch="full"'), tiny(wide)):
-        assert kernel.lanes_block(other, setup.setup(other), mesh) == 0
-    assert kernel.build(tiny(wide)).pad_to == devices.LANES * mesh.size
+        assert kernel.step_kind(other, setup.setup(other), "cpu") == "vmap"
+    k = kernel.build(tiny(wide))
+    assert k.step == "vmap" and k.pad_to == devices.LANES * mesh.size
+
+
+def test_auto_backend_takes_the_fused_kernel_where_it_runs(tiny):
+    """run.backend = "auto" (the default): on a GPU (the platform given, not detected) the fused Pallas kernel for
+    plain float32 SGD with a minibatch, the XLA step for what the kernel does not run; "xla" never the kernel;
+    on a CPU the XLA step (seeds innermost). An explicit "pallas" stays what it asks."""
+    gpu = lambda cfg: kernel.step_kind(cfg, setup.setup(cfg), "gpu")  # noqa: E731
+    assert tiny().run.backend == "auto" and gpu(tiny()) == "pallas"
+    assert gpu(tiny('run.backend="xla"')) == "vmap"
+    for other in ('train.optimizer="adam"', 'run.dtype="float64"', 'train.batch="full"'):
+        assert gpu(tiny(other)) == "vmap", other
+    assert kernel.step_kind(tiny(), setup.setup(tiny()), "cpu") == "lanes"
+    assert gpu(tiny('run.backend="pallas"')) == "pallas"
+
+
+def test_auto_and_xla_name_the_same_experiment(tiny):
+    """The default moved from "xla" to "auto": configs that spell "xla" (and every default config) keep their
+    config_id, so their datasets are extended, not refused; "pallas" still names another experiment. The default
+    config's id is the one jumpsim gave before "auto" existed."""
+    assert tiny().config_id == tiny('run.backend="xla"').config_id == tiny('run.backend="auto"').config_id
+    assert tiny('run.backend="pallas"').config_id != tiny().config_id
+    assert jumpsim.load_config(None, []).config_id == "a37534da4439"  # as tests/test_config.py pins it

@@ -117,7 +117,9 @@ class RunConfig:
     chunk: int = 1024
     dtype: str = "float32"
     trace_seeds: int = 8
-    backend: str = "xla"  # "xla" | "pallas" (fused K-step kernel, plain SGD on GPUs) | "pallas-interpret" (CPU tests)
+    # "auto" (the fused kernel where it runs, else xla) | "xla" | "pallas" (fused K-step kernel, plain SGD on GPUs)
+    # | "pallas-interpret" (the kernel on a CPU, for tests); "auto" and "xla" name the same experiment
+    backend: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,8 @@ def config_id(cfg: Config) -> str:
         for k in keys:
             if k in d[section] and d[section][k] == getattr(SECTIONS[section](), k):
                 d[section].pop(k)
+    if d["run"].get("backend") == "xla":  # the default before "auto": the ids of its experiments stay
+        d["run"].pop("backend")
     if cfg.problem.file:
         d["problem"]["file"] = _file_digest(cfg.resolve(cfg.problem.file))
     if cfg.model.init_file and cfg.model.init == "file":
@@ -326,7 +330,8 @@ HELP = {
     "run.chunk": "seeds per compiled batch (memory); never changes a result",
     "run.dtype": '"float32" | "float64"',
     "run.trace_seeds": "the first seeds whose per-check values go to the traces table",
-    "run.backend": '"xla" | "pallas" (fused GPU kernel, plain SGD) | "pallas-interpret" (the same on a CPU, tests)',
+    "run.backend": '"auto" (the fused GPU kernel where it runs, else xla) | "xla" | "pallas" (fused GPU kernel, '
+    'plain SGD) | "pallas-interpret" (the same on a CPU, tests)',
     "rare.method": '"tams": P(jump within train.steps) | "rate": escape rate per step | "is": importance sampling',
     "rare.particles": "particles per replica",
     "rare.replicas": "independent replicas (intervals come from their spread)",

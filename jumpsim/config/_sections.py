@@ -264,7 +264,7 @@ def run(s: dict) -> RunConfig:
         chunk=_int("run.chunk", s.get("chunk", d.chunk), lo=1),
         dtype=_choice("run.dtype", s.get("dtype", d.dtype), ("float32", "float64")),
         trace_seeds=_int("run.trace_seeds", s.get("trace_seeds", d.trace_seeds), lo=0),
-        backend=_choice("run.backend", s.get("backend", d.backend), ("xla", "pallas", "pallas-interpret")),
+        backend=_choice("run.backend", s.get("backend", d.backend), ("auto", "xla", "pallas", "pallas-interpret")),
     )
     if r.seed_offset + r.seeds > 2**31:
         raise ConfigError("run.seeds", f"seed_offset + seeds must be <= 2**31 (got {r.seed_offset + r.seeds})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from .config import PROPOSALS, RARE_METHODS
 from .devices import use_cpu_devices
@@ -354,16 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        return {
-            "run": _cmd_run,
-            "rare": _cmd_rare,
-            "summarize": _cmd_summarize,
-            "plot": _cmd_plot,
-            "check": _cmd_check,
-            "compare": _cmd_compare,
-            "list": _cmd_list,
-            "keys": _cmd_keys,
-        }[args.command](args)
+        with warnings.catch_warnings():  # a library warning reads as one line, not as a source location
+            warnings.showwarning = _warning_line
+            return _dispatch(args)
     except (UsageError, ConfigError) as e:
         print(f"jumpsim: error: {e}", file=sys.stderr)
         return 2
@@ -388,3 +382,20 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _dispatch(args) -> int:
+    return {
+        "run": _cmd_run,
+        "rare": _cmd_rare,
+        "summarize": _cmd_summarize,
+        "plot": _cmd_plot,
+        "check": _cmd_check,
+        "compare": _cmd_compare,
+        "list": _cmd_list,
+        "keys": _cmd_keys,
+    }[args.command](args)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"jumpsim: warning: {message}", file=sys.stderr)

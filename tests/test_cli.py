@@ -315,3 +315,17 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path, capsys,
     assert cli.main(["run", "--out", str(tmp_path / "d")] + _set(tiny_overrides)) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "seed-steps" in err
+
+
+def test_a_library_warning_reads_as_one_line(monkeypatch, capsys):
+    """A warning raised under a command (e.g. "no crossing recorded in the flux phase") prints as one
+    "jumpsim: warning: ..." line, not as a source location and a code line."""
+    import warnings
+
+    def warn(args):
+        warnings.warn("splitting: no crossing recorded in the flux phase; rate = 0", RuntimeWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_keys", warn)
+    assert cli.main(["keys"]) == 0
+    assert capsys.readouterr().err == "jumpsim: warning: splitting: no crossing recorded in the flux phase; rate = 0\n"

@@ -75,3 +75,18 @@ def test_tams_shows_the_level_bound_where_it_is_tighter_than_the_interval():
     assert "[0.0179, 1]" in lines and "bound from the level curve: P(rank <= 2 within 1,000 steps) <= 0.56" in lines
     lines = "\n".join(methods.get("tams").lines(_tams_row(p_high=0.4, p_bound=0.9), "95%"))
     assert "bound from the level curve" not in lines
+
+
+def test_rate_bracket_takes_the_flux_bound_where_no_level_curve_exists():
+    """Rate form at small eta: no crossing of the first interface, so no level curve; the bracket's upper end is
+    the flux's bound on the rate turned into P within the horizon (never "<= ?")."""
+    row = dict(
+        _tams_row(method="rate", horizon=100_000, p=0.0, p_low=0.0, p_high=0.0141, p_bound=None, bound_level=None),
+        log10_p_lower_bound=-23789.0,
+        p_lower_bound=0.0,
+        lower_bound_draws=12_500,
+    )
+    (line,) = methods.base.bracket_line(row, "95%")
+    assert "10^-23789 <= P(rank <= 2 within 100,000 steps) <= 0.0141" in line and "flux's bound" in line
+    (line,) = methods.base.bracket_line({**row, "p_bound": 0.002}, "95%")
+    assert "<= 0.002 " in line and "the level curve" in line

@@ -167,14 +167,16 @@ def weight_line(r: dict) -> list[str]:
 
 def bracket_line(r: dict, pct: str) -> list[str]:
     """[path lower bound, level-curve upper bound] where no two-sided estimate exists."""
-    lg, hi = r.get("log10_p_lower_bound"), r.get("p_bound")
+    lg, hi, upper = r.get("log10_p_lower_bound"), r.get("p_bound"), "the level curve"
     if lg is None or not (unresolved(r) or r["p_low"] is None or r.get("resolved") is False):
         return []
+    if hi is None and r.get("p_high") is not None:  # rate form, no crossing: no level curve, the flux's bound
+        hi, upper = r["p_high"], "the flux's bound on the rate"
     lo = fmt(r["p_lower_bound"]) if r["p_lower_bound"] else f"10^{lg:.0f}"
     width = f", {np.log10(hi) - lg:.1f} decades wide" if hi is not None and hi > 0 else ""
     return [
         f"    bracket: {lo} <= {event(r)} <= {fmt(hi)} (lower: a path of {r['lower_bound_draws']:,} draws and "
-        f"plain runs from its end; upper: the level curve; each {pct}{width})"
+        f"plain runs from its end; upper: {upper}; each {pct}{width})"
     ]
 
 

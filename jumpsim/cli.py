@@ -380,10 +380,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _dispatch(args) -> int:
     return {
         "run": _cmd_run,
@@ -399,3 +395,7 @@ def _dispatch(args) -> int:
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"jumpsim: warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

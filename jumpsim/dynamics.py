@@ -205,8 +205,8 @@ def draw(key: jax.Array, t, batch: int, n_observed: int) -> jax.Array:
 
 
 def draws(key: jax.Array, t0, steps: int, batch: int, n_observed: int) -> jax.Array:
-    """``draw`` for the steps t0 .. t0 + steps - 1 in one call, (steps, B): the same entries, hashed all at once
-    (on a CPU the hash is a loop of small operations; per step, over a batch of seeds, it cost half the step)."""
+    """``draw`` for the steps t0 .. t0 + steps - 1 in one call, (steps, B): the same entries, for the steps that
+    take a whole period's draws at once (``jumpsim.lanes``, the fused kernel)."""
     ts = jnp.asarray(t0, jnp.int32) + jnp.arange(steps, dtype=jnp.int32)
     return jax.vmap(lambda t: draw(key, t, batch, n_observed))(ts)
 
@@ -240,21 +240,10 @@ def update(params: model.Params, opt_state, grads: model.Params, t, dyn: Dynamic
 def advance(s: SeedState, t0, data: Data, dyn: Dynamics) -> SeedState:
     """K = ``dyn.every`` SGD steps from step ``t0`` (a fixed-length scan, no branches)."""
 
-    ts = t0 + jnp.arange(dyn.every, dtype=jnp.int32)
-    if dyn.batch is None:
+    def body(carry, t):
+        return sgd_step(*carry, s.key, t, data, dyn), None
 
-        def body(carry, t):
-            return sgd_step(*carry, s.key, t, data, dyn), None
-
-        (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), ts)
-    else:
-
-        def body(carry, x):
-            t, idx = x
-            return entries_step(*carry, idx, t, data, dyn), None
-
-        idx = draws(s.key, t0, dyn.every, dyn.batch, data.n_observed)
-        (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), (ts, idx))
+    (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), t0 + jnp.arange(dyn.every, dtype=jnp.int32))
     return s._replace(params=params, opt_state=opt_state)
 
 

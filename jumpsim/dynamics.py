@@ -119,6 +119,7 @@ class Dynamics:
     optimizer: Optimizer
     every: int
     dtype: str = "float32"
+    sampling: str = "with_replacement"  # | "without_replacement": epochs of a fresh order of the observed entries
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,8 @@ class SeedState(NamedTuple):
     loss: jax.Array  # () train MSE on Omega at the last finite check
     test_error: jax.Array  # () MSE on the unobserved entries (nan if none)
     absorbing: Absorbing  # unchanged (zeros) unless Detection.absorbing
+    # sampling without replacement: the current epoch's order of the K observed entries (K,) int32; (0,) otherwise
+    order: jax.Array
 
 
 class Observation(NamedTuple):
@@ -211,6 +214,43 @@ def draws(key: jax.Array, t0, steps: int, batch: int, n_observed: int) -> jax.Ar
     return jax.vmap(lambda t: draw(key, t, batch, n_observed))(ts)
 
 
+def _epoch_permutation(key: jax.Array, epoch, batch: int, n_observed: int) -> jax.Array:
+    """The order (K,) int32 of epoch ``epoch`` (draws eK .. eK + K - 1): a permutation keyed by fold_in(key, s),
+    s the step whose draws begin it."""
+    begins = (jnp.asarray(epoch, jnp.int32) * n_observed) // batch
+    return jax.random.permutation(jax.random.fold_in(key, begins), n_observed).astype(jnp.int32)
+
+
+def draws_without_replacement(order: jax.Array, key: jax.Array, t0, steps: int, batch: int, n_observed: int):
+    """Sampling without replacement: the draws of steps t0 .. t0 + steps - 1, (steps, B) int32, and the epoch order
+    after them. Draw i = tB + b of a step is entry order_e[i mod K] of epoch e = i div K, each epoch a fresh order
+    (``_epoch_permutation``; B <= K). ``order`` (K,) is the order of the epoch under way at t0 (ignored when one
+    begins there): it rides in the state, so a cloned splitting particle finishes its parent's epoch, and a run
+    resumes mid-epoch; a brute-force seed's orders depend only on its key and the step (``epoch_order``)."""
+    first = jnp.asarray(t0, jnp.int32) * batch
+    i = first + jnp.arange(steps * batch, dtype=jnp.int32)
+    e0 = first // n_observed
+    n_epochs = (steps * batch - 1) // n_observed + 2  # the epochs a period's draws can touch (static)
+    fresh = jax.vmap(lambda j: _epoch_permutation(key, e0 + j, batch, n_observed))(jnp.arange(n_epochs))
+    orders = fresh.at[0].set(jnp.where(first % n_observed == 0, fresh[0], order))
+    j = i // n_observed - e0
+    return orders[j, i % n_observed].reshape(steps, batch), orders[j[-1]]
+
+
+def epoch_order(key: jax.Array, t, batch: int, n_observed: int) -> jax.Array:
+    """The epoch order (K,) in force after step ``t - 1`` of a brute-force seed with step key ``key``: what a run
+    resumed at step ``t`` starts from."""
+    return _epoch_permutation(key, (jnp.asarray(t, jnp.int32) * batch - 1) // n_observed, batch, n_observed)
+
+
+def period_entries(order: jax.Array, key: jax.Array, t0, dyn: Dynamics, n_observed: int):
+    """The entries the K = ``dyn.every`` steps from ``t0`` draw, ((K, B) int32, epoch order after them), as
+    ``dyn.sampling`` says."""
+    if dyn.sampling == "without_replacement":
+        return draws_without_replacement(order, key, t0, dyn.every, dyn.batch, n_observed)
+    return draws(key, t0, dyn.every, dyn.batch, n_observed), order
+
+
 def entries_step(params: model.Params, opt_state, idx: jax.Array, t, data: Data, dyn: Dynamics):
     """The step at ``t`` on the observed entries ``idx`` (B,) (indices into ``data.rows``): what ``sgd_step``
     does once it has drawn them; also how far one step on a chosen entry would move a state."""
@@ -240,10 +280,20 @@ def update(params: model.Params, opt_state, grads: model.Params, t, dyn: Dynamic
 def advance(s: SeedState, t0, data: Data, dyn: Dynamics) -> SeedState:
     """K = ``dyn.every`` SGD steps from step ``t0`` (a fixed-length scan, no branches)."""
 
+    steps = t0 + jnp.arange(dyn.every, dtype=jnp.int32)
+    if dyn.sampling == "without_replacement" and dyn.batch is not None:
+        idx, order = draws_without_replacement(s.order, s.key, t0, dyn.every, dyn.batch, data.n_observed)
+
+        def given(carry, x):
+            return entries_step(*carry, x[1], x[0], data, dyn), None
+
+        (params, opt_state), _ = jax.lax.scan(given, (s.params, s.opt_state), (steps, idx))
+        return s._replace(params=params, opt_state=opt_state, order=order)
+
     def body(carry, t):
         return sgd_step(*carry, s.key, t, data, dyn), None
 
-    (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), t0 + jnp.arange(dyn.every, dtype=jnp.int32))
+    (params, opt_state), _ = jax.lax.scan(body, (s.params, s.opt_state), steps)
     return s._replace(params=params, opt_state=opt_state)
 
 
@@ -296,7 +346,10 @@ def init(params: model.Params, key: jax.Array, data: Data, dyn: Dynamics, detect
     zero = jnp.zeros((), jnp.int32)
     br = Absorbing(inside, inside.astype(jnp.int32), zero, zero, jnp.where(inside, jnp.int32(t0), minus_one))
     opt = dyn.optimizer.init(params)
-    return SeedState(params, opt, key, det, false, minus_one, params, obs.loss, obs.test_error, br)
+    order = jnp.zeros(data.n_observed if dyn.sampling == "without_replacement" else 0, jnp.int32)
+    if t0 and dyn.sampling == "without_replacement" and dyn.batch is not None:
+        order = epoch_order(key, t0, dyn.batch, data.n_observed)
+    return SeedState(params, opt, key, det, false, minus_one, params, obs.loss, obs.test_error, br, order)
 
 
 def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False) -> tuple[SeedState, Observation]:
@@ -333,6 +386,7 @@ def check(s: SeedState, t, data: Data, detection: Detection, trace: bool = False
         loss=keep(s.loss, obs.loss),
         test_error=keep(s.test_error, obs.test_error),
         absorbing=keep(s.absorbing, br),
+        order=s.order,
     )
     nan = jnp.asarray(jnp.nan, obs.loss.dtype)
     obs = Observation(

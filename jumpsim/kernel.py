@@ -135,14 +135,15 @@ def _fused_unsupported(cfg: Config, su: Setup, platform: str, interpret: bool) -
     )
 
 
-def _period_draws(states: dynamics.SeedState, t0, su: Setup, dtype) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """What the K steps of a period from ``t0`` take for a batch of seeds: the drawn entries (S, K, B) and the
-    schedule's lr and ridge (K,) in ``dtype``, as the per-seed step draws and evaluates them."""
+def _period_draws(states: dynamics.SeedState, t0, su: Setup, dtype):
+    """What the K steps of a period from ``t0`` take for a batch of seeds: the drawn entries (S, K, B), the
+    schedule's lr and ridge (K,) in ``dtype``, and the seeds' epoch orders after them (``SeedState.order``), as
+    the per-seed step draws and evaluates them."""
     dyn, k_obs = su.dynamics, su.data.n_observed
-    idx = jax.vmap(lambda key: dynamics.draws(key, t0, dyn.every, dyn.batch, k_obs))(states.key)
+    idx, order = jax.vmap(lambda o, key: dynamics.period_entries(o, key, t0, dyn, k_obs))(states.order, states.key)
     t = t0 + jnp.arange(dyn.every, dtype=jnp.int32)
     lr, ridge = (jnp.asarray(jax.vmap(f)(t), dtype) for f in (dyn.lr, dyn.ridge))
-    return idx, lr, ridge
+    return idx, lr, ridge, order
 
 
 def _lanes_steps(su: Setup, block: int) -> Callable:
@@ -150,9 +151,9 @@ def _lanes_steps(su: Setup, block: int) -> Callable:
     data, dyn = su.data, su.dynamics
 
     def steps(states: dynamics.SeedState, t0) -> dynamics.SeedState:
-        idx, lr, ridge = _period_draws(states, t0, su, jnp.dtype(dyn.dtype))
+        idx, lr, ridge, order = _period_draws(states, t0, su, jnp.dtype(dyn.dtype))
         params = lanes.sgd_steps(states.params, data.rows, data.cols, data.values, idx, lr, ridge, dyn.scale, block)
-        return states._replace(params=params)
+        return states._replace(params=params, order=order)
 
     return steps
 
@@ -167,10 +168,10 @@ def _fused_steps(cfg: Config, su: Setup, mesh: jax.sharding.Mesh, interpret: boo
     data, dyn = su.data, su.dynamics
 
     def steps(states: dynamics.SeedState, t0) -> dynamics.SeedState:
-        idx, lr, ridge = _period_draws(states, t0, su, jnp.float32)
+        idx, lr, ridge, order = _period_draws(states, t0, su, jnp.float32)
         params = fused.sgd_steps_pallas(
             states.params, data.rows, data.cols, data.values, idx, lr, ridge, dyn.scale, interpret=interpret
         )
-        return states._replace(params=params)
+        return states._replace(params=params, order=order)
 
     return steps

@@ -54,10 +54,14 @@ class Setup(NamedTuple):
 
 def dynamics_of(cfg: Config, n_observed: int) -> Dynamics:
     tc = cfg.train
+    if tc.sampling == "without_replacement" and tc.batch is not None and tc.batch > n_observed:
+        raise ConfigError(
+            "train.batch", f"must be <= the {n_observed} observed entries to draw without replacement (got {tc.batch})"
+        )
     opt = Optimizer(tc.optimizer, tc.momentum, tc.nesterov, tc.b1, tc.b2, tc.eps)
     scale = model.loss_scale(tc.loss, n_observed)
     lr, ridge = schedules.make(tc.lr), schedules.make(tc.ridge)
-    return Dynamics(tc.batch, scale, lr, ridge, opt, cfg.detect.every, cfg.run.dtype)
+    return Dynamics(tc.batch, scale, lr, ridge, opt, cfg.detect.every, cfg.run.dtype, tc.sampling)
 
 
 def detection_of(cfg: Config) -> Detection:

@@ -13,11 +13,13 @@ import jumpsim
 from jumpsim import dynamics, kernel, model, runner, setup
 
 
-def test_one_seed_without_a_kernel_follows_the_kernel(tiny):
+@pytest.mark.parametrize("sampling", ["with_replacement", "without_replacement"])
+def test_one_seed_without_a_kernel_follows_the_kernel(tiny, sampling):
     """init_seed / period for ONE seed, jitted on their own, track seed 3 of a kernel run: same
     ranks at every check and weights within 1e-4 after 400 steps (one seed is not the same XLA
-    program as a vmapped batch: last-bit differences, amplified by lr 0.1 SGD to ~1e-5 here)."""
-    cfg = tiny("detect.persist=1")
+    program as a vmapped batch: last-bit differences, amplified by lr 0.1 SGD to ~1e-5 here). Without
+    replacement, the seed draws the same epochs one period at a time as the kernel does (2 entries per step)."""
+    cfg = tiny("detect.persist=1", f'train.sampling="{sampling}"', "train.batch=2")
     su = setup.setup(cfg)
     period = jax.jit(lambda s, t: dynamics.period(s, t, su.data, su.dynamics, su.detection))
     with dynamics.float64_scope():
@@ -55,6 +57,74 @@ def test_entries_step_is_the_sgd_step_on_the_drawn_entries(tiny):
         lr, lam = dyn.lr(0), dyn.ridge(0)
         for w1, w, gw in zip(one, p64, g):
             np.testing.assert_allclose(np.asarray(w1), np.asarray(w - lr * (gw + 2 * lam * w)), rtol=1e-12, atol=1e-12)
+
+
+def test_sampling_without_replacement_draws_every_entry_once_per_epoch():
+    """K = 7 entries, B = 3 per step (epochs straddle steps): every run of 7 consecutive draws from step 0 is a
+    permutation, the epochs' orders differ, a period's draws in one call equal its steps' one by one, and the
+    order in force at any step is rebuilt from the key and the step alone (``epoch_order``: resuming mid-epoch)."""
+    key, k, b = jax.random.key(3, impl="threefry2x32"), 7, 3
+    order, seq, orders = jnp.zeros(k, jnp.int32), [], []
+    for t in range(35):
+        idx, order = dynamics.draws_without_replacement(order, key, t, 1, b, k)
+        seq.extend(np.asarray(idx).ravel().tolist())
+        orders.append(np.asarray(order))
+    epochs = np.asarray(seq).reshape(-1, k)
+    assert all(sorted(e) == list(range(k)) for e in epochs)
+    assert len({tuple(e) for e in epochs}) > len(epochs) // 2  # fresh orders (15 epochs of 7! = 5040 orders)
+    for t in range(1, 35):
+        np.testing.assert_array_equal(np.asarray(dynamics.epoch_order(key, t, b, k)), orders[t - 1])
+    dyn = dynamics.Dynamics(b, 1.0, None, None, None, 10, sampling="without_replacement")
+    first, o = dynamics.period_entries(jnp.zeros(k, jnp.int32), key, 0, dyn, k)
+    second, _ = dynamics.period_entries(o, key, 10, dyn, k)
+    np.testing.assert_array_equal(np.concatenate([first.ravel(), second.ravel()]), seq[:60])
+
+
+def test_an_epoch_without_replacement_is_a_gradient_step_to_second_order(tiny):
+    """Sampling without replacement visits each of the K observed entries once per epoch, so the K / B steps of an
+    epoch move the weights by eta (K / B) x the full mean gradient plus O(eta^2); with replacement the
+    epoch's steps are a random sum, off by O(eta). Halving eta divides the gap to the gradient step by ~4
+    without replacement (3-5 here) and by ~2 with replacement (float64, ridge 0, B = 3, K = 21, 7 steps)."""
+    cfg = tiny("train.batch=3", "train.ridge=0")
+    su = setup.setup(cfg)
+    k, b = su.data.n_observed, 3
+    assert k % b == 0
+    with dynamics.float64_scope():
+        p0 = tuple(jnp.asarray(w, jnp.float64) for w in setup.init_seed(0, su).params)
+        d64 = su.data._replace(values=jnp.asarray(su.data.values, jnp.float64))
+        key = jax.random.key(5, impl="threefry2x32")
+
+        def gap(eta, sampling):
+            dyn = dynamics.Dynamics(
+                b, 1.0, lambda t: eta, lambda t: 0.0, dynamics.Optimizer(), k // b, "float64", sampling
+            )
+            if sampling == "without_replacement":
+                idx, _ = dynamics.draws_without_replacement(jnp.zeros(k, jnp.int32), key, 0, k // b, b, k)
+            else:
+                idx = dynamics.draws(key, 0, k // b, b, k)
+            p, opt = p0, dyn.optimizer.init(p0)
+            for t in range(k // b):
+                p, opt = dynamics.entries_step(p, opt, idx[t], t, d64, dyn)
+            g = model.full_grads(p0, d64.rows, d64.cols, d64.values, 1.0)
+            return max(float(jnp.max(jnp.abs(w - (w0 - eta * (k / b) * gw)))) for w, w0, gw in zip(p, p0, g))
+
+        wor = [gap(eta, "without_replacement") for eta in (1e-2, 5e-3)]
+        wr = [gap(eta, "with_replacement") for eta in (1e-2, 5e-3)]
+    assert 3 < wor[0] / wor[1] < 5, wor
+    assert 1.5 < wr[0] / wr[1] < 2.5 and wr[1] > 10 * wor[1], wr
+
+
+def test_sampling_is_validated_and_enters_config_id_only_when_set(tiny):
+    from jumpsim.config import ConfigError
+
+    assert tiny('train.sampling="with_replacement"').config_id == tiny().config_id
+    assert tiny('train.sampling="without_replacement"').config_id != tiny().config_id
+    with pytest.raises(ConfigError, match="train.sampling"):
+        tiny('train.sampling="shuffle"')
+    with pytest.raises(ConfigError, match="train.sampling"):
+        tiny('train.sampling="without_replacement"', 'train.batch="full"')
+    with pytest.raises(ConfigError, match="train.batch"):
+        setup.setup(tiny('train.sampling="without_replacement"', "train.batch=22"))  # 21 entries observed
 
 
 def _random_params(seed, dtype=jnp.float32):

@@ -25,11 +25,13 @@ def _rows(state, idx):
     return jax.tree.map(lambda x: _np(x)[idx], state)
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_seed_results_bit_identical_across_chunk_sizes(tiny, batch):
+@pytest.mark.parametrize(
+    "batch,sampling", [(1, "with_replacement"), (3, "with_replacement"), (3, "without_replacement")]
+)
+def test_seed_results_bit_identical_across_chunk_sizes(tiny, batch, sampling):
     """Seeds 0..20 in one chunk, in chunks of 5 (last one partial), and seeds 3..5 alone,
-    on two devices and on one: bit for bit."""
-    cfg = tiny("train.lr=0.15", f"train.batch={batch}")
+    on two devices and on one: bit for bit (epoch orders included, without replacement)."""
+    cfg = tiny("train.lr=0.15", f"train.batch={batch}", f'train.sampling="{sampling}"')
     k = kernel.build(cfg)
     full = runner.run_chunk(k, cfg, np.arange(21))
     parts = [runner.run_chunk(k, cfg, np.arange(lo, min(lo + 5, 21))) for lo in range(0, 21, 5)]

@@ -93,6 +93,9 @@ class TrainConfig:
     b1: float = 0.9  # "adam": first-moment decay
     b2: float = 0.999  # "adam": second-moment decay
     eps: float = 1e-8  # "adam": denominator offset
+    # "with_replacement": each step draws B observed entries uniformly | "without_replacement": epochs, each a
+    # fresh keyed order of the K observed entries, B per step
+    sampling: str = "with_replacement"
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,7 @@ EXECUTION_ONLY = {
 # Keys added after the first datasets were written: they enter config_id only when set to a
 # non-default value, so the ids of earlier experiments (and their datasets) stay valid.
 LATER_KEYS = {
-    "train": {"optimizer", "momentum", "nesterov", "b1", "b2", "eps"},
+    "train": {"optimizer", "momentum", "nesterov", "b1", "b2", "eps", "sampling"},
     "run": {"backend"},
     "detect": {"absorbing", "balance_tol"},  # absorbing_rank and norm_bound are None (absent) by default
 }
@@ -307,7 +310,7 @@ HELP = {
     "model.require_minimum": 'init = "gd": refuse a start that is not a critical point (gradient norm > 1e-4)',
     "train.lr": "eta, or a schedule table (kind = constant | piecewise | periodic)",
     "train.ridge": "lambda, or a schedule table; 2 lr ridge < 1",
-    "train.batch": 'observed entries per step, drawn with replacement; "full" = gradient descent',
+    "train.batch": 'observed entries per step (drawn as train.sampling says); "full" = gradient descent',
     "train.loss": '"mean" | "sum" of squared errors over Omega (sum scales the gradient by |Omega|)',
     "train.steps": "horizon T, a multiple of detect.every",
     "train.optimizer": '"sgd" | "momentum" | "adam"; the ridge is added to the gradient first (coupled)',
@@ -316,6 +319,8 @@ HELP = {
     "train.b1": 'optimizer = "adam": first-moment decay',
     "train.b2": 'optimizer = "adam": second-moment decay',
     "train.eps": 'optimizer = "adam": denominator offset',
+    "train.sampling": '"with_replacement" (B uniform draws per step) | "without_replacement" (epochs: a fresh keyed '
+    "order of the observed entries, B per step)",
     "detect.every": "check period K: the rank is counted every K steps",
     "detect.threshold": "tau: a singular value of A above it counts toward the rank",
     "detect.relative": "tau relative to sigma_max",

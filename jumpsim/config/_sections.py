@@ -32,6 +32,7 @@ from ._schema import (
 # rare.method: the estimators of ``jumpsim.methods`` (tests check that the two lists agree)
 RARE_METHODS = ("tams", "rate", "is")
 PROPOSALS = ("uniform", "static", "lookahead")
+SAMPLINGS = ("with_replacement", "without_replacement")
 
 # --------------------------------------------------------------------------------------
 # value checks (each returns the clean value or raises ConfigError naming the key)
@@ -227,6 +228,7 @@ def train(s: dict) -> TrainConfig:
         b1=_unit("train.b1", s.get("b1", d.b1)),
         b2=_unit("train.b2", s.get("b2", d.b2)),
         eps=_float("train.eps", s.get("eps", d.eps), positive=True),
+        sampling=_choice("train.sampling", s.get("sampling", d.sampling), SAMPLINGS),
     )
 
 
@@ -351,7 +353,27 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
         base_dir=str(base_dir),
     )
     _check_files(cfg)
+    _check_sampling(cfg)
     return cfg
+
+
+def _check_sampling(cfg: Config) -> None:
+    """Refuse what has no likelihood for sampling without replacement: the proposals and the path bound count a
+    path's draws as independent uniform choices (probability (1/K)^B per step)."""
+    if cfg.train.sampling != "without_replacement":
+        return
+    if cfg.train.batch is None:
+        raise ConfigError("train.sampling", 'full-batch gradient descent draws no entries: use "with_replacement"')
+    if cfg.rare.proposal != "uniform":
+        raise ConfigError(
+            "rare.proposal",
+            'importance sampling has a likelihood ratio for train.sampling = "with_replacement" only (got '
+            f'"{cfg.rare.proposal}" with "without_replacement"); use "uniform"',
+        )
+    if cfg.rare.bracket:
+        raise ConfigError(
+            "rare.bracket", 'the path bound counts draws with replacement: use train.sampling = "with_replacement"'
+        )
 
 
 def _check_files(cfg: Config) -> None:

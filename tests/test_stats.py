@@ -304,6 +304,81 @@ def test_arrhenius_fit_rejects_a_curved_law():
     assert fit["p_value"] < 1e-6
 
 
+def test_escape_laws_tell_the_forms_apart():
+    """Poisson counts at 8 learning rates from each law in turn, large enough (1e5 and more events at most points)
+    that the forms differ by many standard errors: the generating form has the smallest AIC and is not rejected
+    (p > 1e-4); Arrhenius and the power law reject each other and are both rejected by two-channel data (p < 1e-6;
+    two channels can mimic one line or a power law, so they are not expected to be rejected); the fitted
+    parameters are the true ones (two channels: slopes within 5 %, the crossing within 0.002). Fixed seed."""
+    eta = np.linspace(0.115, 0.15, 8)
+    expo = np.full(8, 1e12)
+    truths = {
+        "arrhenius": np.exp(1.3 - 2.0 / eta),
+        "power": np.exp(1.9 + 8.0 * np.log(eta)),
+        "two_channel": np.exp(60.1 - 10.0 / eta) + np.exp(-1.43 - 2.0 / eta),  # they cross at eta = 0.130
+    }
+    rng = np.random.default_rng(3)
+    fits = {}
+    for form, k in truths.items():
+        fits[form] = f = stats.escape_laws(eta, rng.poisson(expo * k), expo)
+        assert f["best"] == form and f[form]["p_value"] > 1e-4, (form, {n: f[n]["aic"] for n in truths})
+    assert fits["arrhenius"]["power"]["p_value"] < 1e-6 and fits["power"]["arrhenius"]["p_value"] < 1e-6
+    assert fits["two_channel"]["arrhenius"]["p_value"] < 1e-6 and fits["two_channel"]["power"]["p_value"] < 1e-6
+    two = fits["two_channel"]["two_channel"]["params"]
+    assert abs(two["b1"] - 10) < 0.5 and abs(two["b2"] - 2) < 0.1 and abs(two["eta_cross"] - 0.130) < 0.002
+    line = fits["arrhenius"]["arrhenius"]["params"]
+    assert line["slope_low"] < 2.0 < line["slope_high"]
+    assert fits["power"]["power"]["params"]["slope_low"] < 8.0 < fits["power"]["power"]["params"]["slope_high"]
+
+
+def test_poisson_glm_is_the_arrhenius_fit_and_covers_a_common_slope():
+    """The Arrhenius fit is the Poisson regression on (1, -1/eta); a joint design with one slope over batch
+    sizes (log k = a_B - c B / eta, the diffusion theories' prediction) recovers c and its interval covers it at
+    the nominal rate (400 fits, within 5 binomial sigma)."""
+    inv = 1 / np.array([0.12, 0.13, 0.14])
+    expo = np.full(3, 1e9)
+    counts = np.array([4, 30, 200])
+    g = stats.poisson_glm(np.column_stack([np.ones(3), -(inv - inv.mean())]), counts, expo)
+    assert np.isclose(g["beta"][1], stats.arrhenius_fit(inv, counts, expo)["b"], rtol=1e-9)
+    eta = np.tile(np.linspace(0.12, 0.15, 4), 2)
+    b = np.repeat([1, 2], 4)
+    X = np.column_stack([(b == 1), (b == 2), -b / eta]).astype(float)
+    beta = np.array([28.0, 30.0, 3.5])
+    mean = np.full(8, 1e9) * np.exp(X @ beta)
+    rng, covered = np.random.default_rng(4), 0
+    for _ in range(400):
+        g = stats.poisson_glm(X, rng.poisson(mean), np.full(8, 1e9))
+        se = np.sqrt(g["cov"][2, 2])
+        covered += abs(g["beta"][2] - 3.5) <= 1.96 * se
+    assert abs(covered - 380) <= 5 * np.sqrt(400 * 0.05 * 0.95), covered
+
+
+def test_exponential_test_accepts_a_constant_hazard_and_sees_a_rising_one():
+    """First-passage times of a constant hazard, censored at the horizon and by random divergences: over 300
+    samples the KS and halves tests reject at 5 % no more often than 5 % + 5 binomial sigma; times whose hazard
+    is zero for the first 30 % of the horizon (a burn-in) are rejected by both (p < 1e-6) unless the test starts
+    after that burn-in."""
+    rng = np.random.default_rng(5)
+    horizon, k, n = 20_000.0, 2e-6, 20_000
+
+    def sample(delay=0.0):
+        t = delay + rng.exponential(1 / k, n)
+        stop = np.where(rng.random(n) < 0.05, rng.uniform(0, horizon, n), horizon)  # 5 % diverge at random
+        return np.minimum(t, stop), t <= stop
+
+    ks = halves = 0
+    for _ in range(300):
+        r = stats.exponential_test(*sample(), horizon)
+        ks += r["ks_p"] < 0.05
+        halves += r["halves_p"] < 0.05
+    bound = 15 + 5 * np.sqrt(300 * 0.05 * 0.95)
+    assert ks <= bound and halves <= bound, (ks, halves)
+    t, reached = sample(delay=6_000)
+    late = stats.exponential_test(t, reached, horizon)
+    assert late["ks_p"] < 1e-6 and late["halves_p"] < 1e-6 and late["late_over_early"] > 1
+    assert stats.exponential_test(t, reached, horizon, burn_in=6_000)["halves_p"] > 1e-3
+
+
 def test_restart_time_is_one_over_the_rate_and_covers_it():
     # memoryless escape at rate k with a competing divergence at rate d, attempts cut at T: the
     # expected steps to success with restarts is 1 / k (renewal), whatever d and T

@@ -57,6 +57,9 @@ EXPERIMENTS = [
     "q_collapse_hazard",
     "q_hazard_ridge0.0005",
     "q_hazard_ridge0.002",
+    "r_sampling",
+    "s_batch2",
+    "s_batch3",
 ]
 # experiments that also run splitting estimates (jumpsim rare), by method
 SPLITTING = {  # experiment -> splitting estimates run on each of its configs: method, or (method, rare overrides)

@@ -2,7 +2,8 @@
 
 ``jumpsim.intervals`` (numpy/scipy: proportions, Poisson rates, replica means, the rate form, level bounds;
 re-exported here), ``brute`` (first passage, Kaplan-Meier, exposure and jump rates, comparisons of two experiments),
-``rare_events`` (splitting estimates from their tables), ``laws`` (the Arrhenius fit, restart times).
+``rare_events`` (splitting estimates from their tables), ``laws`` (the Arrhenius fit and the other escape laws,
+Poisson regression, the exponential test of first-passage times, restart times).
 """
 
 from ..intervals import (
@@ -31,5 +32,5 @@ from .brute import (
     run_counts,
     survival_curves,
 )
-from .laws import arrhenius_fit, restart_time
+from .laws import arrhenius_fit, escape_laws, exponential_test, poisson_glm, restart_time
 from .rare_events import level_table, splitting, splitting_ratio

@@ -129,6 +129,18 @@ def test_gd_init_starts_every_seed_from_the_same_minimum(tiny):
     assert np.all(res.state.det.rank == k.info["start_rank"])
 
 
+def test_a_sweep_over_the_learning_rate_runs_gradient_descent_once(tiny):
+    """A gd start depends on the problem, the model, the ridge at step 0 and the gd settings: configs that differ
+    in anything else (the learning rate, the horizon) share one start, computed once; another ridge makes its own."""
+    from jumpsim import setup
+
+    gd = ('model.init="gd"', "model.gd_steps=1000", "model.gd_lr=0.1")
+    a, b = setup.setup(tiny(*gd)), setup.setup(tiny(*gd, "train.lr=0.05", "train.steps=200"))
+    c = setup.setup(tiny(*gd, "train.ridge=0.02"))
+    assert all(x is y for x, y in zip(a.start, b.start)) and a.info == b.info
+    assert not np.array_equal(np.asarray(a.start[0]), np.asarray(c.start[0]))
+
+
 def test_compiled_program_highest_precision_donated_no_collectives(tiny):
     """Every product runs at HIGHEST precision (no TF32 on GPUs), the state is donated, and
     the devices never talk to each other."""

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jumpsim import model, setup, stats
+from jumpsim import dynamics, model, setup, stats
 from jumpsim import problem as problem_lib
 
 FIT_MAX_DIVERGED = 0.05  # curve_fits uses the learning rates where fewer seeds diverged
@@ -101,8 +101,8 @@ def first_escape(data: dict) -> tuple[int, int] | None:
 def escape_rows(data: dict, **extra) -> list[dict]:
     """One row per config of a dataset started at a rank-3 minimum: brute-force P(rank <= 2 within T), the
     escape rate (first passage to rank <= 2 per step before it: ``count``, ``exposure``, ``rate*``; each
-    seed once), all 3 -> 2 jumps (``jumps``, repeats of a seed included), and the divergence counts
-    (``extra`` is added to every row)."""
+    seed once), all 3 -> 2 jumps (``jumps``, repeats of a seed included), the divergence counts and the
+    config's batch, sampling and optimizer (``extra`` is added to every row)."""
     r, pas, ev = data["runs"], data["passages"], data["events"]
     fp = stats.first_passage(r, pas)
     fr = stats.first_passage_rate(r, pas)
@@ -119,6 +119,9 @@ def escape_rows(data: dict, **extra) -> list[dict]:
             {
                 **extra,
                 "eta": float(c["train"]["lr"]),
+                "batch": int(c["train"]["batch"] or 0),  # 0: full batch
+                "sampling": c["train"].get("sampling", "with_replacement"),
+                "optimizer": c["train"].get("optimizer", "sgd"),
                 "config_id": cid,
                 "seeds": len(rr),
                 "horizon": int(rr.horizon.max()),
@@ -139,6 +142,41 @@ def escape_rows(data: dict, **extra) -> list[dict]:
             }
         )
     return rows
+
+
+def update_sizes(cfg, seeds: int = 64, steps: int = 2000, skip: int = 200) -> dict:
+    """How far one step moves the weights at ``cfg``'s start: |W(t+1) - W(t)| (Frobenius norm over all layers) for
+    ``seeds`` seeds over ``steps`` steps of its dynamics, the first ``skip`` left out (Adam's moments warming up);
+    mean and median over the seeds that stayed finite. What matching an optimizer's step to SGD's means here."""
+    su = setup.setup(cfg)
+
+    def one(i):
+        s = setup.init_seed(i, su)
+
+        def body(c, t):
+            p, o = c
+            p2, o2 = dynamics.sgd_step(p, o, s.key, t, su.data, su.dynamics)
+            return (p2, o2), jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(p2, p)))
+
+        return jax.lax.scan(body, (s.params, s.opt_state), jnp.arange(steps, dtype=jnp.int32))[1]
+
+    with dynamics.float64_scope():
+        d = np.asarray(jax.jit(jax.vmap(one))(jnp.arange(seeds, dtype=jnp.int32)))[:, skip:]
+    d = d[np.all(np.isfinite(d), axis=1)]
+    return {"mean": float(d.mean()), "median": float(np.median(d)), "seeds": len(d)}
+
+
+def first_passage_times(data: dict, cid: str, level: int = 2) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per seed of config ``cid``: the step of its first passage to rank <= ``level`` or, if it did not reach it,
+    the step its run ended (horizon or divergence), whether it reached it, and the horizon: what
+    ``stats.exponential_test`` takes."""
+    r, pas = data["runs"], data["passages"]
+    rr = r[r.config_id == cid]
+    p = pas[(pas.config_id == cid) & (pas.level == level)].set_index("seed").step
+    step = p.reindex(rr.seed.to_numpy()).to_numpy(float)
+    ends = rr.steps.to_numpy(float)
+    reached = np.isfinite(step) & (step <= ends)
+    return np.where(reached, step, ends), reached, int(rr.horizon.max())
 
 
 def curve_fits(cv: pd.DataFrame, max_diverged: float = FIT_MAX_DIVERGED) -> dict:

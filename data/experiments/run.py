@@ -3,6 +3,7 @@
     python data/experiments/run.py              # everything (about 10 minutes on 2 CPU cores)
     python data/experiments/run.py --only b c   # some experiments; the report uses what exists
     python data/experiments/run.py --report-only
+    python data/experiments/run.py --sections r s t  # rebuild these sections of REPORT.md, keep the others
     python data/experiments/run.py --quick --out DIR  # the whole pipeline at <= 32 seeds, small splitting
     python data/experiments/run.py --make-start # rewrite rank3_start.npz (2 x 400k GD steps)
     python data/experiments/run.py --make-start 2e-3  # the GD minimum at another ridge
@@ -31,7 +32,7 @@ from jumpsim.devices import use_cpu_devices
 use_cpu_devices()  # one XLA host device per usable core, as the jumpsim command does, before JAX starts
 
 import suite
-from report import report
+from report import ESCAPE_LAW, escape_law, report, splice
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -48,6 +49,13 @@ def parse(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=suite.RESULTS)
     p.add_argument("--report-only", action="store_true", help="do not simulate; rebuild the report from the datasets")
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(ESCAPE_LAW),
+        help="do not simulate; rebuild only these sections of the escape law (r-w) in OUT/REPORT.md, the rest kept "
+        "as it is (for a checkout without the other experiments' datasets)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -75,6 +83,12 @@ def main(argv=None) -> int:
         suite.make_start(suite.start_path(args.make_start, args.depth), args.make_start, args.depth)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.sections:
+        path = args.out / "REPORT.md"
+        text = splice(path.read_text(), escape_law(args.out, suite.curve_rows(args.out), tuple(args.sections)))
+        path.write_text(text)
+        print(text)
+        return 0
     names = [n for n in suite.EXPERIMENTS if not args.only or n.split("_")[0] in args.only]
     timings_path = args.out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}

@@ -60,6 +60,13 @@ EXPERIMENTS = [
     "r_sampling",
     "s_batch2",
     "s_batch3",
+    "u_momentum",
+    "u_adam",
+    "u_up_momentum",
+    "u_up_adam",
+    "v_phase",
+    "v_gd",
+    "w_rank4_search",
 ]
 # experiments that also run splitting estimates (jumpsim rare), by method
 SPLITTING = {  # experiment -> splitting estimates run on each of its configs: method, or (method, rare overrides)
@@ -334,10 +341,13 @@ def pack_device(out: Path, names=None) -> str:
 
 
 def curve_rows(out: Path) -> pd.DataFrame:
-    """One row per (ridge, eta) of the escape curve (``analysis.escape_rows`` of each ridge's GPU packs)."""
+    """One row per (ridge, eta) of the escape curve (``analysis.escape_rows`` of each ridge's GPU packs); where no
+    pack is unpacked, the curve's summary a report wrote before (OUT/j_curve.parquet: the same rows), else empty."""
     rows = []
     for ridge, names in CURVE.items():
         data = load_pack(out, names)
         if data is not None:
             rows += analysis.escape_rows(data, ridge=ridge)
+    if not rows and (out / "j_curve.parquet").exists():
+        return pd.read_parquet(out / "j_curve.parquet")
     return pd.DataFrame(rows).sort_values(["ridge", "eta"]).reset_index(drop=True) if rows else pd.DataFrame()

@@ -101,7 +101,8 @@ def escape_laws(eta, counts, exposure) -> dict:
     - "power": log k = a + c log eta (heavy-tailed, Levy-driven escape: polynomial in eta);
     - "two_channel": k = exp(a1 - b1 / eta) + exp(a2 - b2 / eta) (two mechanisms, one taking over from the other).
 
-    Each: its parameters (``params``; b and c with Wald 95 % intervals for the linear forms), ``deviance``, ``dof``,
+    Each: its parameters (``params``; b and c with Wald 95 % intervals for the linear forms, widened by the scatter
+    the form does not explain, as ``arrhenius_fit(quasi=True)``), ``deviance``, ``dof``,
     goodness-of-fit ``p_value`` and ``aic``; "best" names the form of smallest AIC. A form with fewer points than
     parameters + 1 is left out."""
     eta, y, e = (np.asarray(v, float) for v in (eta, counts, exposure))
@@ -110,7 +111,7 @@ def escape_laws(eta, counts, exposure) -> dict:
         if len(eta) < 3 or len(np.unique(x[y > 0])) < 2:
             continue
         x0 = float(x.mean())
-        g = poisson_glm(np.column_stack([np.ones_like(x), x - x0]), y, e)
+        g = poisson_glm(np.column_stack([np.ones_like(x), x - x0]), y, e, quasi=True)
         slope, se = float(g["beta"][1]), float(np.sqrt(g["cov"][1, 1]))
         a = float(g["beta"][0] - slope * x0)
         out[name] = {**g, "params": {"a": a, "slope": slope, "slope_low": slope - z * se, "slope_high": slope + z * se}}
@@ -136,6 +137,7 @@ def _two_channel(eta, y, e) -> dict:
         return _neg_log_lik(y, mu), g
 
     best = None
+    bounds = [(None, None), (0, None)] * 2  # barriers b1, b2 >= 0: a rate that falls as eta grows is no channel
     order = np.argsort(eta)
     for cut in range(2, len(eta) - 1):
         lo, hi = order[:cut], order[cut:]
@@ -143,11 +145,9 @@ def _two_channel(eta, y, e) -> dict:
         for part in (lo, hi):
             rate = (y[part] + 0.5) / e[part]
             b, a = np.polyfit(-inv[part], np.log(rate), 1)
-            starts += [a, b]
+            starts += [a, max(b, 0.0)]
         with np.errstate(all="ignore"):  # the line search may try steps whose rates overflow: it backs off
-            r = minimize(
-                nll, np.asarray(starts, float), jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 5000}
-            )
+            r = minimize(nll, np.asarray(starts, float), jac=True, method="L-BFGS-B", bounds=bounds)
         if best is None or r.fun < best.fun:
             best = r
     a1, b1, a2, b2 = best.x

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 import analysis
 import suite
 from . import (
@@ -35,8 +37,17 @@ from . import (
     o_escape_paths,
     p_depth4_curve,
     q_collapse_hazard,
+    r_sampling,
+    s_batch,
+    t_laws,
+    u_optimizers,
+    v_phase,
+    w_rank4_search,
     wall_times,
 )
+
+# the sections of the escape law against the theories, which ``run.py --sections`` can rebuild on their own
+ESCAPE_LAW = ("r", "s", "t", "u", "v", "w")
 
 
 def report(out: Path, timings: dict) -> str:
@@ -79,6 +90,7 @@ def report(out: Path, timings: dict) -> str:
         + o_escape_paths.render(o)
         + p_depth4_curve.render(p)
         + q_collapse_hazard.render(q)
+        + escape_law(out, cv)
     )
     doc = (
         header.render(header.compute(base))
@@ -89,3 +101,72 @@ def report(out: Path, timings: dict) -> str:
         + configurations.render(configurations.compute(out))
     )
     return "\n".join(doc).rstrip("\n") + "\n"
+
+
+def escape_law(out: Path, cv, only: tuple[str, ...] = ESCAPE_LAW) -> list[str]:
+    """Sections (r)-(w) (those of ``only``), rendered: sampling, batch size, the laws, optimizers, the phase
+    diagram, the rank-4 search. ``cv``: the escape curve of (j)."""
+    r = r_sampling.compute(out, cv)
+    s = s_batch.compute(out, cv)
+    lines = []
+    if "r" in only:
+        lines += r_sampling.render(r)
+    if "s" in only:
+        lines += s_batch.render(s)
+    if "t" in only:
+        t = t_laws.compute(out, _curves(out, cv, r, s))
+        lines += t_laws.render(t) + t_laws.theories(r, s, t)
+    for name, mod in (("u", u_optimizers), ("v", v_phase), ("w", w_rank4_search)):
+        if name in only:
+            lines += mod.render(mod.compute(out, cv) if mod is u_optimizers else mod.compute(out))
+    return lines
+
+
+def _curves(out: Path, cv, r, s) -> dict:
+    """Every escape curve the laws are fitted to: the ridges of (j), depth 4 of (p), B = 2 and 3 of (s), sampling
+    without replacement of (r)."""
+    curves = {f"(j) ridge {ridge:g}": g for ridge, g in cv.groupby("ridge")} if len(cv) else {}
+    d4 = suite.load(out, "p_depth4_curve")
+    if d4 is not None and not d4["runs"].empty:
+        curves["(p) depth 4"] = pd.DataFrame(analysis.escape_rows(d4))
+    elif (out / "p_depth4_curve.parquet").exists():
+        curves["(p) depth 4"] = pd.read_parquet(out / "p_depth4_curve.parquet")
+    if not isinstance(s, s_batch.NotRun):
+        curves.update({f"(s) B = {b}": g for b, g in s.curve.groupby("batch") if b > 1})
+    if not isinstance(r, r_sampling.NotRun):
+        curves["(r) without replacement"] = r.rows[r.rows.sampling == "without_replacement"]
+    return curves
+
+
+def splice(text: str, sections: list[str]) -> str:
+    """``text`` (a REPORT.md) with each top-level section "## (x) ..." of ``sections`` (rendered lines, in order)
+    put in place of the section of the same letter, or before "## Configurations" where it has none."""
+    lines = text.rstrip("\n").split("\n")
+    new = _by_letter(sections)
+    old = _by_letter(lines)
+    for letter, body in new.items():
+        if letter in old:
+            a, b = _span(lines, letter)
+            lines[a:b] = body
+        else:
+            at = lines.index("## Configurations") if "## Configurations" in lines else len(lines)
+            lines[at:at] = body
+    return "\n".join(lines) + "\n"
+
+
+def _by_letter(lines: list[str]) -> dict[str, list[str]]:
+    out, cur = {}, None
+    for line in lines:
+        if line.startswith("## "):
+            cur = line[4] if line.startswith("## (") else None
+            if cur:
+                out[cur] = []
+        if cur:
+            out[cur].append(line)
+    return out
+
+
+def _span(lines: list[str], letter: str) -> tuple[int, int]:
+    a = next(i for i, x in enumerate(lines) if x.startswith(f"## ({letter})"))
+    b = next((i for i in range(a + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return a, b

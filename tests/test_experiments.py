@@ -173,3 +173,13 @@ def test_quick_caps_every_config_and_keeps_its_id():
     assert all(c.rare.particles <= 16 and c.rare.replicas <= 4 and c.rare.flux_seeds <= 64 for c in split)
     assert {c.rare.method for c in split} == {"tams", "rate"} and len(split) == 4 * len(quick)
     assert suite.quick(full[0]) is full[0]  # off again: configs pass unchanged
+
+
+def test_report_sections_splice_into_a_report_and_keep_the_rest():
+    """``run.py --sections``: a rebuilt section replaces the one of the same letter (its subsections too), a new one
+    goes before the configurations, and every other line stays as it was."""
+    from report import splice
+
+    old = "# R\n\n## (a) A\n\nold a\n\n## (r) R\n\nold r\n\n### (r2) sub\n\nx\n\n## Configurations\n\nc\n"
+    new = splice(old, ["## (r) R", "", "new r", "", "## (t) T", "", "new t", ""])
+    assert new == "# R\n\n## (a) A\n\nold a\n\n## (r) R\n\nnew r\n\n## (t) T\n\nnew t\n\n## Configurations\n\nc\n"

@@ -163,7 +163,7 @@ def update_sizes(cfg, seeds: int = 64, steps: int = 2000, skip: int = 200) -> di
     with dynamics.float64_scope():
         d = np.asarray(jax.jit(jax.vmap(one))(jnp.arange(seeds, dtype=jnp.int32)))[:, skip:]
     d = d[np.all(np.isfinite(d), axis=1)]
-    return {"mean": float(d.mean()), "median": float(np.median(d)), "seeds": len(d)}
+    return {"mean": float(d.mean()), "median": float(np.median(d)), "seeds": len(d), "steps": steps - skip}
 
 
 def first_passage_times(data: dict, cid: str, level: int = 2) -> tuple[np.ndarray, np.ndarray, int]:

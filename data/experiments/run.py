@@ -3,7 +3,7 @@
     python data/experiments/run.py              # everything (about 10 minutes on 2 CPU cores)
     python data/experiments/run.py --only b c   # some experiments; the report uses what exists
     python data/experiments/run.py --report-only
-    python data/experiments/run.py --sections r s t  # rebuild these sections of REPORT.md, keep the others
+    python data/experiments/run.py --escape-law  # rebuild sections (r)-(w) of REPORT.md, keep the others
     python data/experiments/run.py --quick --out DIR  # the whole pipeline at <= 32 seeds, small splitting
     python data/experiments/run.py --make-start # rewrite rank3_start.npz (2 x 400k GD steps)
     python data/experiments/run.py --make-start 2e-3  # the GD minimum at another ridge
@@ -32,7 +32,7 @@ from jumpsim.devices import use_cpu_devices
 use_cpu_devices()  # one XLA host device per usable core, as the jumpsim command does, before JAX starts
 
 import suite
-from report import ESCAPE_LAW, escape_law, report, splice
+from report import claims, escape_law, report, splice
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -47,14 +47,16 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--make-rank2-start", action="store_true", help=f"rewrite {suite.RANK2.name} (and check it), then stop"
     )
+    p.add_argument(
+        "--make-rank4-start", action="store_true", help=f"rewrite {suite.RANK4.name} (and check it), then stop"
+    )
     p.add_argument("--out", type=Path, default=suite.RESULTS)
     p.add_argument("--report-only", action="store_true", help="do not simulate; rebuild the report from the datasets")
     p.add_argument(
-        "--sections",
-        nargs="+",
-        choices=list(ESCAPE_LAW),
-        help="do not simulate; rebuild only these sections of the escape law (r-w) in OUT/REPORT.md, the rest kept "
-        "as it is (for a checkout without the other experiments' datasets)",
+        "--escape-law",
+        action="store_true",
+        help="do not simulate; rebuild the sections of the escape law (r-w) and their rows of the claims table in "
+        "OUT/REPORT.md, the rest kept as it is (for a checkout without the other experiments' datasets)",
     )
     p.add_argument(
         "--quick",
@@ -79,13 +81,17 @@ def main(argv=None) -> int:
     if args.make_rank2_start:
         suite.make_rank2_start()
         return 0
+    if args.make_rank4_start:
+        suite.make_rank4_start()
+        return 0
     if args.make_start is not None:
         suite.make_start(suite.start_path(args.make_start, args.depth), args.make_start, args.depth)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.sections:
+    if args.escape_law:
         path = args.out / "REPORT.md"
-        text = splice(path.read_text(), escape_law(args.out, suite.curve_rows(args.out), tuple(args.sections)))
+        lines, rows = escape_law(args.out, suite.curve_rows(args.out))
+        text = claims.splice_rows(splice(path.read_text(), lines), rows)
         path.write_text(text)
         print(text)
         return 0

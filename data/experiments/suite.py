@@ -67,6 +67,7 @@ EXPERIMENTS = [
     "v_phase",
     "v_gd",
     "w_rank4_search",
+    "x_rank_time",
 ]
 # experiments that also run splitting estimates (jumpsim rare), by method
 SPLITTING = {  # experiment -> splitting estimates run on each of its configs: method, or (method, rare overrides)
@@ -241,16 +242,47 @@ def make_rank2_start(path: Path = RANK2) -> dict:
     return facts
 
 
+RANK4 = HERE / "rank4_start.npz"
+RANK4_RIDGE, RANK4_SEED = 5e-4, 5  # w_rank4_search: the first seed at this ridge (init scale 1) that held rank 4
+
+
+def make_rank4_start(path: Path = RANK4) -> dict:
+    """Write the rank-4 minimum the rank-against-time experiment (x_rank_time) starts from: seed RANK4_SEED's
+    gaussian start of w_rank4_search at ridge RANK4_RIDGE (init scale 1), full-batch GD (lr = model.gd_lr) for
+    400k steps in float32 as that run, then 3M more in float64 (sigma_4 converges slowly at this small ridge). Checks
+    it is a critical point (residual gradient < 1e-8) of rank 4."""
+    cfg = quick(
+        jumpsim.load_config(HERE / "w_rank4_search.toml", [f"train.ridge={RANK4_RIDGE}", "model.init_scale=1.0"])
+    )
+    su = jumpsim.setup.setup(cfg)
+    ws = jumpsim.setup.init_seed(RANK4_SEED, su).params
+    prob = suite_problem(cfg)
+    ws = analysis.full_batch_gd(ws, prob, cfg.model.gd_lr, RANK4_RIDGE, cfg.train.steps)
+    with jumpsim.dynamics.float64_scope():
+        ws = tuple(jax.numpy.asarray(w, jax.numpy.float64) for w in ws)
+        ws = analysis.full_batch_gd(ws, prob, cfg.model.gd_lr, RANK4_RIDGE, 3_000_000)
+    np.savez(path, **{f"W{l + 1}": np.asarray(w, np.float64) for l, w in enumerate(ws)})
+    facts = analysis.start_facts(path, cfg, RANK4_RIDGE)
+    print(
+        f"{path}: rank {facts['rank']}, residual gradient {facts['grad_norm']:.2e}, "
+        f"singular values {np.round(facts['singular_values'][:5], 4).tolist()}"
+    )
+    if facts["rank"] != 4 or facts["grad_norm"] > 1e-8:
+        raise SystemExit("the rank-4 start is not a rank-4 critical point")
+    return facts
+
+
 # ------------------------------------------------------------------------------------------
 # simulation
 
 
 def run_all(names: list[str], out: Path, timings: dict) -> dict:
-    """Simulate each experiment; an experiment whose chunks all existed keeps its timing."""
+    """Simulate each experiment; an experiment whose chunks all existed keeps its timing. A TOML that gained configs
+    adds them to its dataset (a config removed from it stays there: delete OUT/<experiment> to start over)."""
     for name in names:
         configs = load_experiment(HERE / f"{name}.toml")
         t = time.perf_counter()
-        rep = jumpsim.run(configs, out / name, progress=True)
+        rep = jumpsim.run(configs, out / name, progress=True, append=True)
         done = []  # splitting estimates run now (False: its tables existed)
         for cfg in configs:
             for cfg_m in splitting_configs(name, cfg):

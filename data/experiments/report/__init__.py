@@ -46,9 +46,6 @@ from . import (
     wall_times,
 )
 
-# the sections of the escape law against the theories, which ``run.py --sections`` can rebuild on their own
-ESCAPE_LAW = ("r", "s", "t", "u", "v", "w")
-
 
 def report(out: Path, timings: dict) -> str:
     """The report of the datasets under ``out``, with the CPU wall times ``timings`` (experiment -> seconds)."""
@@ -72,6 +69,7 @@ def report(out: Path, timings: dict) -> str:
     o = o_escape_paths.compute(out)
     p = p_depth4_curve.compute(out, cv, j_curve.base_fit(j), start, base)
     q = q_collapse_hazard.compute(out, cv, o, base)
+    law_lines, law_claims = escape_law(out, cv)
 
     body = (
         a_gd_stuck.render(a)
@@ -90,11 +88,11 @@ def report(out: Path, timings: dict) -> str:
         + o_escape_paths.render(o)
         + p_depth4_curve.render(p)
         + q_collapse_hazard.render(q)
-        + escape_law(out, cv)
+        + law_lines
     )
     doc = (
         header.render(header.compute(base))
-        + claims.render(claims.compute(a, j, n, m, p, k))
+        + claims.render(claims.compute(a, j, n, m, p, k) + law_claims)
         + findings.render(findings.compute(a, b, c, d, e, f, g, h, i, p, q))
         + wall_times.render(wall_times.compute(timings, suite.RESULTS / "gpu_timings.json"))
         + body
@@ -103,23 +101,15 @@ def report(out: Path, timings: dict) -> str:
     return "\n".join(doc).rstrip("\n") + "\n"
 
 
-def escape_law(out: Path, cv, only: tuple[str, ...] = ESCAPE_LAW) -> list[str]:
-    """Sections (r)-(w) (those of ``only``), rendered: sampling, batch size, the laws, optimizers, the phase
-    diagram, the rank-4 search. ``cv``: the escape curve of (j)."""
-    r = r_sampling.compute(out, cv)
-    s = s_batch.compute(out, cv)
-    lines = []
-    if "r" in only:
-        lines += r_sampling.render(r)
-    if "s" in only:
-        lines += s_batch.render(s)
-    if "t" in only:
-        t = t_laws.compute(out, _curves(out, cv, r, s))
-        lines += t_laws.render(t) + t_laws.theories(r, s, t)
-    for name, mod in (("u", u_optimizers), ("v", v_phase), ("w", w_rank4_search)):
-        if name in only:
-            lines += mod.render(mod.compute(out, cv) if mod is u_optimizers else mod.compute(out))
-    return lines
+def escape_law(out: Path, cv) -> tuple[list[str], list]:
+    """Sections (r)-(w), rendered (sampling, batch size, the laws, optimizers, the phase diagram, rank against time),
+    and the rows they add to the claims table. ``cv``: the escape curve of (j)."""
+    r, s = r_sampling.compute(out, cv), s_batch.compute(out, cv)
+    t = t_laws.compute(out, _curves(out, cv, r, s))
+    u, v, w = u_optimizers.compute(out, cv), v_phase.compute(out), w_rank4_search.compute(out, cv)
+    lines = r_sampling.render(r) + s_batch.render(s) + t_laws.render(t) + t_laws.theories(r, s, t)
+    lines += u_optimizers.render(u) + v_phase.render(v) + w_rank4_search.render(w)
+    return lines, claims.escape_law(r, s, t, u, v, w)
 
 
 def _curves(out: Path, cv, r, s) -> dict:

@@ -152,3 +152,87 @@ def render(rows: list[Claim]) -> list[str]:
     ]
     lines += [f"| {c} | {w} | {g} |" for c, w, g in rows]
     return lines + [""]
+
+
+def escape_law(r, s, t, u, v, w) -> list[Claim]:
+    """The rows the escape-law sections (r)-(w) add (their facts; NotRun ones are left out)."""
+    rows = []
+    if not isinstance(s, NotRun) and s.ratios:
+        b, (x, lo, hi) = max(s.ratios.items())
+        rows.append(
+            (
+                "(theories of SGD escape) log k = a - c B / eta: the slope in 1 / eta grows in proportion to the batch",
+                f"(s) slope b_{b} / b_1 = {x:.2f} [{lo:.2f}, {hi:.2f}] (predicted {b})"
+                + (f"; one slope in B / eta: p = {s.joint['p_value']:.2g}" if s.joint else ""),
+                "no" if hi < b else "not rejected",
+            )
+        )
+    if not isinstance(r, NotRun) and r.ratios:
+        top = max(x["high"] for x in r.ratios)
+        rows.append(
+            (
+                "(not claimed) sampling without replacement escapes like SGD with replacement",
+                f"(r) rate without / with replacement {min(x['ratio'] for x in r.ratios):.2g}-"
+                f"{max(x['ratio'] for x in r.ratios):.2g} at eta {min(x['eta'] for x in r.ratios):g}-"
+                f"{max(x['eta'] for x in r.ratios):g}",
+                "no: fewer escapes without replacement" if top < 1 else "not everywhere",
+            )
+        )
+    if not isinstance(u, NotRun) and u.up:
+        cells = "; ".join(f"{x['optimizer']}: {x['up']} up-jumps in {x['exposure']:,} steps at rank 2" for x in u.up)
+        rows.append(
+            (
+                "No jump back up (for SGD), under momentum and Adam",
+                f"(u) from the rank-2 minimum {cells}",
+                "holds for momentum, not for Adam"
+                if any(x["up"] > 0 for x in u.up if x["optimizer"] == "adam")
+                else "holds",
+            )
+        )
+    if not isinstance(v, NotRun):
+        stuck = v.cells[(v.cells.start_rank > 2) & (v.cells.lr <= 0.11)]
+        rows.append(
+            (
+                "The jump probability is small for small eta, at every ridge",
+                f"(v) from GD-stuck minima over lambda {v.cells.ridge.min():g}-{v.cells.ridge.max():g}: escapes within "
+                f"{v.steps:,} steps in {int((stuck.escaped > 0).sum())} of {len(stuck)} cells at eta <= 0.11",
+                "yes: none at small eta" if (stuck.escaped == 0).all() else "escapes seen at small eta",
+            )
+        )
+    if not isinstance(w, NotRun) and len(w.time):
+        sl = [q for q in w.time.itertuples() if q.ratio is not None and q.ratio["high"] < 1]
+        rows.append(
+            (
+                "(open question) rank against time: does a step's rate depend on the rank it leaves?",
+                f"(w) from a rank-4 minimum: 3 -> 2 slower than 4 -> 3 at {len(sl)} of {len(w.time)} learning rates "
+                f"(ratio {min(q.ratio['ratio'] for q in sl):.2g}-{max(q.ratio['ratio'] for q in sl):.2g})"
+                if sl
+                else "(w) from a rank-4 minimum: no learning rate with jumps 4 -> 3 and 3 -> 2 to compare",
+                "yes: slower from rank 3" if sl else "-",
+            )
+        )
+    if not isinstance(t, NotRun) and len(t.poisson):
+        p1 = t.poisson[t.poisson.burn_in == max(t.poisson.burn_in)]
+        p0 = t.poisson[t.poisson.burn_in == 0]
+        rows.append(
+            (
+                "(implicit) a constant jump rate per step",
+                f"(t) hazard rising over the first steps in {int((p0.halves_p < 0.01).sum())} of {len(p0)} runs; after "
+                f"{int(max(t.poisson.burn_in)):,} steps equal halves rejected in {int((p1.halves_p < 0.01).sum())} of "
+                f"{len(p1)}",
+                "after a burn-in",
+            )
+        )
+    return rows
+
+
+def splice_rows(text: str, rows: list[Claim]) -> str:
+    """``text`` (a REPORT.md) with ``rows`` at the end of the claims table, replacing rows of the same claim."""
+    lines = text.split("\n")
+    if "## The paper's claims against what we measured" not in lines:
+        return text
+    a = lines.index("## The paper's claims against what we measured")
+    end = next(i for i in range(a + 4, len(lines)) if not lines[i].startswith("|"))
+    claims = {c for c, _, _ in rows}
+    table = [x for x in lines[a + 4 : end] if x.split(" | ")[0].lstrip("| ") not in claims]
+    return "\n".join(lines[: a + 4] + table + [f"| {c} | {m} | {g} |" for c, m, g in rows] + lines[end:])

@@ -91,7 +91,8 @@ def render(v: VFacts | NotRun) -> list[str]:
         "Each cell starts from the gradient-descent minimum of its ridge (400k full-batch steps from the gaussian "
         f"start of model.seed; its rank in brackets) and runs SGD (batch 1) for {v.steps:,} steps, "
         f"{int(v.cells.seeds.iloc[0])} seeds (`v_phase.toml`): P(rank below the start within T) [95 %] / fraction "
-        "diverged.",
+        "diverged. Where gradient descent reaches r* = 2 (start r2), a fall below the start is a fall below the true "
+        "rank.",
         "",
         "| eta \\ lambda | " + " | ".join(f"{x:g}" for x in ridges) + " |",
         "|---" * (len(ridges) + 1) + "|",
@@ -104,7 +105,7 @@ def render(v: VFacts | NotRun) -> list[str]:
                 cells.append("-")
                 continue
             q = q.iloc[0]
-            cells.append(f"{q.p:.3f} [{q.p_low:.3f}, {q.p_high:.3f}] / {q.diverged:.2f} (r{q.start_rank})")
+            cells.append(f"{q.p:.3f} [{q.p_low:.3f}, {q.p_high:.3f}] / {q.diverged:.2f} (r{int(q.start_rank)})")
         lines.append(f"| {lr:g} | " + " | ".join(cells) + " |")
     if len(v.gd):
         lines += [

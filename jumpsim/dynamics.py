@@ -163,8 +163,9 @@ class SeedState(NamedTuple):
     loss: jax.Array  # () train MSE on Omega at the last finite check
     test_error: jax.Array  # () MSE on the unobserved entries (nan if none)
     absorbing: Absorbing  # unchanged (zeros) unless Detection.absorbing
-    # sampling without replacement: the current epoch's order of the K observed entries (K,) int32; (0,) otherwise
-    order: jax.Array
+    # sampling without replacement: the current epoch's order of the K observed entries (K,) int32; None otherwise
+    # (no leaf: the splitting engine's per-leaf work and the tables see the state they saw before)
+    order: jax.Array | None
 
 
 class Observation(NamedTuple):
@@ -346,9 +347,9 @@ def init(params: model.Params, key: jax.Array, data: Data, dyn: Dynamics, detect
     zero = jnp.zeros((), jnp.int32)
     br = Absorbing(inside, inside.astype(jnp.int32), zero, zero, jnp.where(inside, jnp.int32(t0), minus_one))
     opt = dyn.optimizer.init(params)
-    order = jnp.zeros(data.n_observed if dyn.sampling == "without_replacement" else 0, jnp.int32)
-    if t0 and dyn.sampling == "without_replacement" and dyn.batch is not None:
-        order = epoch_order(key, t0, dyn.batch, data.n_observed)
+    order = None
+    if dyn.sampling == "without_replacement" and dyn.batch is not None:
+        order = epoch_order(key, t0, dyn.batch, data.n_observed) if t0 else jnp.zeros(data.n_observed, jnp.int32)
     return SeedState(params, opt, key, det, false, minus_one, params, obs.loss, obs.test_error, br, order)
 
 

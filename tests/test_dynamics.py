@@ -18,8 +18,9 @@ def test_one_seed_without_a_kernel_follows_the_kernel(tiny, sampling):
     """init_seed / period for ONE seed, jitted on their own, track seed 3 of a kernel run: same
     ranks at every check and weights within 1e-4 after 400 steps (one seed is not the same XLA
     program as a vmapped batch: last-bit differences, amplified by lr 0.1 SGD to ~1e-5 here). Without
-    replacement, the seed draws the same epochs one period at a time as the kernel does (2 entries per step)."""
-    cfg = tiny("detect.persist=1", f'train.sampling="{sampling}"', "train.batch=2")
+    replacement (2 entries per step), the seed draws the same epochs one period at a time as the kernel does."""
+    batch = 1 if sampling == "with_replacement" else 2
+    cfg = tiny("detect.persist=1", f'train.sampling="{sampling}"', f"train.batch={batch}")
     su = setup.setup(cfg)
     period = jax.jit(lambda s, t: dynamics.period(s, t, su.data, su.dynamics, su.detection))
     with dynamics.float64_scope():

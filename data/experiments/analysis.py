@@ -60,6 +60,16 @@ def configs_with_runs(data: dict):
             yield cid, json.loads(c), rr
 
 
+def gd_stops(data: dict):
+    """Per config of a dataset of gradient-descent runs: (config_id, config dict, runs, the runs that ended without
+    diverging, those of them whose rank did not change over the second half of the run: where GD stopped)."""
+    ev = data["events"]
+    for cid, c, rr in configs_with_runs(data):
+        moved = set(ev[(ev.config_id == cid) & (ev.step > int(rr.horizon.max()) // 2)].seed)
+        fin = rr[rr.status != "diverged"]
+        yield cid, c, rr, fin, fin[~fin.seed.isin(moved)]
+
+
 def n_div(rr: pd.DataFrame) -> int:
     """How many of the runs ``rr`` diverged."""
     return int((rr.status == "diverged").sum())

@@ -9,7 +9,7 @@ import pandas as pd
 
 import suite
 from .fmt import NotRun, fmt_hist, not_run
-from analysis import configs_with_runs
+from analysis import gd_stops
 
 NAME = "m_depth4_search"
 
@@ -26,14 +26,9 @@ def compute(out: Path, base) -> MFacts | NotRun:
     data = suite.load(out, NAME)
     if data is None or data["runs"].empty:
         return not_run(NAME, data)
-    ev = data["events"]
     rows = []
-    for cid, c, rr in configs_with_runs(data):
+    for cid, c, rr, fin, held in gd_stops(data):
         T = int(rr.horizon.max())
-        late = ev[(ev.config_id == cid) & (ev.step > T // 2)]
-        moved = set(late.seed)
-        fin = rr[rr.status != "diverged"]
-        held = fin[~fin.seed.isin(moved)]
         rows.append(
             {
                 "observed": c["problem"]["observed"],
@@ -43,7 +38,7 @@ def compute(out: Path, base) -> MFacts | NotRun:
                 "final_ranks": fmt_hist(fin.final_rank.value_counts().sort_index()),
                 "stuck_above": int((held.final_rank > c["problem"]["rank"]).sum()),
                 "at_true_rank": int((held.final_rank == c["problem"]["rank"]).sum()),
-                "still_moving": int(fin.seed.isin(moved).sum()),
+                "still_moving": len(fin) - len(held),
                 "steps": T,
             }
         )

@@ -12,7 +12,7 @@ from jumpsim import stats
 
 import suite
 from .fmt import NotRun, fmt_hist, not_run, pyplot
-from analysis import configs_with_runs, passage
+from analysis import configs_with_runs, gd_stops, passage
 
 NAME, GD = "v_phase", "v_gd"
 SMALL_ETA = 0.08  # "small eta": at most this
@@ -63,13 +63,8 @@ def _gd(out: Path) -> pd.DataFrame:
     data = suite.load(out, GD)
     if data is None or data["runs"].empty:
         return pd.DataFrame()
-    ev = data["events"]
     rows = []
-    for cid, c, rr in configs_with_runs(data):
-        T = int(rr.horizon.max())
-        moved = set(ev[(ev.config_id == cid) & (ev.step > T // 2)].seed)
-        fin = rr[rr.status != "diverged"]
-        held = fin[~fin.seed.isin(moved)]
+    for _, c, rr, fin, held in gd_stops(data):
         rows.append(
             {
                 "ridge": c["train"]["ridge"],

@@ -13,7 +13,7 @@ from jumpsim import stats
 import analysis
 import suite
 from .fmt import NotRun, fmt_hist, fmt_rate, not_run, pct
-from analysis import configs_with_runs, passage
+from analysis import configs_with_runs, gd_stops, passage
 
 NAME, RUNS = "w_rank4_search", "x_rank_time"
 
@@ -32,13 +32,8 @@ def compute(out: Path, cv: pd.DataFrame) -> WFacts | NotRun:
     data = suite.load(out, NAME)
     if data is None or data["runs"].empty:
         return not_run(NAME, data)
-    ev = data["events"]
     rows = []
-    for cid, c, rr in configs_with_runs(data):
-        T = int(rr.horizon.max())
-        moved = set(ev[(ev.config_id == cid) & (ev.step > T // 2)].seed)
-        fin = rr[rr.status != "diverged"]
-        held = fin[~fin.seed.isin(moved)]
+    for _, c, rr, fin, held in gd_stops(data):
         rows.append(
             {
                 "ridge": c["train"]["ridge"],

@@ -104,9 +104,7 @@ def select(mask, a, b):
 
 
 def flat(tree):
-    """Leaves (R, N, ...) -> (R N, ...); spelled out, since a -1 cannot be inferred for zero-size leaves (the empty
-    epoch order of sampling with replacement)."""
-    return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), tree)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
 def bucket(n: int) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats as sps
+from scipy.optimize import minimize
 from scipy.special import gammaln
 
 from ..intervals import proportion_ci
+from .brute import rate_ratio
 
 
 def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95, quasi: bool = False) -> dict:
@@ -43,7 +45,7 @@ def arrhenius_fit(inv_eta, counts, exposure, level: float = 0.95, quasi: bool = 
         "b_high": b + z * np.sqrt(cov[1, 1]),
         "deviance": dev,
         "dof": dof,
-        "p_value": float(sps.chi2.sf(dev, dof)) if dof > 0 else float("nan"),
+        "p_value": g["p_value"],
         "points": len(x),
         "scale": scale,
         "log_k": lambda inv: a - b * np.asarray(inv, float),
@@ -77,10 +79,15 @@ def poisson_glm(X, counts, exposure, quasi: bool = False) -> dict:
         "cov": np.linalg.inv(X.T @ (mu[:, None] * X)) * scale,
         "deviance": dev,
         "dof": dof,
-        "p_value": float(sps.chi2.sf(dev, dof)) if dof > 0 else float("nan"),
+        "p_value": _fit_p(dev, dof),
         "scale": scale,
         "aic": 2 * X.shape[1] + 2 * _neg_log_lik(y, mu),
     }
+
+
+def _fit_p(dev: float, dof: int) -> float:
+    """Goodness of fit: the deviance's chi-square tail on ``dof`` degrees of freedom (NaN without any)."""
+    return float(sps.chi2.sf(dev, dof)) if dof > 0 else float("nan")
 
 
 def _deviance(y, mu) -> float:
@@ -125,8 +132,6 @@ def escape_laws(eta, counts, exposure) -> dict:
 def _two_channel(eta, y, e) -> dict:
     """Maximum-likelihood k = exp(a1 - b1 / eta) + exp(a2 - b2 / eta), from starts made of Arrhenius lines through
     the low and the high learning rates (every split point); channel 1 the steeper (b1 >= b2)."""
-    from scipy.optimize import minimize
-
     inv = 1 / eta
 
     def nll(th):
@@ -159,7 +164,7 @@ def _two_channel(eta, y, e) -> dict:
         "params": {"a1": a1, "b1": b1, "a2": a2, "b2": b2, "eta_cross": (b1 - b2) / (a1 - a2) if a1 != a2 else np.nan},
         "deviance": dev,
         "dof": dof,
-        "p_value": float(sps.chi2.sf(dev, dof)) if dof > 0 else float("nan"),
+        "p_value": _fit_p(dev, dof),
         "aic": 8 + 2 * _neg_log_lik(y, mu),
     }
 
@@ -189,8 +194,6 @@ def exponential_test(times, reached, horizon: float, burn_in: float = 0.0) -> di
     half = span / 2
     c1, c2 = int((r & (t < half)).sum()), int((r & (t >= half)).sum())
     e1, e2 = float(np.minimum(t, half).sum()), float(np.clip(t - half, 0, None).sum())
-    from .brute import rate_ratio
-
     rr = (
         rate_ratio(c2, e2, c1, e1)
         if e1 > 0 and e2 > 0

@@ -3,7 +3,6 @@ are a Poisson process (first-passage times against the exponential law)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,7 +13,7 @@ from jumpsim import stats
 
 import suite
 from .fmt import NotRun
-from analysis import first_passage_times
+from analysis import configs_with_runs, first_passage_times
 
 RANGES = (
     0.05,
@@ -47,20 +46,17 @@ def compute(out: Path, curves: dict[str, pd.DataFrame]) -> TFacts | NotRun:
         data = suite.load(out, name)
         if data is None or data["runs"].empty:
             continue
-        exp_ = data["experiments"].set_index("config_id")
-        for cid, rr in data["runs"].groupby("config_id"):
-            c = exp_.loc[cid]
-            cfg = json.loads(c.config)
+        for cid, cfg, rr in configs_with_runs(data):
             t, reached, horizon = first_passage_times(data, cid)
             div = float((rr.status == "diverged").mean())
             if reached.sum() < MIN_ESCAPES:
                 continue
+            train = cfg["train"]
+            sampling = train.get("sampling", "with_replacement")
             for burn in (0, BURN_IN):
                 res = stats.exponential_test(t, reached, horizon, burn_in=burn)
                 if div >= KS_MAX_DIVERGED:
                     res["ks_p"] = float("nan")
-                train = cfg["train"]
-                sampling = train.get("sampling", "with_replacement")
                 rows.append(
                     {"experiment": name, "eta": float(train["lr"]), "batch": train["batch"], "sampling": sampling}
                     | {"diverged": div, "burn_in": burn, **res}

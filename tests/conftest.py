@@ -4,6 +4,10 @@ The whole suite runs on two forced host devices (as the CLI does on a 2-core mac
 sharded path is what every test exercises; single-device runs use ``devices=[one]``.
 """
 
+import atexit
+import shutil
+import tempfile
+
 from jumpsim import devices
 
 devices.use_cpu_devices(2)  # before JAX starts its backend; an explicit count in XLA_FLAGS wins
@@ -14,6 +18,16 @@ import pytest
 # The tests compare against float64 references built with jnp; jumpsim itself needs no global
 # x64 (it scopes float64 to its own calls: tests/test_dynamics.py checks that in a fresh process).
 jax.config.update("jax_enable_x64", True)
+
+# Most tests compile the same small programs again (every `jumpsim run`, every kernel.build makes new jitted
+# closures, so JAX's in-memory caches never hit): a persistent compilation cache, private to this process (one
+# per xdist worker: JAX writes entries non-atomically) and removed at exit, loads an identical program's
+# executable instead of compiling it again. Only byte-identical programs (same HLO, options, XLA flags) hit, so
+# every test still runs the program its config compiles to; child processes the tests start do not use it.
+_XLA_CACHE = tempfile.mkdtemp(prefix="jumpsim-tests-xla-cache-")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 from jumpsim import config as config_lib
 

@@ -5,6 +5,7 @@ sharded path is what every test exercises; single-device runs use ``devices=[one
 """
 
 import atexit
+import os
 import shutil
 import tempfile
 
@@ -20,13 +21,16 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 # Most tests compile the same small programs again (every `jumpsim run`, every kernel.build makes new jitted
-# closures, so JAX's in-memory caches never hit): a persistent compilation cache, private to this process (one
-# per xdist worker: JAX writes entries non-atomically) and removed at exit, loads an identical program's
-# executable instead of compiling it again. Only byte-identical programs (same HLO, options, XLA flags) hit, so
-# every test still runs the program its config compiles to; child processes the tests start do not use it.
-_XLA_CACHE = tempfile.mkdtemp(prefix="jumpsim-tests-xla-cache-")
-atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
-jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+# closures, so JAX's in-memory caches never hit): a persistent compilation cache in a temporary folder loads an
+# identical program's executable instead of compiling it again. Only byte-identical programs (same HLO, options,
+# XLA flags) hit, so every test still runs the program its config compiles to. The process that creates the folder
+# (pytest itself, or xdist's controller) removes it at exit; its xdist workers find it through the environment and
+# share it (an entry read while the other worker still writes it fails to decompress: JAX warns and compiles).
+# Child processes that tests start do not use it (jumpsim reads no such variable; JAX's own is not set).
+if "JUMPSIM_TESTS_XLA_CACHE" not in os.environ:
+    os.environ["JUMPSIM_TESTS_XLA_CACHE"] = tempfile.mkdtemp(prefix="jumpsim-tests-xla-cache-")
+    atexit.register(shutil.rmtree, os.environ["JUMPSIM_TESTS_XLA_CACHE"], ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", os.environ["JUMPSIM_TESTS_XLA_CACHE"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 from jumpsim import config as config_lib

@@ -46,12 +46,25 @@ def tams(tmp_path_factory):
     return cfg, out
 
 
-def test_tams_agrees_with_brute_force(tams):
+@pytest.fixture(scope="module")
+def brute():
+    """2,000 brute-force seeds of BASE (shared: the TAMS, importance-sampling and bracket tests compare with it)."""
+    return jumpsim.simulate(jumpsim.load_config(None, BASE + ["run.seeds=2000", "run.chunk=2000"]))["runs"]
+
+
+@pytest.fixture(scope="module")
+def brute_p(brute):
+    """P(rank <= 1 within 2,000 steps) from the 2,000 brute-force seeds, and its binomial variance."""
+    p = float((brute.min_rank <= 1).mean())
+    return p, p * (1 - p) / len(brute)
+
+
+def test_tams_agrees_with_brute_force(tams, brute):
     """|p_tams - p_brute| < 5 combined standard errors (false failure < 1e-6 for unbiased estimators
     with near-normal errors: 2,000 binomial seeds, 12 replicas of 32 particles at p ~ 0.2)."""
     cfg, out = tams
-    bf = jumpsim.simulate(jumpsim.load_config(None, BASE + ["run.seeds=2000", "run.chunk=2000"]))["runs"]
-    assert (bf.initial_rank == 2).all() and (bf.status == "ok").all()
+    bf = brute
+    assert len(bf) == 2000 and (bf.initial_rank == 2).all() and (bf.status == "ok").all()
     p_bf = float((bf.min_rank <= 1).mean())
     est = _estimate(out)
     rp = jumpsim.read_table(out, "rare_replicas").p.to_numpy()
@@ -262,14 +275,6 @@ def _estimate_of(out, cid):
     d = jumpsim.read_dataset(out)
     s = stats.splitting(d["rare"], d["rare_replicas"])
     return s[s.config_id == cid].iloc[0]
-
-
-@pytest.fixture(scope="module")
-def brute_p():
-    """P(rank <= 1 within 2,000 steps) from 2,000 brute-force seeds, and its binomial variance."""
-    bf = jumpsim.simulate(jumpsim.load_config(None, BASE + ["run.seeds=2000", "run.chunk=2000"]))["runs"]
-    p = float((bf.min_rank <= 1).mean())
-    return p, p * (1 - p) / len(bf)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jumpsim
-from jumpsim import cli, rare, splitting, stats
+from jumpsim import bracket, cli, rare, splitting, stats
 
 BASE = [
     "problem.n=6",
@@ -335,10 +335,21 @@ def test_bad_proposal_settings_exit_2_naming_the_key(tmp_path, capsys, bad, key)
     assert key in err and err.strip().count("\n") == 0 and not (tmp_path / "x").exists()
 
 
-def test_path_bound_is_a_lower_bound_below_brute_force(tmp_path, capsys, brute_p):
+def test_path_bound_is_a_lower_bound_below_brute_force(tmp_path, capsys, brute_p, monkeypatch):
     """rare.bracket: a greedy path of draws from the start and plain runs from its end bound P from below; the
     bound sits below brute force's estimate (with room: it is (1/K)^m times a Clopper-Pearson lower end), is in
-    the JSON summary with its path length, and its work is counted."""
+    the JSON summary with its path length, and its work is counted. The path is probed at 2 prefixes, not
+    bracket.path_lower_bound's default 8: each probe's length is a program of its own (~3.5 s to compile each,
+    most of this test's time), and the search, the probes, the Bonferroni levels and the best-of are the same code
+    for any number of probes."""
+    bounds = []
+    real = bracket.path_lower_bound
+
+    def two_probes(*args, **kwargs):
+        bounds.append(real(*args, **kwargs, probes=2))
+        return bounds[-1]
+
+    monkeypatch.setattr(bracket, "path_lower_bound", two_probes)
     out = tmp_path / "d"
     sets = BASE + ["rare.particles=16", "rare.replicas=2", "rare.bracket=true", "rare.bracket_trials=64"]
     assert cli.main(["rare", "--out", str(out), "--quiet"] + [a for o in sets for a in ("--set", o)]) == 0
@@ -346,7 +357,9 @@ def test_path_bound_is_a_lower_bound_below_brute_force(tmp_path, capsys, brute_p
     assert cli.main(["summarize", str(out), "--json"]) == 0
     (r,) = json.loads(capsys.readouterr().out)["splitting"]
     p_bf, var_bf = brute_p
-    assert r["log10_p_lower_bound"] is not None and r["lower_bound_draws"] > 0
+    (b,) = bounds  # computed once, and the bound the tables hold
+    assert r["log10_p_lower_bound"] is not None and r["lower_bound_draws"] == b.draws > 0
+    assert r["log10_p_lower_bound"] == pytest.approx(b.log10_lower)
     assert 10 ** r["log10_p_lower_bound"] < p_bf - 5 * np.sqrt(var_bf)
     plain = jumpsim.load_config(None, BASE + ["rare.particles=16", "rare.replicas=2"])
     assert rare.estimate_id(plain) != r["estimate_id"]  # the bracket's settings name the estimate

@@ -161,18 +161,28 @@ def constrained_path(ls: Landscape, x0, k: int, levels, stiffness: float = 1e3, 
     return np.array(out)
 
 
-def critical_point(ls: Landscape, x, iters: int = 50, tol: float = 1e-12) -> np.ndarray:
-    """Newton's method on grad F = 0 from ``x`` (the pseudo-inverse skips the zero modes): the nearest
-    critical point of any index, found in a few steps from a good guess."""
+def critical_point(ls: Landscape, x, iters: int = 100, tol: float = 1e-12) -> np.ndarray:
+    """Newton's method on grad F = 0 from ``x`` (the pseudo-inverse skips the zero modes), each step shortened
+    until |grad F| falls (the Newton direction descends |grad F|^2): the nearest critical point of any index,
+    found in a few steps from a good guess. Where it stalls, the last point (its gradient says how far off)."""
     grad = jax.jit(jax.grad(lambda z: objective(ls, z)))
     x = np.asarray(x, np.float64)
+    g = np.asarray(grad(jnp.asarray(x)))
     for _ in range(iters):
-        g = np.asarray(grad(jnp.asarray(x)))
         if np.linalg.norm(g) < tol:
             break
         lam, v = np.linalg.eigh(hessian(ls, x))
         keep = np.abs(lam) > ZERO
-        x = x - v[:, keep] @ ((v[:, keep].T @ g) / lam[keep])
+        step = v[:, keep] @ ((v[:, keep].T @ g) / lam[keep])
+        alpha = 1.0
+        while alpha > 1e-6:
+            g_new = np.asarray(grad(jnp.asarray(x - alpha * step)))
+            if np.all(np.isfinite(g_new)) and np.linalg.norm(g_new) < (1 - 1e-4 * alpha) * np.linalg.norm(g):
+                break
+            alpha /= 2
+        else:
+            break
+        x, g = x - alpha * step, g_new
     return x
 
 

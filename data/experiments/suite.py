@@ -60,6 +60,7 @@ EXPERIMENTS = [
     "r_sampling",
     "s_batch2",
     "s_batch3",
+    "s_batch4",
     "u_momentum",
     "u_adam",
     "u_up_momentum",

@@ -44,7 +44,9 @@ from . import (
     v_phase,
     w_rank4_search,
     wall_times,
+    y_barrier,
 )
+from .fmt import NotRun
 
 
 def report(out: Path, timings: dict) -> str:
@@ -102,18 +104,22 @@ def report(out: Path, timings: dict) -> str:
 
 
 def escape_law(out: Path, cv) -> tuple[list[str], list]:
-    """Sections (r)-(w), rendered (sampling, batch size, the laws, optimizers, the phase diagram, rank against time),
-    and the rows they add to the claims table. ``cv``: the escape curve of (j)."""
+    """Sections (r)-(y), rendered (sampling, batch size, the laws, optimizers, the phase diagram, rank against time,
+    the barrier), and the rows they add to the claims table. ``cv``: the escape curve of (j). A section without its
+    data is left out (``splice`` then keeps its old text)."""
     r, s = r_sampling.compute(out, cv), s_batch.compute(out, cv)
-    t = t_laws.compute(out, _curves(out, cv, r, s))
+    curves = _curves(out, cv, r, s)
+    t = t_laws.compute(out, curves)
     u, v, w = u_optimizers.compute(out, cv), v_phase.compute(out), w_rank4_search.compute(out, cv)
-    lines = r_sampling.render(r) + s_batch.render(s) + t_laws.render(t) + t_laws.theories(r, s, t)
-    lines += u_optimizers.render(u) + v_phase.render(v) + w_rank4_search.render(w)
-    return lines, claims.escape_law(r, s, t, u, v, w)
+    y = y_barrier.compute(out, t_laws.fit_laws(curves))
+    shown = [(r, r_sampling.render), (s, s_batch.render), (t, lambda t: t_laws.render(t) + t_laws.theories(r, s, t))]
+    shown += [(u, u_optimizers.render), (v, v_phase.render), (w, w_rank4_search.render), (y, y_barrier.render)]
+    lines = [line for facts, render in shown if not isinstance(facts, NotRun) for line in render(facts)]
+    return lines, claims.escape_law(r, s, t, u, v, w, y)
 
 
 def _curves(out: Path, cv, r, s) -> dict:
-    """Every escape curve the laws are fitted to: the ridges of (j), depth 4 of (p), B = 2 and 3 of (s), sampling
+    """Every escape curve the laws are fitted to: the ridges of (j), depth 4 of (p), B = 2, 3, 4 of (s), sampling
     without replacement of (r)."""
     curves = {f"(j) ridge {ridge:g}": g for ridge, g in cv.groupby("ridge")} if len(cv) else {}
     d4 = suite.load(out, "p_depth4_curve")
@@ -123,6 +129,9 @@ def _curves(out: Path, cv, r, s) -> dict:
         curves["(p) depth 4"] = pd.read_parquet(out / "p_depth4_curve.parquet")
     if not isinstance(s, s_batch.NotRun):
         curves.update({f"(s) B = {b}": g for b, g in s.curve.groupby("batch") if b > 1})
+    elif (out / "s_batch.parquet").exists():
+        summary = pd.read_parquet(out / "s_batch.parquet")  # the committed summary where the datasets are absent
+        curves.update({f"(s) B = {b}": g for b, g in summary.groupby("batch") if b > 1})
     if not isinstance(r, r_sampling.NotRun):
         curves["(r) without replacement"] = r.rows[r.rows.sampling == "without_replacement"]
     return curves

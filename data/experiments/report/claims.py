@@ -154,8 +154,8 @@ def render(rows: list[Claim]) -> list[str]:
     return lines + [""]
 
 
-def escape_law(r, s, t, u, v, w) -> list[Claim]:
-    """The rows the escape-law sections (r)-(w) add (their facts; NotRun ones are left out)."""
+def escape_law(r, s, t, u, v, w, y=None) -> list[Claim]:
+    """The rows the escape-law sections (r)-(y) add (their facts; NotRun ones are left out)."""
     rows = []
     if not isinstance(s, NotRun) and s.ratios:
         b, (x, lo, hi) = max(s.ratios.items())
@@ -223,6 +223,19 @@ def escape_law(r, s, t, u, v, w) -> list[Claim]:
                 "after a burn-in",
             )
         )
+    if y is not None and not isinstance(y, NotRun):
+        both = [(q, y.fitted[q.curve]) for q in y.rows.itertuples() if q.curve in y.fitted]
+        if both:
+            q, fit = both[0]
+            rows.append(
+                (
+                    "(theories of SGD escape) the rate is diffusion over the barrier (b from dF, Hessian, noise)",
+                    f"(y) {q.curve}: fitted b {fit[0]:.2f}; with SGD's measured noise along the path b = "
+                    f"{q.b_path:,.0f}, log-loss form {q.b_log:,.0f}; the linear form's {q.b_linear:.2f} assumes noise "
+                    f"{q.curvature / q.noise:,.0f}x SGD's",
+                    "no: escapes jump the saddle (one collapsing step)",
+                )
+            )
     return rows
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as sps
 
@@ -183,3 +184,17 @@ def test_report_sections_splice_into_a_report_and_keep_the_rest():
     old = "# R\n\n## (a) A\n\nold a\n\n## (r) R\n\nold r\n\n### (r2) sub\n\nx\n\n## Configurations\n\nc\n"
     new = splice(old, ["## (r) R", "", "new r", "", "## (t) T", "", "new t", ""])
     assert new == "# R\n\n## (a) A\n\nold a\n\n## (r) R\n\nnew r\n\n## (t) T\n\nnew t\n\n## Configurations\n\nc\n"
+
+
+def test_escape_law_leaves_out_sections_without_data(tmp_path):
+    """``run.py --escape-law`` in a checkout without the datasets: only the sections whose inputs exist are
+    rendered (here (y), from its committed per-start cache), so ``splice`` keeps every other section's old text."""
+    import shutil
+
+    from report import escape_law
+
+    shutil.copy(suite.RESULTS / "y_barrier.parquet", tmp_path / "y_barrier.parquet")
+    lines, rows = escape_law(tmp_path, pd.read_parquet(suite.RESULTS / "j_curve.parquet"))  # (j)'s committed curve
+    assert [x[:6] for x in lines if x.startswith("## (")] == ["## (y)"]
+    assert [m[:3] for _, m, _ in rows] == ["(y)"]  # its claims row: the fitted slope of (j) beside the predicted
+    assert any(x.startswith("| (j) ridge 0.001 (`rank3_start.npz`)") and x.endswith("] |") for x in lines)

@@ -44,7 +44,8 @@ class Barrier(NamedTuple):
     The path is the string from the start to the rank-(k-1) end of the saddle's descent; the escape
     direction is its tangent at the start. Predicted slopes b of log k = a - b / eta (batch B: times B):
     ``b_linear`` = 2 dF / H_a (diffusion with noise covariance H / B), ``b_log`` = dlog L / h (the
-    log-loss barrier of noise 2 L H / B; h = H_a, ``b_log_top`` with h the largest eigenvalue), and
+    log-loss barrier of noise 2 L H / B, L the data loss at the path's top over the start's, as that form
+    reads for a loss without a ridge; h = H_a, ``b_log_top`` with h the largest eigenvalue), and
     ``b_path`` = 2 * integral of dF / C_t along the path (1-D diffusion along it with SGD's measured noise
     C_t along the tangent: no model of the noise)."""
 
@@ -77,7 +78,7 @@ class Saddle(NamedTuple):
     lower: np.ndarray  # where descent from the saddle toward sigma_k -> 0 ends (rank k - 1)
     upper: np.ndarray  # where descent from the saddle the other way ends (rank k)
     down: np.ndarray  # the unstable direction, unit, pointing toward ``lower``
-    approach: np.ndarray  # (levels, P) the constrained minima along sigma_k it was found from
+    approach: np.ndarray  # (M, P) the constrained minima along sigma_k from the start to the highest one
 
 
 def landscape(rows, cols, values, scale: float, ridge: float, shapes) -> Landscape:
@@ -227,7 +228,7 @@ def saddle_below(ls: Landscape, x0, k: int, levels: int = 60, lr: float = 0.5, s
             lower=ends[0],
             upper=ends[1],
             down=u,
-            approach=path,
+            approach=path[: int(np.argmax(f)) + 1],
         )
 
 

@@ -233,7 +233,7 @@ def escape_law(r, s, t, u, v, w, y=None) -> list[Claim]:
                     f"(y) {q.curve}: fitted b {fit[0]:.2f}; with SGD's measured noise along the path b = "
                     f"{q.b_path:,.0f}, log-loss form {q.b_log:,.0f}; the linear form's {q.b_linear:.2f} assumes noise "
                     f"{q.curvature / q.noise:,.0f}x SGD's",
-                    "no: escapes jump the saddle (one collapsing step)",
+                    "no: escapes jump the saddle (one collapsing step)" if q.b_path > 10 * fit[0] else "not rejected",
                 )
             )
     return rows

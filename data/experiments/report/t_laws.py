@@ -49,7 +49,7 @@ def compute(out: Path, curves: dict[str, pd.DataFrame]) -> TFacts | NotRun:
     """``curves``: name -> escape_rows of one escape curve (the ridges of (j), depth 4 of (p), B = 2, 3, 4 of (s),
     without replacement of (r)). Not run without the datasets whose first-passage times it tests."""
     if all(suite.load(out, name) is None for name in POISSON):
-        return NotRun("t_laws", how="the experiments r_sampling, s_batch2 and s_batch3")
+        return NotRun("t_laws", how="the experiments r_sampling and s_batch2-4")
     laws = fit_laws(curves)
     rows = []
     for name in POISSON:

@@ -61,7 +61,8 @@ def compute(out: Path, laws: list[dict]) -> YFacts | NotRun:
     df = pd.DataFrame(rows)
     fitted = {}
     for law in laws:  # the ridges and depth 4 where < 5 % diverged; B = 2, 3, 4 of (s) over their countable range
-        if "arrhenius" in law["fits"] and (law["limit"] == min(RANGES) or law["curve"].startswith("(s)")):
+        wide = law["curve"].startswith("(s)")
+        if "arrhenius" in law["fits"] and law["limit"] == (max(RANGES) if wide else min(RANGES)):
             q = law["fits"]["arrhenius"]["params"]
             fitted.setdefault(law["curve"], (q["slope"], float(q["slope_low"]), float(q["slope_high"])))
     return YFacts(df, fitted)
@@ -120,8 +121,8 @@ def render(y: YFacts | NotRun) -> list[str]:
         "variance C_a of one draw's gradient along that direction. Predicted b for B = 1 (times B for a batch B):",
         "",
         "- linear barrier, noise covariance H / B (diffusion theory of SGD, Xie et al.): b = 2 dF / H_a (the "
-        "saddle's curvature |H_b| enters only through a weight between 1 / H_a and 1 / |H_b|, and |H_b| is of H_a's "
-        "size here);",
+        "saddle's curvature |H_b| enters only through a weight between 1 / H_a and 1 / |H_b|; |H_b| / H_a is given "
+        "below);",
         "- log-loss barrier, noise 2 L H / B (Mori et al.): b = dlog L / h*, L the data loss, h* the Hessian along "
         "the escape direction (their h*; with h* = h_top, the largest eigenvalue, beside it);",
         "- no model of the noise: one-dimensional diffusion along the path with the measured C(s) along its tangent, "
@@ -164,37 +165,66 @@ def _reading(y: YFacts) -> list[str]:
     r = y.rows
     n, idx1, joined = len(r), int((r.saddle_index == 1).sum()), int((r.lower_sigma < 1e-6).sum())
     fits = [(row, y.fitted[row.curve]) for row in r.itertuples() if row.curve in y.fitted]
+    higher = bool((r.lower_value > r.start_value).all())
+    same = [np.allclose(x.upper_sigmas, x.start_sigmas, rtol=1e-4) for x in r.itertuples()]
     out = [
         f"The saddle: an index-1 critical point for {idx1} of {n} starts (gradient norm <= {r.saddle_grad.max():.1g}, "
         f"|negative eigenvalue| {_span(-r.saddle_negative / r.curvature)} H_a); descent from it reaches rank 2 on one "
-        f"side ({joined} of {n}), where F is {_span(r.lower_value - r.start_value)} above the start: the rank-2 "
-        "minimum is the higher one, SGD climbs to it, and the barrier back from it is only "
-        f"{_span(r.saddle_value - r.lower_value)}. On the other side descent ends at a rank-3 minimum that is not "
-        "always the start: the string from the start passes a neighbouring rank-3 minimum (F differs by "
-        f"{_span(np.abs(r.upper_value - r.start_value), '.1g')}) before it climbs. The saddle's sigma_3 is "
-        f"{_span(r.saddle_sigma)}, {_span([x.saddle_sigma / x.start_sigmas[K - 1] for x in r.itertuples()])} of the "
-        "start's: the climb is the third singular value shrinking against the data term it fitted.",
+        f"side ({joined} of {n}), where F is {_span(r.lower_value - r.start_value, '+.2g')} against the start"
+        + (
+            ": the rank-2 minimum is the higher one, so an escape climbs in F, and the barrier back is only "
+            if higher
+            else "; the barrier back is "
+        )
+        + f"{_span(r.saddle_value - r.lower_value)}. On the other side descent ends at a rank-3 minimum "
+        + (
+            "that is the start"
+            if all(same)
+            else f"other than the start for {n - sum(same)} of {n} (singular values "
+            f"differ, F by {_span(np.abs(r.upper_value - r.start_value), '.1g')}): the saddle sits beyond a "
+            "neighbouring rank-3 minimum"
+        )
+        + f". The saddle's sigma_3 is {_span(r.saddle_sigma)}, "
+        f"{_span([x.saddle_sigma / x.start_sigmas[K - 1] for x in r.itertuples()])} of the start's: the climb is the "
+        "third singular value shrinking against the data term it fitted.",
         "",
     ]
     if fits:
-        ratio = lambda col: [getattr(row, col) / f[0] for row, f in fits]  # noqa: E731
-        lin = np.array(ratio("b_linear"))
+        ratio = lambda col: np.array([getattr(row, col) / f[0] for row, f in fits])  # noqa: E731
+        lin, path, log = ratio("b_linear"), ratio("b_path"), ratio("b_log")
+        model_noise = (r.noise / (2 * r.start_data_loss * r.curvature)).to_numpy()
+        base = y.fitted.get("(j) ridge 0.001")
+        b_ratio = {b: y.fitted[f"(s) B = {b}"][0] / base[0] for b in (2, 3, 4) if base and f"(s) B = {b}" in y.fitted}
+        far = path.min() > 10 and log.min() > 10
         out += [
             f"Against the slopes fitted in (t): the linear-barrier form with noise H / B predicts {_span(lin)}x the "
             "fitted b" + (" (the right size)" if lin.min() > 1 / 3 and lin.max() < 3 else "") + ", but that noise "
             "is not SGD's here: along the escape direction the measured C_a is "
-            f"{_span(r.curvature / r.noise, ',.0f')}x "
-            "smaller than H_a, close to the 2 L H_a of the log-loss picture (the minimum fits the observed entries "
-            "almost exactly, so L is small). With the noise SGD has, diffusion along the path over the saddle "
-            f"predicts {_span(ratio('b_path'), ',.0f')}x the fitted slope, and the log-loss form with h* along the "
-            f"escape direction {_span(ratio('b_log'), ',.0f')}x: rates smaller than the measured ones by a factor "
-            "exp(-(b_pred - b) / eta), astronomically, at every learning rate measured. The log-loss form with h* the "
-            f"largest eigenvalue gives {_span(ratio('b_log_top'))}x the fitted b, but that eigenvalue's direction is "
-            f"not the escape direction (the Hessian along the escape direction is "
-            f"{_span(r.top_curvature / r.curvature, ',.0f')}x smaller). The escapes measured are therefore not "
-            "diffusion over this saddle: the collapse of (o) and (q), one SGD step that takes sigma_3 from the basin "
-            "to near zero, lands beyond it in one move. No slope the theories read off the barrier and the Hessian "
-            "predicts b here, nor its weak growth with B ((s): b_B / b_1 far below B, where every form above predicts "
-            "b proportional to B).",
+            f"{_span(r.curvature / r.noise, ',.0f')}x smaller than H_a, and {_span(model_noise)}x the 2 L H_a of the "
+            "log-loss picture (the minimum fits the observed entries almost exactly, so L is small). With the noise "
+            f"SGD has, diffusion along the path over the saddle predicts {_span(path, ',.3g')}x the fitted slope, and "
+            f"the log-loss form with h* along the escape direction {_span(log, ',.3g')}x"
+            + (
+                ": rates smaller than the measured ones by a factor exp(-(b_pred - b) / eta), with b_pred - b in the "
+                "thousands, at every learning rate measured."
+                if far
+                else "."
+            )
+            + f" The log-loss form with h* the largest eigenvalue gives {_span(ratio('b_log_top'))}x the fitted b, but "
+            "that eigenvalue's direction is not the escape direction (the Hessian along the escape direction is "
+            f"{_span(r.top_curvature / r.curvature, ',.0f')}x smaller)."
+            + (
+                " The escapes measured are therefore not diffusion over this saddle: the collapse of (o) and (q), one "
+                "SGD step that takes sigma_3 from the basin to near zero, lands beyond it in one move."
+                if far
+                else ""
+            )
+            + (
+                " Every form above predicts b proportional to B; (s) measured "
+                + ", ".join(f"b_{b} / b_1 = {v:.2f}" for b, v in b_ratio.items())
+                + "."
+                if b_ratio
+                else ""
+            ),
         ]
     return out

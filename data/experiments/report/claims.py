@@ -226,14 +226,22 @@ def escape_law(r, s, t, u, v, w, y=None) -> list[Claim]:
     if y is not None and not isinstance(y, NotRun):
         both = [(q, y.fitted[q.curve]) for q in y.rows.itertuples() if q.curve in y.fitted]
         if both:
-            q, fit = both[0]
+            far = [q.b_path > 10 * fit[0] for q, fit in both]
             rows.append(
                 (
                     "(theories of SGD escape) the rate is diffusion over the barrier (b from dF, Hessian, noise)",
-                    f"(y) {q.curve}: fitted b {fit[0]:.2f}; with SGD's measured noise along the path b = "
-                    f"{q.b_path:,.0f}, log-loss form {q.b_log:,.0f}; the linear form's {q.b_linear:.2f} assumes noise "
-                    f"{q.curvature / q.noise:,.0f}x SGD's",
-                    "no: escapes jump the saddle (one collapsing step)" if q.b_path > 10 * fit[0] else "not rejected",
+                    "(y) fitted b against 2 * integral dF / C with SGD's measured noise along the path: "
+                    + "; ".join(f"{q.curve} {fit[0]:.2f} vs {q.b_path:,.3g}" for q, fit in both),
+                    "no: escapes jump the saddle (one collapsing step)"
+                    if all(far)
+                    else (
+                        "not rejected"
+                        if not any(far)
+                        else "depends on the ridge: far off at "
+                        + ", ".join(q.curve for (q, _), f in zip(both, far) if f)
+                        + ", within 10x at "
+                        + ", ".join(q.curve for (q, _), f in zip(both, far) if not f)
+                    ),
                 )
             )
     return rows

@@ -125,13 +125,15 @@ def sigma_sq(ls: Landscape, x, k: int) -> jax.Array:
 
 def sample_gradients(ls: Landscape, x) -> jax.Array:
     """(K, P): the gradient of each observed entry's term, scale * (A_ij - A*_ij)^2, what one SGD draw
-    (batch 1) steps along besides the ridge. Their covariance is SGD's noise per draw."""
-    rows, cols, values = jnp.asarray(ls.rows), jnp.asarray(ls.cols), jnp.asarray(ls.values)
+    (batch 1) steps along besides the ridge (``model.minibatch_grads`` of a batch of one, per entry).
+    Their covariance is SGD's noise per draw."""
+    params = unflatten(ls, x)
 
-    def term(z, i):
-        return ls.scale * (model.end_to_end(unflatten(ls, z))[rows[i], cols[i]] - values[i]) ** 2
+    def one(i, j, v):
+        grads, _ = model.minibatch_grads(params, i[None], j[None], v[None], ls.scale)
+        return jnp.concatenate([g.ravel() for g in grads])
 
-    return jax.vmap(jax.grad(term), (None, 0))(x, jnp.arange(len(ls.rows)))
+    return jax.vmap(one)(jnp.asarray(ls.rows), jnp.asarray(ls.cols), jnp.asarray(ls.values))
 
 
 def noise_along(ls: Landscape, xs, directions) -> np.ndarray:
@@ -139,6 +141,11 @@ def noise_along(ls: Landscape, xs, directions) -> np.ndarray:
     directions[i] (xs, directions: (N, P)); a batch of B draws divides it by B."""
     var = jax.jit(jax.vmap(lambda x, d: jnp.var(sample_gradients(ls, x) @ d)))
     return np.asarray(var(jnp.asarray(xs), jnp.asarray(directions)))
+
+
+def values(ls: Landscape, xs) -> np.ndarray:
+    """(N,): F at each of the points xs (N, P)."""
+    return np.asarray(jax.jit(jax.vmap(lambda x: objective(ls, x)))(jnp.asarray(xs)))
 
 
 def hessian(ls: Landscape, x) -> np.ndarray:
@@ -209,7 +216,7 @@ def saddle_below(ls: Landscape, x0, k: int, levels: int = 60, lr: float = 0.5, s
         s0 = math.sqrt(float(sigma_sq(ls, jnp.asarray(x0), k)))
         grid = s0 * np.geomspace(1.0, 0.01, levels)[1:]
         path = constrained_path(ls, x0, k, grid)
-        f = np.array([float(objective(ls, jnp.asarray(p))) for p in path])
+        f = values(ls, path)
         x = critical_point(ls, path[int(np.argmax(f))])
         lam, v = np.linalg.eigh(hessian(ls, x))
         u = v[:, 0]
@@ -274,7 +281,7 @@ def barrier(ls: Landscape, x0, k: int, sweeps: int = 400, levels: int = 60, step
         down = descend(ls, sad.x + 1e-3 * sad.down, 0.5, steps // 10, every=steps // 200)
         guess = np.concatenate([x0[None], sad.approach, sad.x[None], down, sad.lower[None]])
         path = string_path(ls, guess, sweeps=sweeps)
-        f = np.array([float(objective(ls, jnp.asarray(p))) for p in path])
+        f = values(ls, path)
         top = int(np.argmax(f))
         t = tangents(path)
         h0 = hessian(ls, x0)

@@ -34,7 +34,7 @@ COLUMNS = [
 
 class YFacts(NamedTuple):
     rows: pd.DataFrame  # per start: curve, file, ridge, depth, the saddle's facts and landscape.Barrier's numbers
-    fitted: dict  # curve -> (b, low, high) the Arrhenius slope of (t) where < 5 % diverged
+    fitted: dict  # curve -> (b, low, high) the Arrhenius slope of (t) (see compute for which range)
 
 
 def compute(out: Path, laws: list[dict]) -> YFacts | NotRun:
@@ -62,14 +62,15 @@ def compute(out: Path, laws: list[dict]) -> YFacts | NotRun:
         return NotRun(NAME, how="the start files rank3_start*.npz (`run.py --make-start`)")
     df = pd.DataFrame(rows)
     fitted = {}
-    for law in laws:  # the ridges and depth 4 where < 5 % diverged; B = 2, 3, 4 of (s) over their countable range
-        wide = law["curve"].startswith("(s)")
-        if "arrhenius" in law["fits"] and law["limit"] == (max(RANGES) if wide else min(RANGES)):
-            q = law["fits"]["arrhenius"]["params"]
-            fitted.setdefault(law["curve"], (q["slope"], float(q["slope_low"]), float(q["slope_high"])))
-        if law["curve"] == "(j) ridge 0.001" and law["limit"] == max(RANGES) and "arrhenius" in law["fits"]:
-            q = law["fits"]["arrhenius"]["params"]  # B = 1 over the countable range, as (s) divides by
-            fitted[WIDE] = (q["slope"], float(q["slope_low"]), float(q["slope_high"]))
+    for law in laws:  # the ridges where < 5 % diverged; B = 2, 3, 4 of (s) and B = 1 (WIDE) where < 50 % did
+        if "arrhenius" not in law["fits"]:
+            continue
+        q = law["fits"]["arrhenius"]["params"]
+        slope = (q["slope"], float(q["slope_low"]), float(q["slope_high"]))
+        if law["limit"] == (max(RANGES) if law["curve"].startswith("(s)") else min(RANGES)):
+            fitted[law["curve"]] = slope
+        if law["curve"] == "(j) ridge 0.001" and law["limit"] == max(RANGES):
+            fitted[WIDE] = slope
     return YFacts(df, fitted)
 
 

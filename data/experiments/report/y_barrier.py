@@ -21,8 +21,9 @@ from .t_laws import RANGES
 NAME = "y_barrier"
 WIDE = "(j) ridge 0.001, < 50 % diverged"  # the key of B = 1's fit over the countable range
 K = 3  # the rank the start has; the saddle leads to rank K - 1
-STARTS = (  # curve of (t), start file, ridge, depth (2-5 CPU-minutes each). Not here: ridge 5e-4 (its search ran
-    # > 20 min) and depth 4 (the search ends at an index-2 critical point that does not lead to rank 2)
+STARTS = (  # curve of (t), start file, ridge, depth (2-8 CPU-minutes each). Not here: depth 4 (the search ends at
+    # an index-2 critical point that does not lead to rank 2)
+    ("(j) ridge 0.0005", suite.start_path(5e-4), 5e-4, 3),
     ("(j) ridge 0.001", suite.start_path(1e-3), 1e-3, 3),
     ("(j) ridge 0.002", suite.start_path(2e-3), 2e-3, 3),
 )
@@ -208,7 +209,9 @@ def _reading(y: YFacts) -> list[str]:
             "is not SGD's here: along the escape direction the measured C_a is "
             f"{_span(r.curvature / r.noise, ',.0f')}x smaller than H_a, and {_span(model_noise)}x the 2 L H_a of the "
             "log-loss picture (the minimum fits the observed entries almost exactly, so L is small). With the noise "
-            f"SGD has, diffusion along the path over the saddle predicts {_span(path, ',.3g')}x the fitted slope, and "
+            f"SGD has, diffusion along the path over the saddle predicts {_span(path, ',.3g')}x the fitted slope ("
+            + "; ".join(f"{row.curve}: {v:,.3g}x" for (row, _), v in zip(fits, path))
+            + "), and "
             f"the log-loss form with h* along the escape direction {_span(log, ',.3g')}x"
             + (
                 ": rates smaller than the measured ones by a factor exp(-(b_pred - b) / eta), with b_pred - b in the "

@@ -51,3 +51,39 @@ def collapse_hazard(configs, falls=HAZARD_FALLS) -> pd.DataFrame:
                 frame |= {"max_fall": big[ok], **{f"over_{fc:g}": counts[ok, i] for i, fc in enumerate(falls)}}
                 rows.append(pd.DataFrame(frame))
     return pd.concat(rows, ignore_index=True).assign(entries=int(data.n_observed))
+
+
+def collapse_windows(states: pd.DataFrame, fall: float, burn_in: int = 0) -> dict:
+    """The windows in which one SGD step could collapse sigma_3 by more than `fall`: maximal runs of consecutive
+    checks (of ``collapse_hazard``'s rows, one seed at a time, after step `burn_in`) with at least one such entry.
+    A window of checks with n_i such entries, each check standing for the `every` steps to the next, is passed
+    without drawing one of them with chance prod_i (1 - n_i / K)^every (batch 1): ``p_draw`` is the mean over
+    windows of one minus that, the chance SGD takes the collapse a window offers. It bounds what a proposal acting
+    on the collapsing draw alone can gain: at most 1 / p_draw more collapses, before the cost of finding them."""
+    col = f"over_{fall:g}"
+    df = states[states.step > burn_in].sort_values(["config_id", "seed", "step"])
+    k = int(df.entries.iloc[0])
+    every = int(np.diff(np.unique(df.step)).min())
+    lengths, entries, p_draw = [], [], []
+    for _, g in df.groupby(["config_id", "seed"], sort=False):
+        n = g[col].to_numpy()
+        edges = np.flatnonzero(np.diff(np.r_[0, (n > 0).astype(int), 0]))  # starts and ends of runs of n > 0
+        for a, b in zip(edges[::2], edges[1::2]):
+            lengths.append((b - a) * every)
+            entries.append(n[a:b].mean())
+            p_draw.append(1.0 - np.prod((1.0 - n[a:b] / k) ** every))
+    steps = len(df) * every
+    lengths, p_draw = np.asarray(lengths, float), np.asarray(p_draw, float)
+    return {
+        "fall": fall,
+        "states": len(df),
+        "every": every,
+        "capable_share": float((df[col] > 0).mean()),
+        "hazard_per_step": float(df[col].sum() / len(df) / k),
+        "windows": len(lengths),
+        "windows_per_step": len(lengths) / steps,
+        "length_median": float(np.median(lengths)) if len(lengths) else 0.0,
+        "length_mean": float(lengths.mean()) if len(lengths) else 0.0,
+        "entries_mean": float(np.mean(entries)) if entries else 0.0,
+        "p_draw": float(p_draw.mean()) if len(p_draw) else 0.0,
+    }

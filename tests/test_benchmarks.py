@@ -57,3 +57,19 @@ def test_fused_bench_runs():
 
     r = fused_bench.bench(S=3, K=2, n=4, m=3, width=4, depth=2, reps=1, interpret=True)
     assert r["pallas"] > 0 and r["xla"] > 0 and r["max_rel_diff"] < RTOL
+
+
+def test_collapse_anatomy_runs_small(tmp_path):
+    """The escape-anatomy measurement (windows of a collapse, carry-through from crossings) at a tiny size."""
+    import collapse_anatomy
+
+    out = tmp_path / "a.json"
+    assert collapse_anatomy.main(["--quick", "--lr", "0.14", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [w["fall"] for w in res["windows"]] == [2.0, 4.0, 10.0]
+    assert all(w["states"] > 0 and 0 <= w["p_draw"] <= 1 for w in res["windows"])
+    c = res["carry"]
+    assert c["crossings"] == len(res["crossings"]) and c["crossings"] > 0
+    assert all(r["hits"] + r["back"] + r["open"] == 4 for r in res["crossings"])
+    f = res["forced"]
+    assert f["paths"] == 4 and f["tilted_steps_mean"] > 0 and f["hits"] <= 4 and f["p"] >= 0

@@ -198,3 +198,25 @@ def test_escape_law_leaves_out_sections_without_data(tmp_path):
     assert [x[:6] for x in lines if x.startswith("## (")] == ["## (y)"]
     assert [m[:3] for _, m, _ in rows] == ["(y)"]  # its claims row: the fitted slope of (j) beside the predicted
     assert any(x.startswith("| (j) ridge 0.001 (`rank3_start.npz`)") and x.endswith("] |") for x in lines)
+
+
+def test_small_eta_sets_each_fitted_law_against_the_bounds_of_i():
+    """(t) extrapolates each law of the (j) ridge-1e-3 curve to (i)'s small learning rates: a law whose k there
+    exceeds the rate form's bound is rejected, one below is not; TAMS rows (no bound on k) are left out."""
+    from report import t_laws
+
+    fits = {
+        "arrhenius": {"params": {"a": 34.0, "slope": 6.6}},  # k(0.10) = e^(34 - 66) = 1.3e-14
+        "power": {"params": {"a": 60.0, "slope": 30.0}},  # k(0.10) = e^(60 - 69.1) = 1.1e-4: above
+    }
+    laws = [{"curve": t_laws.SMALL_CURVE, "limit": 0.05, "etas": [0.12, 0.13, 0.14], "fits": fits}]
+    laws.append({"curve": "(p) depth 4", "limit": 0.05, "etas": [0.08, 0.09], "fits": fits})  # another start
+    bounds = [
+        {"eta": 0.1, "method": "rate", "p_bound": 0.003, "horizon": 100_000, "k_bound": 3e-8},
+        {"eta": 0.1, "method": "tams", "p_bound": 0.03, "horizon": 100_000, "k_bound": float("nan")},
+    ]
+    small = t_laws.small_eta(laws, bounds)
+    assert [(r["form"], r["above"]) for r in small] == [("arrhenius", False), ("power", True)]
+    assert np.isclose(small[0]["k"], np.exp(34 - 66)) and np.isclose(small[1]["k"], np.exp(60 + 30 * np.log(0.1)))
+    text = "\n".join(t_laws._small_lines(small))
+    assert "3e-08" in text and "(above: rejected)" in text and "rejected there: power (< 5 %, eta 0.1)" in text

@@ -329,6 +329,14 @@ def test_escape_laws_tell_the_forms_apart():
     line = fits["arrhenius"]["arrhenius"]["params"]
     assert line["slope_low"] < 2.0 < line["slope_high"]
     assert fits["power"]["power"]["params"]["slope_low"] < 8.0 < fits["power"]["power"]["params"]["slope_high"]
+    # each fitted law predicts its own truth where it was fitted, and off the fitted range (eta 0.10) within the
+    # extrapolation's error (Poisson noise of >= 1e5 events: a few per cent)
+    for form, k in truths.items():
+        fit = fits[form][form]["params"]
+        assert np.allclose(stats.law_rate(form, fit, eta), k, rtol=0.03), form
+    true_small = {"arrhenius": np.exp(1.3 - 20.0), "power": np.exp(1.9 + 8.0 * np.log(0.10))}
+    for form, k in true_small.items():
+        assert np.isclose(stats.law_rate(form, fits[form][form]["params"], 0.10), k, rtol=0.1), form
 
 
 def test_poisson_glm_is_the_arrhenius_fit_and_covers_a_common_slope():

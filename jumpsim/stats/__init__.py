@@ -32,5 +32,5 @@ from .brute import (
     run_counts,
     survival_curves,
 )
-from .laws import arrhenius_fit, escape_laws, exponential_test, poisson_glm, restart_time
+from .laws import arrhenius_fit, escape_laws, exponential_test, law_rate, poisson_glm, restart_time
 from .rare_events import level_table, splitting, splitting_ratio

@@ -129,6 +129,19 @@ def escape_laws(eta, counts, exposure) -> dict:
     return out
 
 
+def law_rate(form: str, params: dict, eta) -> np.ndarray:
+    """k(eta) of an ``escape_laws`` form from its ``params``: what the fitted law predicts where it was not fitted
+    (an extrapolation, to set against a bound measured there)."""
+    eta = np.asarray(eta, float)
+    if form == "arrhenius":
+        return np.exp(params["a"] - params["slope"] / eta)
+    if form == "power":
+        return np.exp(params["a"] + params["slope"] * np.log(eta))
+    if form == "two_channel":
+        return np.exp(params["a1"] - params["b1"] / eta) + np.exp(params["a2"] - params["b2"] / eta)
+    raise ValueError(f"unknown form {form!r}: arrhenius, power or two_channel")
+
+
 def _two_channel(eta, y, e) -> dict:
     """Maximum-likelihood k = exp(a1 - b1 / eta) + exp(a2 - b2 / eta), from starts made of Arrhenius lines through
     the low and the high learning rates (every split point); channel 1 the steeper (b1 >= b2)."""

@@ -109,7 +109,8 @@ def escape_law(out: Path, cv) -> tuple[list[str], list]:
     data is left out (``splice`` then keeps its old text)."""
     r, s = r_sampling.compute(out, cv), s_batch.compute(out, cv)
     curves = _curves(out, cv, r, s)
-    t = t_laws.compute(out, curves)
+    i = i_small_eta.compute(out, analysis.start_facts(suite.START, suite.base_config()))
+    t = t_laws.compute(out, curves, [] if isinstance(i, NotRun) else i.bounds)
     u, v, w = u_optimizers.compute(out, cv), v_phase.compute(out), w_rank4_search.compute(out, cv)
     y = y_barrier.compute(out, t_laws.fit_laws(curves))
     shown = [(r, r_sampling.render), (s, s_batch.render), (t, lambda t: t_laws.render(t) + t_laws.theories(r, s, t))]

@@ -49,7 +49,7 @@ class NoiseReach(NamedTuple):
 
 class IFacts(NamedTuple):
     table: list[IRow]
-    bounds: list[dict]  # per estimate: eta, method, p_bound, horizon
+    bounds: list[dict]  # per estimate: eta, method, p_bound, horizon, k_bound (the rate form's bound on k)
     noise: NoiseReach | None
 
 
@@ -70,7 +70,8 @@ def compute(out: Path, start: dict) -> IFacts | NotRun:
         bf = (int(f.k.iloc[0]), int(f.n.iloc[0]), f.p_high.iloc[0]) if len(f) else None
         lb, spread = level_bound_row(data, r)
         table.append(IRow(eta, T, r, bf, lb, spread))
-        bounds.append({"eta": eta, "method": r.method, "p_bound": float(r.p_bound), "horizon": T})
+        k_bound = float(r.rate_bound) if r.method == "rate" else float("nan")
+        bounds.append({"eta": eta, "method": r.method, "p_bound": float(r.p_bound), "horizon": T, "k_bound": k_bound})
     return IFacts(table, bounds, _noise_reach(data, sp, cfgs, start))
 
 

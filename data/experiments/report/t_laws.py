@@ -24,11 +24,13 @@ FORMS = ("arrhenius", "power", "two_channel")
 POISSON = ("r_sampling", "s_batch2", "s_batch3", "s_batch4")  # the CPU datasets whose first-passage times are tested
 KS_MAX_DIVERGED = 0.05  # the KS test only where divergence (which censors) is rare
 MIN_ESCAPES = 20
+SMALL_CURVE = "(j) ridge 0.001"  # the curve whose start (i) ran from at small eta
 
 
 class TFacts(NamedTuple):
     laws: list[dict]  # per curve: its name, learning rates, stats.escape_laws
     poisson: pd.DataFrame  # per config: stats.exponential_test of its first-passage times, with eta, B, sampling
+    small: list[dict] = []  # per law of SMALL_CURVE and small-eta bound of (i): the law's k there against the bound
 
 
 def fit_laws(curves: dict[str, pd.DataFrame]) -> list[dict]:
@@ -45,9 +47,25 @@ def fit_laws(curves: dict[str, pd.DataFrame]) -> list[dict]:
     return laws
 
 
-def compute(out: Path, curves: dict[str, pd.DataFrame]) -> TFacts | NotRun:
+def small_eta(laws: list[dict], bounds: list[dict]) -> list[dict]:
+    """Each law fitted to SMALL_CURVE, extrapolated to the learning rates where (i) bounds the rate from above
+    (``bounds``: i_small_eta's, the rate form's k_bound): its k there, and whether it exceeds the bound (the
+    law is then rejected there at the bound's level, 95 %)."""
+    rows = []
+    for b in sorted((b for b in bounds if b["k_bound"] == b["k_bound"]), key=lambda b: -b["eta"]):
+        for law in (x for x in laws if x["curve"] == SMALL_CURVE):
+            for form in FORMS:
+                if form in law["fits"]:
+                    k = float(stats.law_rate(form, law["fits"][form]["params"], b["eta"]))
+                    rows.append({"eta": b["eta"], "k_bound": b["k_bound"], "limit": law["limit"], "form": form}
+                                | {"k": k, "above": k > b["k_bound"]})  # fmt: skip
+    return rows
+
+
+def compute(out: Path, curves: dict[str, pd.DataFrame], bounds: list[dict] = ()) -> TFacts | NotRun:
     """``curves``: name -> escape_rows of one escape curve (the ridges of (j), depth 4 of (p), B = 2, 3, 4 of (s),
-    without replacement of (r)). Not run without the datasets whose first-passage times it tests."""
+    without replacement of (r)); ``bounds``: (i)'s upper bounds at small eta (``small_eta``). Not run without the
+    datasets whose first-passage times it tests."""
     if all(suite.load(out, name) is None for name in POISSON):
         return NotRun("t_laws", how="the experiments r_sampling and s_batch2-4")
     laws = fit_laws(curves)
@@ -73,7 +91,7 @@ def compute(out: Path, curves: dict[str, pd.DataFrame]) -> TFacts | NotRun:
                 )
     if not laws and not rows:
         return NotRun("t_laws", how="the curves of (j), (p), (r) or (s)")
-    return TFacts(laws, pd.DataFrame(rows))
+    return TFacts(laws, pd.DataFrame(rows), small_eta(laws, list(bounds)))
 
 
 def render(t: TFacts | NotRun) -> list[str]:
@@ -122,7 +140,7 @@ def render(t: TFacts | NotRun) -> list[str]:
             "",
             f"Fewer than {int(100 * limit)} % diverged: " + _verdict([x for x in t.laws if x["limit"] == limit]),
         ]
-    lines += [""]
+    lines += ["", *_small_lines(t.small)] if t.small else [""]
     if len(t.poisson):
         lines += [
             "**Are escapes a Poisson process?** Per configuration of the CPU runs with at least "
@@ -146,6 +164,36 @@ def render(t: TFacts | NotRun) -> list[str]:
             lines += ["", f"From step {burn:,}: " + _poisson_verdict(t.poisson[t.poisson.burn_in == burn])]
         lines += [""]
     return lines
+
+
+def _small_lines(small: list[dict]) -> list[str]:
+    """The laws of SMALL_CURVE extrapolated to (i)'s small learning rates, against (i)'s bounds on k."""
+    df = pd.DataFrame(small)
+    lines = [
+        f"Below the fitted range: each law fitted to {SMALL_CURVE}, extrapolated to the learning rates of (i) where "
+        "no escape was seen and the rate form bounds k from above (the 95 % upper end of its level bound):",
+        "",
+        "| eta | bound on k (i) | fitted where | " + " | ".join(f.replace("_", " ") for f in FORMS) + " |",
+        "|---|---|---|" + "---|" * len(FORMS),
+    ]
+    for (eta, limit), g in df.groupby(["eta", "limit"], sort=False):
+        cell = {r.form: f"{r.k:.2g}" + (" (above: rejected)" if r.above else "") for r in g.itertuples()}
+        lines.append(
+            f"| {eta:g} | {g.k_bound.iloc[0]:.2g} | < {int(100 * limit)} % diverged | "
+            + " | ".join(cell.get(f, "-") for f in FORMS)
+            + " |"
+        )
+    above = df[df.above]
+    rows = list(above.itertuples())
+    verdict = (
+        "every extrapolation lies below the bounds: at these learning rates the bounds reject no law (the "
+        f"extrapolations differ by up to {np.log10(df.groupby('eta').k.max() / df.groupby('eta').k.min()).max():.0f} "
+        "decades, so the laws disagree where nothing is measured)"
+        if above.empty
+        else "above the bound, so rejected there: "
+        + ", ".join(sorted({f"{r.form.replace('_', ' ')} (< {int(100 * r.limit)} %, eta {r.eta:g})" for r in rows}))
+    )
+    return lines + ["", verdict[0].upper() + verdict[1:] + ".", ""]
 
 
 def _verdict(laws: list[dict]) -> str:

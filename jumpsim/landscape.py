@@ -216,27 +216,47 @@ def saddle_below(ls: Landscape, x0, k: int, levels: int = 60, lr: float = 0.5, s
         s0 = math.sqrt(float(sigma_sq(ls, jnp.asarray(x0), k)))
         grid = s0 * np.geomspace(1.0, 0.01, levels)[1:]
         path = constrained_path(ls, x0, k, grid)
-        f = values(ls, path)
-        x = critical_point(ls, path[int(np.argmax(f))])
-        lam, v = np.linalg.eigh(hessian(ls, x))
-        u = v[:, 0]
-        ends = [descend(ls, x + sign * 1e-3 * u, lr, steps, every=steps)[-1] for sign in (1.0, -1.0)]
-        if float(sigma_sq(ls, jnp.asarray(ends[0]), k)) > float(sigma_sq(ls, jnp.asarray(ends[1]), k)):
-            ends, u = ends[::-1], -u
-        grad = jax.grad(lambda z: objective(ls, z))(jnp.asarray(x))
-        return Saddle(
-            x=x,
-            value=float(objective(ls, jnp.asarray(x))),
-            data_loss=float(data_loss(ls, jnp.asarray(x))),
-            sigma_k=math.sqrt(max(float(sigma_sq(ls, jnp.asarray(x), k)), 0.0)),
-            negative=float(lam[0]),
-            index=int(np.sum(lam < -ZERO)),
-            grad_norm=float(jnp.linalg.norm(grad)),
-            lower=ends[0],
-            upper=ends[1],
-            down=u,
-            approach=path[: int(np.argmax(f)) + 1],
-        )
+        top = int(np.argmax(values(ls, path)))
+        return _saddle_at(ls, path[top], k, path[: top + 1], lr, steps)
+
+
+def saddle_between(
+    ls: Landscape, x0, end, k: int, images: int = 40, sweeps: int = 400, lr: float = 0.5, steps: int = 200_000
+) -> Saddle:
+    """The saddle between the rank-k minimum ``x0`` and a rank-(k - 1) minimum ``end`` (e.g. where an escape of
+    SGD settled): the string between them (``images`` images from the straight line, ``sweeps`` sweeps), its
+    highest image refined into a critical point, and descent from it both ways. For starts where the level sets
+    of sigma_k lead elsewhere (``saddle_below`` may end at a higher-index point)."""
+    with float64_scope():
+        line = np.linspace(0.0, 1.0, images)[:, None]
+        path = string_path(ls, (1 - line) * np.asarray(x0, np.float64) + line * np.asarray(end, np.float64), lr, sweeps)
+        top = int(np.argmax(values(ls, path)))
+        return _saddle_at(ls, path[top], k, path[: top + 1], lr, steps)
+
+
+def _saddle_at(ls: Landscape, guess, k: int, approach: np.ndarray, lr: float, steps: int) -> Saddle:
+    """The critical point nearest ``guess`` (Newton) and where descent from it leads along its most negative
+    direction, toward sigma_k -> 0 (``lower``) and the other way (``upper``)."""
+    x = critical_point(ls, guess)
+    lam, v = np.linalg.eigh(hessian(ls, x))
+    u = v[:, 0]
+    ends = [descend(ls, x + sign * 1e-3 * u, lr, steps, every=steps)[-1] for sign in (1.0, -1.0)]
+    if float(sigma_sq(ls, jnp.asarray(ends[0]), k)) > float(sigma_sq(ls, jnp.asarray(ends[1]), k)):
+        ends, u = ends[::-1], -u
+    grad = jax.grad(lambda z: objective(ls, z))(jnp.asarray(x))
+    return Saddle(
+        x=x,
+        value=float(objective(ls, jnp.asarray(x))),
+        data_loss=float(data_loss(ls, jnp.asarray(x))),
+        sigma_k=math.sqrt(max(float(sigma_sq(ls, jnp.asarray(x), k)), 0.0)),
+        negative=float(lam[0]),
+        index=int(np.sum(lam < -ZERO)),
+        grad_norm=float(jnp.linalg.norm(grad)),
+        lower=ends[0],
+        upper=ends[1],
+        down=u,
+        approach=approach,
+    )
 
 
 def string_path(ls: Landscape, images, lr: float = 0.5, sweeps: int = 400, inner: int = 200) -> np.ndarray:
@@ -272,12 +292,16 @@ def tangents(path: np.ndarray) -> np.ndarray:
     return t / np.linalg.norm(t, axis=1, keepdims=True)
 
 
-def barrier(ls: Landscape, x0, k: int, sweeps: int = 400, levels: int = 60, steps: int = 200_000) -> Barrier:
-    """The saddle below the rank-k minimum ``x0`` (``saddle_below`` with ``levels`` and ``steps``), the string
-    from ``x0`` over it to rank k - 1 (``sweeps``), and the quantities of ``Barrier`` along it."""
+def barrier(ls: Landscape, x0, k: int, sweeps: int = 400, levels: int = 60, steps: int = 200_000, end=None) -> Barrier:
+    """The saddle below the rank-k minimum ``x0`` (``saddle_below`` with ``levels`` and ``steps``; with ``end``, a
+    rank-(k - 1) minimum, ``saddle_between`` the two), the string from ``x0`` over it to rank k - 1
+    (``sweeps``), and the quantities of ``Barrier`` along it."""
     with float64_scope():
         x0 = np.asarray(x0, np.float64)
-        sad = saddle_below(ls, x0, k, levels=levels, steps=steps)
+        if end is None:
+            sad = saddle_below(ls, x0, k, levels=levels, steps=steps)
+        else:
+            sad = saddle_between(ls, x0, end, k, sweeps=sweeps, steps=steps)
         down = descend(ls, sad.x + 1e-3 * sad.down, 0.5, steps // 10, every=steps // 200)
         guess = np.concatenate([x0[None], sad.approach, sad.x[None], down, sad.lower[None]])
         path = string_path(ls, guess, sweeps=sweeps)

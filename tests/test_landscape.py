@@ -101,3 +101,7 @@ def test_saddle_and_barrier_match_the_closed_form():
     assert 0.95 * (f_saddle - f_start) <= b.barrier <= (f_saddle - f_start) * (1 + 1e-9)
     # the escape direction at the start is sigma_3's: curvature there = d^2/ds^2 of F along it, positive
     assert b.curvature > 0 and b.top_curvature >= b.curvature
+    # the other route to the same saddle: the string between the start and the rank-2 minimum, its top refined
+    two = landscape.saddle_between(ls, landscape.flatten(ws), sad.lower, 3, images=20, sweeps=30, steps=20_000)
+    assert two.index == 1 and two.grad_norm < 1e-9
+    assert two.value == pytest.approx(f_saddle, rel=1e-9) and two.sigma_k == pytest.approx(s_sad, rel=1e-6)

@@ -9,10 +9,14 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jumpsim import landscape, model
+from jumpsim import dynamics, landscape, model
+from jumpsim import setup as setup_lib
+from jumpsim.config import load_one
 
 import suite
 from .fmt import NotRun
@@ -21,11 +25,14 @@ from .t_laws import RANGES
 NAME = "y_barrier"
 WIDE = "(j) ridge 0.001, < 50 % diverged"  # the key of B = 1's fit over the countable range
 K = 3  # the rank the start has; the saddle leads to rank K - 1
-STARTS = (  # curve of (t), start file, ridge, depth (2-8 CPU-minutes each). Not here: depth 4 (the search ends at
-    # an index-2 critical point that does not lead to rank 2)
-    ("(j) ridge 0.0005", suite.start_path(5e-4), 5e-4, 3),
-    ("(j) ridge 0.001", suite.start_path(1e-3), 1e-3, 3),
-    ("(j) ridge 0.002", suite.start_path(2e-3), 2e-3, 3),
+END_LR = 0.09  # depth 4: the learning rate of the SGD escapes whose rank-2 end the saddle is sought toward
+STARTS = (  # curve of (t), start file, ridge, depth, the learning rate of the SGD escape whose end the saddle is
+    # sought toward (None: along the level sets of sigma_3; at depth 4 they end at an index-2 critical point
+    # that does not lead to rank 2). 2-8 CPU-minutes each.
+    ("(j) ridge 0.0005", suite.start_path(5e-4), 5e-4, 3, None),
+    ("(j) ridge 0.001", suite.start_path(1e-3), 1e-3, 3, None),
+    ("(j) ridge 0.002", suite.start_path(2e-3), 2e-3, 3, None),
+    ("(p) depth 4", suite.start_path(depth=4), 1e-3, 4, END_LR),
 )
 COLUMNS = [
     "start_value", "start_data_loss", "barrier", "data_barrier_log", "curvature", "top_curvature", "noise",
@@ -45,7 +52,7 @@ def compute(out: Path, laws: list[dict]) -> YFacts | NotRun:
     cache_path = out / f"{NAME}.parquet"
     cache = pd.read_parquet(cache_path) if cache_path.exists() else pd.DataFrame(columns=["curve", "sha"])
     rows = []
-    for curve, path, ridge, depth in STARTS:
+    for curve, path, ridge, depth, end_lr in STARTS:
         if not path.exists():
             continue
         sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -54,7 +61,7 @@ def compute(out: Path, laws: list[dict]) -> YFacts | NotRun:
             rows.append(hit.iloc[0].to_dict())
             continue
         t0 = time.perf_counter()
-        rows.append(_barrier_row(curve, path, sha, ridge, depth))
+        rows.append(_barrier_row(curve, path, sha, ridge, depth, end_lr))
         print(f"(y) {curve}: barrier in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         if not suite._QUICK:  # kept at once: minutes of work per start
             keep = cache[~cache.curve.isin([r["curve"] for r in rows])]
@@ -75,7 +82,7 @@ def compute(out: Path, laws: list[dict]) -> YFacts | NotRun:
     return YFacts(df, fitted)
 
 
-def _barrier_row(curve: str, path: Path, sha: str, ridge: float, depth: int) -> dict:
+def _barrier_row(curve: str, path: Path, sha: str, ridge: float, depth: int, end_lr: float | None) -> dict:
     cfg = suite.base_config()
     prob = suite.suite_problem(cfg)
     with np.load(path) as z:
@@ -88,7 +95,8 @@ def _barrier_row(curve: str, path: Path, sha: str, ridge: float, depth: int) -> 
         ridge,
         [w.shape for w in ws],
     )
-    b = landscape.barrier(ls, landscape.flatten(ws), K, sweeps=20 if suite._QUICK else 400)
+    end = None if end_lr is None else _escape_end(ls, path, ridge, depth, end_lr)
+    b = landscape.barrier(ls, landscape.flatten(ws), K, sweeps=20 if suite._QUICK else 400, end=end)
     s = b.saddle
     sv = lambda x: np.linalg.svd(np.asarray(model.end_to_end(landscape.unflatten(ls, x))), compute_uv=False)  # noqa: E731
     return {
@@ -113,6 +121,27 @@ def _barrier_row(curve: str, path: Path, sha: str, ridge: float, depth: int) -> 
     }
 
 
+def _escape_end(ls: landscape.Landscape, path: Path, ridge: float, depth: int, lr: float, seeds: int = 256):
+    """Where an escape of SGD settles: seeds 0..`seeds` of SGD at `lr` from the start ``path`` (checks every 100
+    steps) until three hold rank <= K - 1; the first of them, by gradient descent and Newton's method in float64,
+    to the rank-(K - 1) minimum it fell into (flat (P,))."""
+    over = [f"model.depth={depth}", f"model.init_file={path}", f"train.ridge={ridge}", f"train.lr={lr}"]
+    cfg = load_one(suite.BASE, [*over, "model.init=file", f"run.seeds={seeds}", f"run.chunk={seeds}"])
+    su = setup_lib.setup(cfg)
+    step = jax.jit(jax.vmap(lambda s, t: dynamics.period(s, t, su.data, su.dynamics, su.detection)[0], (0, None)))
+    xs = jax.vmap(lambda i: setup_lib.init_seed(i, su))(jnp.arange(seeds))
+    for c in range(cfg.train.steps // cfg.detect.every):
+        xs = step(xs, jnp.int32(c * cfg.detect.every))
+        down = np.flatnonzero((np.asarray(xs.det.rank) <= K - 1) & ~np.asarray(xs.diverged))
+        if len(down) >= 3:
+            break
+    else:
+        raise RuntimeError(f"(y) {path.name}: fewer than 3 of {seeds} seeds reached rank {K - 1} at eta {lr}")
+    x = landscape.flatten([np.asarray(w[down[0]], np.float64) for w in xs.params])
+    with dynamics.float64_scope():
+        return landscape.critical_point(ls, landscape.descend(ls, x, 0.5, 200_000, every=1000)[-1])
+
+
 def render(y: YFacts | NotRun) -> list[str]:
     head = ["## (y) The barrier below the rank-3 minimum, and the slopes the theories predict from it", ""]
     if isinstance(y, NotRun):
@@ -122,7 +151,9 @@ def render(y: YFacts | NotRun) -> list[str]:
         "the minimum to the saddle, the curvature H_a of the loss at the minimum along the escape direction, and the "
         "noise. Computed here in float64 for each start (`jumpsim.landscape`): the saddle to rank 2 (the highest "
         "minimum of F = loss + ridge |W|^2 on the level sets of sigma_3, refined by Newton's method into a critical "
-        "point; its Hessian's negative eigenvalues counted), the minimum-energy path from the start over it (string "
+        "point; its Hessian's negative eigenvalues counted; where those level sets lead to a higher-index point, "
+        "as at depth 4, the top of the string between the start and the rank-2 minimum an SGD escape settles in "
+        f"(eta {END_LR:g}), refined the same way), the minimum-energy path from the start over it (string "
         "method, from the start to where descent from the saddle ends at rank 2), the Hessian at the start along "
         "the path's first direction (H_a; the largest eigenvalue h_top beside it), and SGD's own noise there: the "
         "variance C_a of one draw's gradient along that direction. Predicted b for B = 1 (times B for a batch B):",

@@ -219,4 +219,4 @@ def test_small_eta_sets_each_fitted_law_against_the_bounds_of_i():
     assert [(r["form"], r["above"]) for r in small] == [("arrhenius", False), ("power", True)]
     assert np.isclose(small[0]["k"], np.exp(34 - 66)) and np.isclose(small[1]["k"], np.exp(60 + 30 * np.log(0.1)))
     text = "\n".join(t_laws._small_lines(small))
-    assert "3e-08" in text and "(above: rejected)" in text and "rejected there: power (< 5 %, eta 0.1)" in text
+    assert "3e-08" in text and "(above: rejected)" in text and "rejected there: power law (< 5 %, eta 0.1)" in text

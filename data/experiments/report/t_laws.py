@@ -24,6 +24,7 @@ FORMS = ("arrhenius", "power", "two_channel")
 POISSON = ("r_sampling", "s_batch2", "s_batch3", "s_batch4")  # the CPU datasets whose first-passage times are tested
 KS_MAX_DIVERGED = 0.05  # the KS test only where divergence (which censors) is rare
 MIN_ESCAPES = 20
+LABELS = {"arrhenius": "Arrhenius", "power": "power law", "two_channel": "two channels"}
 SMALL_CURVE = "(j) ridge 0.001"  # the curve whose start (i) ran from at small eta
 
 
@@ -173,7 +174,7 @@ def _small_lines(small: list[dict]) -> list[str]:
         f"Below the fitted range: each law fitted to {SMALL_CURVE}, extrapolated to the learning rates of (i) where "
         "no escape was seen and the rate form bounds k from above (the 95 % upper end of its level bound):",
         "",
-        "| eta | bound on k (i) | fitted where | " + " | ".join(f.replace("_", " ") for f in FORMS) + " |",
+        "| eta | bound on k (i) | fitted where | " + " | ".join(LABELS[f] for f in FORMS) + " |",
         "|---|---|---|" + "---|" * len(FORMS),
     ]
     for (eta, limit), g in df.groupby(["eta", "limit"], sort=False):
@@ -191,7 +192,7 @@ def _small_lines(small: list[dict]) -> list[str]:
         "decades, so the laws disagree where nothing is measured)"
         if above.empty
         else "above the bound, so rejected there: "
-        + ", ".join(sorted({f"{r.form.replace('_', ' ')} (< {int(100 * r.limit)} %, eta {r.eta:g})" for r in rows}))
+        + ", ".join(sorted({f"{LABELS[r.form]} (< {int(100 * r.limit)} %, eta {r.eta:g})" for r in rows}))
     )
     return lines + ["", verdict[0].upper() + verdict[1:] + ".", ""]
 
@@ -290,6 +291,18 @@ def theories(r, s, t) -> list[str]:
                 "the paper's analysis (with replacement) vs sampling without replacement",
                 f"without replacement escapes {1 / hi:.2g}-{1 / lo:.2g}x less often at eta "
                 f"{min(x['eta'] for x in r.ratios):g}-{max(x['eta'] for x in r.ratios):g}",
+            )
+        )
+    if not isinstance(t, NotRun) and t.small:
+        small = pd.DataFrame(t.small)
+        above = small[small.above]
+        spread = np.log10(small.groupby("eta").k.max() / small.groupby("eta").k.min()).max()
+        rows.append(
+            (
+                f"the laws below the fitted range (eta {', '.join(f'{e:g}' for e in sorted(set(small.eta)))})",
+                f"(i)'s upper bounds on k reject {len(above.groupby(['form', 'limit']))} of "
+                f"{len(small.groupby(['form', 'limit']))} fitted laws; the laws' predictions there differ by up to "
+                f"{spread:.0f} decades",
             )
         )
     if not isinstance(t, NotRun) and len(t.poisson):

@@ -13,7 +13,8 @@ Two measurements from the start of ``data/experiments/h_splitting.toml`` (the ra
    >= ``--level`` (the splitting score: 0 at the start, 1 at the confirmed target), then ``--continuations``
    plain continuations from each such crossing state until the target or back in the basin (score <= 0.1) or
    ``--periods`` checks: c(y), each crossing's chance to carry through. How c spreads over the crossings says
-   whether the escape is decided at the collapse (a few crossings carry all of it) or after it.
+   whether the escape is decided at the collapse (a few crossings carry all of it) or after it, and the train
+   loss at the crossing beside it (a candidate feature of the crossings that carry through).
 3. Forced collapses: plain importance sampling under a proposal that tilts only the collapsing draw. Each step
    evaluates the step on ONE watched entry (the last drawn, or the watched one while it stays capable); where it
    would raise the score by at least ``--gate``, that entry is drawn with probability ``--rho`` (the others
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "data" / "experiments" / "h_splitting.toml"
 FALLS = (2.0, 4.0, 10.0)
 BASIN = 0.1  # a continuation is back in the basin at score <= BASIN
+LOW_LOSS = 0.1  # crossings whose train loss (at the crossing's check) is below this, counted apart
 
 
 def windows(lr: float, seeds: int, steps: int, every: int, burn_in: int) -> tuple[list[dict], float]:
@@ -82,9 +84,9 @@ def carry_through(lr: float, seeds: int, level: float, continuations: int, perio
             done = np.where((done == 0) & ((s <= BASIN) | ~np.isfinite(s)), -1, done)
             if (done != 0).all():
                 break
-        rows.append({"seed": i, "check": t, "score": s0, "hits": int((done == 1).sum()),
+        rows.append({"seed": i, "check": t, "score": s0, "loss": float(y.loss), "hits": int((done == 1).sum()),
                      "back": int((done == -1).sum()), "open": int((done == 0).sum())})  # fmt: skip
-    return pd.DataFrame(rows, columns=["seed", "check", "score", "hits", "back", "open"]), seeds * horizon
+    return pd.DataFrame(rows, columns=["seed", "check", "score", "loss", "hits", "back", "open"]), seeds * horizon
 
 
 def forced_collapses(
@@ -144,6 +146,7 @@ def summary(df: pd.DataFrame, continuations: int, seeds: int, period: int) -> di
     c = np.sort(df.hits.to_numpy() / continuations)[::-1]
     top = float(c[: max(1, len(c) // 10)].sum() / c.sum()) if c.sum() > 0 else float("nan")
     early = df.check * period <= 2000
+    low = df.loss < LOW_LOSS
     return {
         "crossings": len(df),
         "crossings_per_seed": len(df) / seeds,
@@ -153,6 +156,8 @@ def summary(df: pd.DataFrame, continuations: int, seeds: int, period: int) -> di
         "top_tenth_share": top,
         "early_share_of_carry": float((df.hits[early].sum()) / max(df.hits.sum(), 1)),
         "early_crossings": int(early.sum()),
+        f"share_of_carry_loss_below_{LOW_LOSS:g}": float(df.hits[low].sum() / max(df.hits.sum(), 1)),
+        f"crossings_loss_below_{LOW_LOSS:g}": int(low.sum()),
     }
 
 

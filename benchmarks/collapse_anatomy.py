@@ -192,12 +192,12 @@ def main(argv=None) -> int:
            "carry": carry, "carry_s": carry_s, "crossings": df.to_dict("records"), "forced": forced}  # fmt: skip
     print(f"eta {a.lr}: windows ({a.window_seeds} seeds x {a.window_steps} steps, a check every {a.every}, "
           f"after step {a.burn_in}; {win_s:.0f} s)")  # fmt: skip
-    print("| fall > | capable share | windows per step | length (steps): median, mean | p_draw | 1 / p_draw |")
-    print("|---|---|---|---|---|---|")
+    print("| fall > | capable share | windows per step | length (steps): median, mean | p_draw | 1 / p_draw | taken |")
+    print("|---|---|---|---|---|---|---|")
     for w in win:
         inv = f"{1 / w['p_draw']:.1f}" if w["p_draw"] > 0 else "-"
         print(f"| {w['fall']:g}x | {w['capable_share']:.2e} | {w['windows_per_step']:.2e} | {w['length_median']:.0f}, "
-              f"{w['length_mean']:.1f} | {w['p_draw']:.3f} | {inv} |")  # fmt: skip
+              f"{w['length_mean']:.1f} | {w['p_draw']:.3f} | {inv} | {w['taken']:.3f} |")  # fmt: skip
     print(f"carry-through from score >= {a.level} ({a.seeds} seeds, {a.continuations} continuations of up to "
           f"{a.periods} checks each; {carry_s:.0f} s): {json.dumps(carry)}")  # fmt: skip
     print(f"forced collapses (plain IS, {a.paths} paths of T): {json.dumps(forced)}")

@@ -59,19 +59,25 @@ def collapse_windows(states: pd.DataFrame, fall: float, burn_in: int = 0) -> dic
     A window of checks with n_i such entries, each check standing for the `every` steps to the next, is passed
     without drawing one of them with chance prod_i (1 - n_i / K)^every (batch 1): ``p_draw`` is the mean over
     windows of one minus that, the chance SGD takes the collapse a window offers. It bounds what a proposal acting
-    on the collapsing draw alone can gain: at most 1 / p_draw more collapses, before the cost of finding them."""
+    on the collapsing draw alone can gain: at most 1 / p_draw more collapses, before the cost of finding them.
+    ``taken``: the share of windows closed by a fall of sigma_3 by `fall` at the next check (SGD's own draws; a
+    window that SGD closes early is recorded short, which biases p_draw low, so the two bracket the chance)."""
     col = f"over_{fall:g}"
     df = states[states.step > burn_in].sort_values(["config_id", "seed", "step"])
+    if df.step.nunique() < 2:
+        raise ValueError(f"collapse_windows: {df.step.nunique()} check(s) after step {burn_in}; at least 2 needed")
     k = int(df.entries.iloc[0])
     every = int(np.diff(np.unique(df.step)).min())
-    lengths, entries, p_draw = [], [], []
+    lengths, entries, p_draw, taken = [], [], [], []
     for _, g in df.groupby(["config_id", "seed"], sort=False):
-        n = g[col].to_numpy()
+        n, s3 = g[col].to_numpy(), g.s3.to_numpy()
         edges = np.flatnonzero(np.diff(np.r_[0, (n > 0).astype(int), 0]))  # starts and ends of runs of n > 0
         for a, b in zip(edges[::2], edges[1::2]):
             lengths.append((b - a) * every)
             entries.append(n[a:b].mean())
             p_draw.append(1.0 - np.prod((1.0 - n[a:b] / k) ** every))
+            if b < len(n):  # the window closed before the seed's last check: did sigma_3 fall by `fall`?
+                taken.append(s3[b] * fall < s3[b - 1])
     steps = len(df) * every
     lengths, p_draw = np.asarray(lengths, float), np.asarray(p_draw, float)
     return {
@@ -86,4 +92,5 @@ def collapse_windows(states: pd.DataFrame, fall: float, burn_in: int = 0) -> dic
         "length_mean": float(lengths.mean()) if len(lengths) else 0.0,
         "entries_mean": float(np.mean(entries)) if entries else 0.0,
         "p_draw": float(p_draw.mean()) if len(p_draw) else 0.0,
+        "taken": float(np.mean(taken)) if taken else float("nan"),
     }

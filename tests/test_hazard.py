@@ -7,11 +7,12 @@ import pytest
 from jumpsim.hazard import collapse_windows
 
 
-def _frame(counts_by_seed, every=5, k=80):
+def _frame(counts_by_seed, every=5, k=80, s3_by_seed=None):
     rows = []
     for seed, counts in counts_by_seed.items():
         for i, c in enumerate(counts):
-            rows.append({"config_id": "x", "seed": seed, "step": (i + 1) * every, "over_10": c, "entries": k})
+            s3 = s3_by_seed[seed][i] if s3_by_seed else 1.0
+            rows.append({"config_id": "x", "seed": seed, "step": (i + 1) * every, "over_10": c, "entries": k, "s3": s3})
     return pd.DataFrame(rows)
 
 
@@ -44,3 +45,14 @@ def test_p_draw_matches_simulated_sgd_draws():
     n = np.repeat([3, 1, 2], 4)  # collapsing entries at each of the window's 12 steps (entries 0..n-1)
     hit = (rng.integers(0, 20, size=(20_000, 12)) < n).any(axis=1)
     assert abs(hit.mean() - w["p_draw"]) < 6 * 0.0036
+
+
+def test_taken_counts_windows_closed_by_a_fall_and_thin_input_is_refused():
+    # seed 0: a window closed by sigma_3 2.0 -> 0.1 (a 20x fall: taken); seed 1: one closed without a fall;
+    # seed 2: a window still open at the last check (not counted)
+    counts = {0: [0, 1, 0], 1: [1, 0, 0], 2: [0, 0, 1]}
+    s3 = {0: [2.0, 2.0, 0.1], 1: [2.0, 1.9, 1.9], 2: [2.0, 2.0, 2.0]}
+    w = collapse_windows(_frame(counts, s3_by_seed=s3), 10.0)
+    assert w["windows"] == 3 and w["taken"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        collapse_windows(_frame({0: [1, 1, 1]}), 10.0, burn_in=10)

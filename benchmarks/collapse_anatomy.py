@@ -56,7 +56,8 @@ def windows(lr: float, seeds: int, steps: int, every: int, burn_in: int) -> tupl
 
 
 def carry_through(lr: float, seeds: int, level: float, continuations: int, periods: int, seed: int = 7):
-    """Per crossing: the seed, its check, its score and the continuations' outcomes (hits, back, open)."""
+    """Per crossing: the seed, its check and step, its score and train loss, and the continuations' outcomes
+    (hits, back, open)."""
     cfg = load_one(CONFIG, [f"train.lr={lr}"])
     p = rare.particles(cfg)
     horizon = cfg.train.steps // p.period_steps
@@ -84,9 +85,10 @@ def carry_through(lr: float, seeds: int, level: float, continuations: int, perio
             done = np.where((done == 0) & ((s <= BASIN) | ~np.isfinite(s)), -1, done)
             if (done != 0).all():
                 break
-        rows.append({"seed": i, "check": t, "score": s0, "loss": float(y.loss), "hits": int((done == 1).sum()),
-                     "back": int((done == -1).sum()), "open": int((done == 0).sum())})  # fmt: skip
-    return pd.DataFrame(rows, columns=["seed", "check", "score", "loss", "hits", "back", "open"]), seeds * horizon
+        rows.append({"seed": i, "check": t, "step": t * p.period_steps, "score": s0, "loss": float(y.loss),
+                     "hits": int((done == 1).sum()), "back": int((done == -1).sum()),
+                     "open": int((done == 0).sum())})  # fmt: skip
+    return pd.DataFrame(rows, columns=["seed", "check", "step", "score", "loss", "hits", "back", "open"])
 
 
 def forced_collapses(
@@ -142,10 +144,10 @@ def forced_collapses(
     }  # fmt: skip
 
 
-def summary(df: pd.DataFrame, continuations: int, seeds: int, period: int) -> dict:
+def summary(df: pd.DataFrame, continuations: int, seeds: int) -> dict:
     c = np.sort(df.hits.to_numpy() / continuations)[::-1]
     top = float(c[: max(1, len(c) // 10)].sum() / c.sum()) if c.sum() > 0 else float("nan")
-    early = df.check * period <= 2000
+    early = df.step <= 2000
     low = df.loss < LOW_LOSS
     return {
         "crossings": len(df),
@@ -184,8 +186,8 @@ def main(argv=None) -> int:
         a.seeds, a.continuations, a.periods, a.level, a.paths, a.gate = 32, 4, 5, 0.02, 4, 0.0
     win, win_s = windows(a.lr, a.window_seeds, a.window_steps, a.every, a.burn_in)
     t0 = time.perf_counter()
-    df, flux_periods = carry_through(a.lr, a.seeds, a.level, a.continuations, a.periods)
-    carry = summary(df, a.continuations, a.seeds, 100)
+    df = carry_through(a.lr, a.seeds, a.level, a.continuations, a.periods)
+    carry = summary(df, a.continuations, a.seeds)
     carry_s = time.perf_counter() - t0
     forced = forced_collapses(a.lr, a.paths, a.gate, a.rho, a.budget, 500 if a.quick else None)
     res = {"info": runner.versions(), "args": vars(a) | {"json": str(a.json)}, "windows": win, "windows_s": win_s,

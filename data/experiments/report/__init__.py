@@ -71,7 +71,7 @@ def report(out: Path, timings: dict) -> str:
     o = o_escape_paths.compute(out)
     p = p_depth4_curve.compute(out, cv, j_curve.base_fit(j), start, base)
     q = q_collapse_hazard.compute(out, cv, o, base)
-    law_lines, law_claims = escape_law(out, cv)
+    law_lines, law_claims = escape_law(out, cv, i)
 
     body = (
         a_gd_stuck.render(a)
@@ -103,13 +103,14 @@ def report(out: Path, timings: dict) -> str:
     return "\n".join(doc).rstrip("\n") + "\n"
 
 
-def escape_law(out: Path, cv) -> tuple[list[str], list]:
+def escape_law(out: Path, cv, i=None) -> tuple[list[str], list]:
     """Sections (r)-(y), rendered (sampling, batch size, the laws, optimizers, the phase diagram, rank against time,
-    the barrier), and the rows they add to the claims table. ``cv``: the escape curve of (j). A section without its
-    data is left out (``splice`` then keeps its old text)."""
+    the barrier), and the rows they add to the claims table. ``cv``: the escape curve of (j); ``i``: (i)'s facts
+    (computed here if not given). A section without its data is left out (``splice`` then keeps its old text)."""
     r, s = r_sampling.compute(out, cv), s_batch.compute(out, cv)
     curves = _curves(out, cv, r, s)
-    i = i_small_eta.compute(out, analysis.start_facts(suite.START, suite.base_config()))
+    if i is None:  # (i)'s bounds at small eta, unless the whole report already computed them
+        i = i_small_eta.compute(out, analysis.start_facts(suite.START, suite.base_config()))
     t = t_laws.compute(out, curves, [] if isinstance(i, NotRun) else i.bounds)
     u, v, w = u_optimizers.compute(out, cv), v_phase.compute(out), w_rank4_search.compute(out, cv)
     y = y_barrier.compute(out, t_laws.fit_laws(curves))

@@ -167,6 +167,12 @@ def render(t: TFacts | NotRun) -> list[str]:
     return lines
 
 
+def _spread(small: pd.DataFrame) -> float:
+    """How far apart, in decades, the laws' extrapolations are at the learning rate where they differ most."""
+    by = small.groupby("eta").k
+    return float(np.log10(by.max() / by.min()).max())
+
+
 def _small_lines(small: list[dict]) -> list[str]:
     """The laws of SMALL_CURVE extrapolated to (i)'s small learning rates, against (i)'s bounds on k."""
     df = pd.DataFrame(small)
@@ -184,15 +190,14 @@ def _small_lines(small: list[dict]) -> list[str]:
             + " | ".join(cell.get(f, "-") for f in FORMS)
             + " |"
         )
-    above = df[df.above]
-    rows = list(above.itertuples())
+    above = list(df[df.above].itertuples())
     verdict = (
         "every extrapolation lies below the bounds: at these learning rates the bounds reject no law (the "
-        f"extrapolations differ by up to {np.log10(df.groupby('eta').k.max() / df.groupby('eta').k.min()).max():.0f} "
+        f"extrapolations differ by up to {_spread(df):.0f} "
         "decades, so the laws disagree where nothing is measured)"
-        if above.empty
+        if not above
         else "above the bound, so rejected there: "
-        + ", ".join(sorted({f"{LABELS[r.form]} (< {int(100 * r.limit)} %, eta {r.eta:g})" for r in rows}))
+        + ", ".join(sorted({f"{LABELS[r.form]} (< {int(100 * r.limit)} %, eta {r.eta:g})" for r in above}))
     )
     return lines + ["", verdict[0].upper() + verdict[1:] + ".", ""]
 
@@ -296,13 +301,12 @@ def theories(r, s, t) -> list[str]:
     if not isinstance(t, NotRun) and t.small:
         small = pd.DataFrame(t.small)
         above = small[small.above]
-        spread = np.log10(small.groupby("eta").k.max() / small.groupby("eta").k.min()).max()
         rows.append(
             (
                 f"the laws below the fitted range (eta {', '.join(f'{e:g}' for e in sorted(set(small.eta)))})",
                 f"(i)'s upper bounds on k reject {len(above.groupby(['form', 'limit']))} of "
                 f"{len(small.groupby(['form', 'limit']))} fitted laws; the laws' predictions there differ by up to "
-                f"{spread:.0f} decades",
+                f"{_spread(small):.0f} decades",
             )
         )
     if not isinstance(t, NotRun) and len(t.poisson):

@@ -237,7 +237,7 @@ def escape_law(r, s, t, u, v, w, y=None) -> list[Claim]:
                     else (
                         "not rejected"
                         if not any(far)
-                        else "depends on the ridge: far off at "
+                        else "depends on the start: far off at "
                         + ", ".join(q.curve for (q, _), f in zip(both, far) if f)
                         + ", within 10x at "
                         + ", ".join(q.curve for (q, _), f in zip(both, far) if not f)

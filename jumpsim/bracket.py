@@ -1,15 +1,18 @@
-"""A valid lower bound on P(target within T) from one explicit path: the other half of the bracket that
+"""A valid lower bound on P(target within T) from restricted draws: the other half of the bracket that
 ``jumpsim rare`` gives where no two-sided estimate exists (the level curve gives the upper half).
 
-Every SGD step draws its B entries uniformly from the K observed ones, so any given sequence of draws in the
-first m steps has probability exactly (1/K)^(m B). If h(x_m) is the probability that plain SGD reaches the
-target within T - m from the state those draws lead to, then P(target within T) >= (1/K)^(m B) h(x_m), and a
-one-sided Clopper-Pearson lower end for h (from n plain trajectories with k hits) makes the product a valid
-lower bound; probing J prefixes, each at level 1 - alpha / J (Bonferroni), keeps the best of them valid.
+Every SGD step draws its B entries uniformly from the K observed ones. Let the first m steps draw only from a
+set S_t of s entries (any rule that picks s entries from the state): SGD does that with probability exactly
+(s/K)^(m B), and given it, its steps are uniform draws from S_t. So P(target within T) >= (s/K)^(m B) h, with h
+the probability that the restricted prefix followed by plain SGD reaches the target within T; a one-sided
+Clopper-Pearson lower end for h (from n such trajectories with k hits) makes the product a valid lower bound;
+probing J prefix lengths, each at level 1 - alpha / J (Bonferroni), keeps the best of them valid.
 
-The prefix is built greedily: every GREEDY_EVERY steps the entry whose single step raises the score most (all K
-tried in one batched call) is drawn for the next GREEDY_EVERY steps, B times over for B > 1; the prefix runs whole
-check periods, so the detector sees it as SGD would.
+S_t is the s entries whose single step raises the score most (all K tried in one batched call; B draws per
+step, uniform among them). s = 1 is one greedy path of draws ((1/K) a draw);
+a larger s pays far less per step (log(K/s)) for a slower drift (what that buys on the DLN:
+benchmarks/results/small-eta-brackets-*.md). The prefix runs whole check periods, so the detector sees it as SGD
+would.
 """
 
 from __future__ import annotations
@@ -24,17 +27,24 @@ from scipy import stats as sps
 
 from . import dynamics
 
-GREEDY_EVERY = 10  # steps between the greedy path's choices of its entry (each choice tries all K)
+# steps between the prefix's choices of its entries (each choice tries all K): a single greedy entry, drawn over and
+# over, is chosen anew every GREEDY_EVERY steps; a set of s > 1 entries once per check period (a tenth of the
+# lookahead's cost at detect.every = 100)
+GREEDY_EVERY = 10
+# plain SGD after a prefix runs at most horizon / FOLLOW (a shorter window can only lower h: the bound stays valid;
+# past the saddle, the target follows within a few check periods)
+FOLLOW = 8
 
 
 class PathBound(NamedTuple):
     lower: float  # the lower bound on P(target within T) (0 if no probe hit)
     draws: int  # m0: the prefix's steps at the bound (B draws each)
-    hits: int  # k of `trials` plain continuations from the prefix's end reached the target
+    hits: int  # k of `trials` trajectories (prefix, then plain SGD) reached the target
     trials: int
-    log10_prefix: float  # log10 (1/K)^(m0 B)
+    log10_prefix: float  # log10 (s/K)^(m0 B)
     conditional: float  # the Clopper-Pearson lower end of h at m0 (the bound is 10^log10_prefix x this)
-    steps: int  # SGD steps the search and the probes took (each entry a lookahead evaluates counts as one)
+    steps: int  # SGD steps the prefixes and the probes took (each entry a lookahead evaluates counts as one)
+    keep: int = 1  # s: the entries each prefix step draws among
 
     @property
     def log10_lower(self) -> float:
@@ -42,17 +52,24 @@ class PathBound(NamedTuple):
         return self.log10_prefix + math.log10(self.conditional) if self.conditional > 0 else -math.inf
 
 
-def _greedy_period(progress: Callable, data, dyn, det, every: int):
-    """One check period of greedy draws: every `every` steps the entry whose single step raises ``progress`` most
-    (all K tried in one batched call), drawn for those `every` steps (B times per step)."""
+def keep_count(share: float, k: int) -> int:
+    """s from ``rare.bracket_keep`` (a share of the K observed entries): at least 1, at most K."""
+    return min(k, max(1, round(share * k)))
 
-    def period(x: dynamics.SeedState, t) -> dynamics.SeedState:
+
+def _restricted_period(progress: Callable, data, dyn, det, every: int, keep: int):
+    """One check period of the prefix for one trajectory ``(state, key, t)``: every `every` steps the `keep` entries
+    whose single step raises ``progress`` most (all K tried in one batched call); each step draws its B entries
+    uniformly among them (noise fold_in(key, step)). keep = 1: the greedy entry, B times, no noise used."""
+
+    def period(x: dynamics.SeedState, key, t) -> dynamics.SeedState:
         def block(x, s0):
             gain = jnp.nan_to_num(dynamics.each_entry(x, s0, data, dyn, progress), nan=-jnp.inf)
-            idx = jnp.full((dyn.batch,), jnp.argmax(gain), jnp.int32)
+            top = jnp.argsort(-gain)[:keep]  # (stable: keep = 1 is the argmax)
 
             def step(x, s):
-                params, opt = dynamics.entries_step(x.params, x.opt_state, idx, s, data, dyn)
+                j = jax.random.randint(jax.random.fold_in(key, s), (dyn.batch,), 0, keep)
+                params, opt = dynamics.entries_step(x.params, x.opt_state, top[j], s, data, dyn)
                 return x._replace(params=params, opt_state=opt), None
 
             return jax.lax.scan(step, x, s0 + jnp.arange(every, dtype=jnp.int32))[0], None
@@ -61,28 +78,22 @@ def _greedy_period(progress: Callable, data, dyn, det, every: int):
         x, _ = jax.lax.scan(block, x, starts)
         return dynamics.check(x, (t + 1) * dyn.every, data, det)[0]
 
-    return jax.jit(period)
+    return period
 
 
-def _probe(advance: Callable, score: Callable, n: int, seed: int):
-    """``h(x, t0, periods) -> hits``: n plain trajectories from state x at period t0 for `periods` periods (each its
-    own key), how many reach score >= 1."""
-    root = jax.random.key(seed + 424_242, impl="threefry2x32")
+def _continue(advance: Callable, score: Callable):
+    """``h(xs, keys, t0, horizon) -> reached`` (n,): plain periods t0..horizon - 1 from the states xs (n,), period t
+    of trajectory i with key fold_in(keys[i], t); one program for every t0 (a loop with a runtime trip count)."""
 
-    def run(x, t0, periods: int):
-        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, t0), i))(jnp.arange(n))
-        xs = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), x)
-
-        def body(c, t):
+    def run(xs, keys, t0, horizon):
+        def body(t, c):
             xs, hit = c
             xs = jax.vmap(lambda s, kk: advance(s, jax.random.fold_in(kk, t), t))(xs, keys)
-            return (xs, hit | (jax.vmap(score)(xs) >= 1)), None
+            return xs, hit | (jax.vmap(score)(xs) >= 1)
 
-        hit0 = jnp.broadcast_to(score(x) >= 1, (n,))  # (the path itself may already be there)
-        (_, hit), _ = jax.lax.scan(body, (xs, hit0), t0 + jnp.arange(periods, dtype=jnp.int32))
-        return jnp.sum(hit)
+        return jax.lax.fori_loop(t0, horizon, body, (xs, jnp.zeros(keys.shape, bool)))[1]
 
-    return jax.jit(run, static_argnames="periods")
+    return jax.jit(run)
 
 
 def path_lower_bound(
@@ -95,34 +106,54 @@ def path_lower_bound(
     det: dynamics.Detection,
     *,
     horizon: int,
-    probes: int = 8,
+    keep: int = 1,
+    probes: int = 32,
     trials: int = 256,
     seed: int = 0,
     level: float = 0.95,
 ) -> PathBound:
-    """The best of `probes` lower bounds (1/K)^(m B) x CP-lower(k of `trials`) at prefixes of m = j * horizon /
-    probes periods (j = 1..probes) of greedy draws from `start`, each at level 1 - (1 - level) / probes; `horizon`
-    in periods. ``advance``/``score`` are the plain particle's (``rare.Particles``)."""
+    """The best of `probes` lower bounds (keep/K)^(m B) x CP-lower(k of `trials`) at prefixes of m = j * horizon /
+    probes periods (j = 1..probes) drawing among the `keep` best entries, each probe at level 1 - (1 - level) /
+    probes (probes whose prefix alone costs more than the best bound so far are not run); `horizon` in periods.
+    Each trial runs its own prefix (its own draws among those entries), then plain SGD for up to horizon / FOLLOW
+    periods (within the horizon); a trial that reaches the target during its prefix counts. ``advance``/``score``
+    are the plain particle's (``rare.Particles``)."""
     k, b, every = data.n_observed, dyn.batch, dyn.every
-    look = math.gcd(GREEDY_EVERY, every)
-    greedy, h = _greedy_period(progress, data, dyn, det, look), _probe(advance, score, trials, seed)
+    look = math.gcd(GREEDY_EVERY, every) if keep == 1 else every
+    root = jax.random.key(seed + 424_242, impl="threefry2x32")
+    ids = jnp.arange(trials)
+    prefix_root = jax.random.key(seed + 525_252, impl="threefry2x32")
+    prefix_keys = jax.vmap(lambda i: jax.random.fold_in(prefix_root, i))(ids)
+    prefix = jax.jit(jax.vmap(_restricted_period(progress, data, dyn, det, look, keep), in_axes=(0, 0, None)))
+    scores = jax.jit(jax.vmap(score))
+    h = _continue(advance, score)
     alpha = (1 - level) / probes
+    follow = max(1, horizon // FOLLOW)
     marks = sorted({max(1, round(j * horizon / probes)) for j in range(1, probes + 1)})
-    best = PathBound(0.0, 0, 0, trials, 0.0, 0.0, 0)
-    x, m, steps = start, 0, 0
+    best = PathBound(0.0, 0, 0, trials, 0.0, 0.0, 0, keep)
+    lanes = 1 if keep == 1 else trials  # keep = 1: the prefix is one path, shared by every trial
+    xs = jax.tree.map(lambda a: jnp.broadcast_to(a, (lanes,) + a.shape), start)
+    reached = jnp.zeros(lanes, bool)
+    m, steps = 0, 0
     with dynamics.float64_scope():
         for mark in marks:
+            if -mark * every * b * math.log10(k / keep) < best.log10_lower:
+                break  # the prefix alone would cost more than the best bound: no later probe can beat it
             while m < mark:
-                x, m, steps = greedy(x, jnp.int32(m)), m + 1, steps + every + every // look * k
-            if bool(x.diverged):
+                xs = prefix(xs, prefix_keys[:lanes], jnp.int32(m))
+                reached, m = reached | (scores(xs) >= 1), m + 1
+                steps += lanes * (every + every // look * k)
+            if bool((xs.diverged & ~reached).all()):
                 break
-            left = horizon - m
-            hits = int(h(x, jnp.int32(m), left)) if left > 0 else int(score(x) >= 1) * trials
-            steps += trials * left * every
+            keys = jax.vmap(lambda i, m=m: jax.random.fold_in(jax.random.fold_in(root, m), i))(ids)
+            end = min(horizon, m + follow)
+            ys = jax.tree.map(lambda a: jnp.broadcast_to(a, (trials,) + a.shape[1:]), xs)
+            hits = int(jnp.sum(jnp.broadcast_to(reached, (trials,)) | h(ys, keys, jnp.int32(m), jnp.int32(end))))
+            steps += trials * (end - m) * every
             low = float(sps.beta.ppf(alpha, hits, trials - hits + 1)) if hits else 0.0
-            log10_prefix = -m * every * b * math.log10(k)
+            log10_prefix = -m * every * b * math.log10(k / keep)
             lower = 10.0 ** (log10_prefix + math.log10(low)) if low > 0 else 0.0
-            here = PathBound(lower, m * every, hits, trials, log10_prefix, low, 0)
+            here = PathBound(lower, m * every, hits, trials, log10_prefix, low, 0, keep)
             if best.draws == 0 or here.log10_lower > best.log10_lower:
                 best = here
     return best._replace(steps=steps)

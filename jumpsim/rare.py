@@ -296,11 +296,18 @@ class _Printer:
             self.last = now
 
 
-def _path_bound(cfg: Config, su: Setup) -> bracket.PathBound:
-    """``bracket.path_lower_bound`` from the start, for P(target within train.steps), on plain SGD particles."""
+def _path_bound(cfg: Config, su: Setup, say) -> bracket.PathBound:
+    """``bracket.path_lower_bound`` from the start, for P(target within train.steps), on plain SGD particles; says
+    what it runs and what it found."""
     plain = particles(dataclasses.replace(cfg, rare=dataclasses.replace(cfg.rare, proposal="uniform")), su)
     start = plain.init(jax.random.key(0, impl="threefry2x32"))
-    return bracket.path_lower_bound(
+    k = su.data.n_observed
+    keep = bracket.keep_count(cfg.rare.bracket_keep, k)
+    say(
+        f"  bracket: prefixes drawing among {keep} of {k} entries, then plain SGD, {cfg.rare.bracket_trials} "
+        "trajectories per probe"
+    )
+    b = bracket.path_lower_bound(
         start,
         plain.progress,
         plain.advance,
@@ -309,9 +316,16 @@ def _path_bound(cfg: Config, su: Setup) -> bracket.PathBound:
         su.dynamics,
         su.detection,
         horizon=cfg.train.steps // plain.period_steps,
+        keep=keep,
         trials=cfg.rare.bracket_trials,
         seed=cfg.rare.seed,
     )
+    say(
+        f"  bracket: lower bound 10^{b.log10_lower:.1f} ({b.hits} of {b.trials} at a prefix of {b.draws:,} steps)"
+        if b.hits
+        else "  bracket: no probe reached the target (no lower bound)"
+    )
+    return b
 
 
 @dynamics.with_float64
@@ -378,7 +392,7 @@ def run_rare(
     wall = time.perf_counter() - t0
     cols = method.columns(est.result, p, est.basin, est.interface)
     if cfg.rare.bracket and lo == 0:  # the path bound, once per estimate (by the shard of replica 0)
-        b = _path_bound(cfg, su)
+        b = _path_bound(cfg, su, say)
         cols.row.update(
             p_lower_bound=b.lower,
             log10_p_lower_bound=b.log10_lower,

@@ -1,6 +1,7 @@
 """The benchmark runs at a tiny size and writes valid JSON (no timing assertions)."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -73,3 +74,15 @@ def test_collapse_anatomy_runs_small(tmp_path):
     assert all(r["hits"] + r["back"] + r["open"] == 4 for r in res["crossings"])
     f = res["forced"]
     assert f["paths"] == 4 and f["tilted_steps_mean"] > 0 and f["hits"] <= 4 and f["p"] >= 0
+
+
+def test_small_eta_brackets_runs_small(tmp_path):
+    """The bracket at a small learning rate (quick: one rate, T = 2e4, 64 trajectories per probe): a finite lower
+    bound below the upper one, its width and prefix recorded."""
+    import small_eta_brackets
+
+    out = tmp_path / "b.json"
+    assert small_eta_brackets.main(["--quick", "--lrs", "0.11", "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["rows"]
+    assert r["lr"] == 0.11 and r["horizon"] == 20_000 and r["prefix_steps"] > 0
+    assert -1e4 < r["log10_lower"] < math.log10(r["upper"]) <= 0 and r["width_decades"] > 0

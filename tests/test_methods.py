@@ -89,4 +89,6 @@ def test_rate_bracket_takes_the_flux_bound_where_no_level_curve_exists():
     (line,) = methods.base.bracket_line(row, "95%")
     assert "10^-23789 <= P(rank <= 2 within 100,000 steps) <= 0.0141" in line and "flux's bound" in line
     (line,) = methods.base.bracket_line({**row, "p_bound": 0.002}, "95%")
-    assert "<= 0.002 " in line and "the level curve" in line
+    assert "<= 0.002 " in line and "the level curve" in line and "a path of 12,500 draws" in line
+    (line,) = methods.base.bracket_line({**row, "lower_bound_keep": 0.75}, "95%")
+    assert "12,500 steps drawing among the 75% of entries" in line

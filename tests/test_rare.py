@@ -8,11 +8,14 @@ no divergence: not rare, so both estimators can be checked against each other in
 import json
 import re
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jumpsim
 from jumpsim import bracket, cli, rare, splitting, stats
+from jumpsim.setup import setup
 
 BASE = [
     "problem.n=6",
@@ -325,6 +328,9 @@ def test_importance_sampling_agrees_with_brute_force(tmp_path, capsys, brute_p, 
         (['rare.proposal="lookahead"', 'train.batch="full"'], "rare.proposal"),
         (['rare.proposal="static"', 'train.sampling="without_replacement"'], "rare.proposal"),
         (["rare.bracket=true", 'train.sampling="without_replacement"'], "rare.bracket"),
+        (["rare.bracket=true", "rare.bracket_keep=1.5"], "rare.bracket_keep"),
+        (["rare.bracket=true", "rare.bracket_keep=0"], "rare.bracket_keep"),
+        (["rare.bracket=true", 'train.batch="full"'], "rare.bracket"),
         (['train.sampling="shuffled"'], "train.sampling"),
     ],
 )
@@ -336,20 +342,17 @@ def test_bad_proposal_settings_exit_2_naming_the_key(tmp_path, capsys, bad, key)
 
 
 def test_path_bound_is_a_lower_bound_below_brute_force(tmp_path, capsys, brute_p, monkeypatch):
-    """rare.bracket: a greedy path of draws from the start and plain runs from its end bound P from below; the
-    bound sits below brute force's estimate (with room: it is (1/K)^m times a Clopper-Pearson lower end), is in
-    the JSON summary with its path length, and its work is counted. The path is probed at 2 prefixes, not
-    bracket.path_lower_bound's default 8: each probe's length is a program of its own (~3.5 s to compile each,
-    most of this test's time), and the search, the probes, the Bonferroni levels and the best-of are the same code
-    for any number of probes."""
+    """rare.bracket: prefixes of draws among the entries that raise the score most, then plain runs, bound P from
+    below; the bound sits below brute force's estimate (with room: it is (s/K)^m times a Clopper-Pearson lower
+    end), is in the JSON summary with its prefix length and share, and its work is counted."""
     bounds = []
     real = bracket.path_lower_bound
 
-    def two_probes(*args, **kwargs):
-        bounds.append(real(*args, **kwargs, probes=2))
+    def recorded(*args, **kwargs):
+        bounds.append(real(*args, **kwargs))
         return bounds[-1]
 
-    monkeypatch.setattr(bracket, "path_lower_bound", two_probes)
+    monkeypatch.setattr(bracket, "path_lower_bound", recorded)
     out = tmp_path / "d"
     sets = BASE + ["rare.particles=16", "rare.replicas=2", "rare.bracket=true", "rare.bracket_trials=64"]
     assert cli.main(["rare", "--out", str(out), "--quiet"] + [a for o in sets for a in ("--set", o)]) == 0
@@ -359,10 +362,51 @@ def test_path_bound_is_a_lower_bound_below_brute_force(tmp_path, capsys, brute_p
     p_bf, var_bf = brute_p
     (b,) = bounds  # computed once, and the bound the tables hold
     assert r["log10_p_lower_bound"] is not None and r["lower_bound_draws"] == b.draws > 0
-    assert r["log10_p_lower_bound"] == pytest.approx(b.log10_lower)
+    assert r["log10_p_lower_bound"] == pytest.approx(b.log10_lower) and r["lower_bound_keep"] == 0.75
+    assert b.keep == bracket.keep_count(0.75, 21) == 16 and r["seed_steps"] > b.steps
     assert 10 ** r["log10_p_lower_bound"] < p_bf - 5 * np.sqrt(var_bf)
     plain = jumpsim.load_config(None, BASE + ["rare.particles=16", "rare.replicas=2"])
     assert rare.estimate_id(plain) != r["estimate_id"]  # the bracket's settings name the estimate
+
+
+def _bracket_parts(overrides=()):
+    cfg = jumpsim.load_config(None, BASE + list(overrides))
+    su = setup(cfg)
+    p = rare.particles(cfg, su)
+    with jumpsim.dynamics.float64_scope():  # (as rare builds it)
+        start = p.init(jax.random.key(0, impl="threefry2x32"))
+    return cfg, su, p, (start, p.progress, p.advance, p.score, su.data, su.dynamics, su.detection)
+
+
+def test_bracket_prefix_over_every_entry_is_plain_sgd(brute_p):
+    """keep = K: the prefix draws uniformly among all K entries, so it IS SGD (in law): the prefix costs 0 decades
+    and the share of 1,000 trials that reach the target (the whole horizon is prefix with one probe) estimates
+    brute force's P: |k/n - p_bf| < 5 combined binomial standard errors (p ~ 0.2; false failure < 1e-6)."""
+    cfg, su, p, args = _bracket_parts()
+    k = su.data.n_observed
+    b = bracket.path_lower_bound(*args, horizon=cfg.train.steps // p.period_steps, keep=k, probes=1, trials=1000)
+    p_bf, var_bf = brute_p
+    assert b.keep == k and b.log10_prefix == 0 and b.draws == cfg.train.steps
+    share = b.hits / b.trials
+    assert abs(share - p_bf) < 5 * np.sqrt(var_bf + p_bf * (1 - p_bf) / b.trials), (share, p_bf)
+    assert b.lower < share and b.log10_lower == pytest.approx(np.log10(b.lower))
+
+
+def test_bracket_prefix_of_one_entry_is_one_greedy_path():
+    """keep = 1: every trial's prefix is the same path of greedy draws (no noise), costing log10 K per draw; with
+    keep = s the prefix costs log10(K / s) per draw and the trials' prefixes differ."""
+    cfg, su, p, (start, *rest) = _bracket_parts()
+    k = su.data.n_observed
+    period = bracket._restricted_period(p.progress, su.data, su.dynamics, su.detection, 10, 1)
+    keys = jax.random.split(jax.random.key(1), 3)
+    with jumpsim.dynamics.float64_scope():
+        ends = [period(start, kk, jnp.int32(0)) for kk in keys]
+        assert all(np.array_equal(ends[0].params[0], e.params[0]) for e in ends)
+        wide = bracket._restricted_period(p.progress, su.data, su.dynamics, su.detection, 10, k // 2)
+        ends = [wide(start, kk, jnp.int32(0)) for kk in keys]
+        assert not np.array_equal(ends[0].params[0], ends[1].params[0])
+    b = bracket.path_lower_bound(start, *rest, horizon=4, keep=3, probes=2, trials=8)
+    assert b.log10_prefix == pytest.approx(-b.draws * np.log10(k / 3)) and b.keep == 3
 
 
 def test_an_interrupted_estimate_says_what_is_kept_and_resumes(tmp_path, capsys, monkeypatch):

@@ -152,9 +152,11 @@ class RareConfig:
     kl: float = 1.0  # lookahead: beta such that the tilt's KL divergence from uniform is at most this (nats)
     lookahead_every: int = 10  # lookahead: steps between refreshes of the tilt (divides detect.every)
     cem_rounds: int = 3  # static: rounds of the cross-entropy fit
-    # the bracket's lower end: a greedy path of draws and plain continuations from its end (jumpsim.bracket)
+    # the bracket's lower end: prefixes drawing among the entries that raise the score most, then plain SGD
+    # (jumpsim.bracket)
     bracket: bool = False
-    bracket_trials: int = 256  # plain continuations per probe of the path
+    bracket_trials: int = 256  # trajectories (restricted prefix, then plain SGD) per probe
+    bracket_keep: float = 0.75  # the prefix draws among this share of the K entries (those raising the score most)
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ def rare_settings(cfg: Config) -> dict:
     if cfg.rare.proposal == "uniform":
         d.pop("proposal")
     if not cfg.rare.bracket:
-        d.pop("bracket"), d.pop("bracket_trials")
+        d.pop("bracket"), d.pop("bracket_trials"), d.pop("bracket_keep")
     return d
 
 
@@ -356,8 +358,10 @@ HELP = {
     "rare.kl": "lookahead: the tilt's KL divergence from uniform, in nats (its cost in log weight per step)",
     "rare.lookahead_every": "lookahead: steps between refreshes of the tilt (divides detect.every)",
     "rare.cem_rounds": "static: rounds of the cross-entropy fit",
-    "rare.bracket": "also search a path for the bracket's lower bound on P (shard of replica 0)",
-    "rare.bracket_trials": "bracket: plain continuations per probe of the path",
+    "rare.bracket": "also compute the bracket's lower bound on P from restricted prefixes (shard of replica 0)",
+    "rare.bracket_trials": "bracket: trajectories per probe (a restricted prefix, then plain SGD)",
+    "rare.bracket_keep": "bracket: the prefix draws among this share of the observed entries, those that raise the "
+    "score most (1 / K: one greedy path)",
 }
 
 

@@ -301,7 +301,12 @@ def rare(s: dict, detect: DetectConfig) -> RareConfig:
         cem_rounds=_int("rare.cem_rounds", s.get("cem_rounds", d.cem_rounds), lo=1),
         bracket=_bool("rare.bracket", s.get("bracket", d.bracket)),
         bracket_trials=_int("rare.bracket_trials", s.get("bracket_trials", d.bracket_trials), lo=1),
+        bracket_keep=_float("rare.bracket_keep", s.get("bracket_keep", d.bracket_keep), positive=True),
     )
+    if r.bracket_keep > 1:
+        raise ConfigError(
+            "rare.bracket_keep", f"must be in (0, 1], a share of the observed entries (got {r.bracket_keep:g})"
+        )
     if r.kill_fraction >= 1:
         raise ConfigError("rare.kill_fraction", f"must be in (0, 1) (got {r.kill_fraction:g})")
     if r.flux_steps % detect.every:
@@ -358,8 +363,10 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> Config:
 
 
 def _check_sampling(cfg: Config) -> None:
-    """Refuse what has no likelihood for sampling without replacement: the proposals and the path bound count a
-    path's draws as independent uniform choices (probability (1/K)^B per step)."""
+    """Refuse what has no likelihood for sampling without replacement (or no draws at all): the proposals and the
+    path bound count a path's draws as independent uniform choices (probability (1/K)^B per step)."""
+    if cfg.rare.bracket and cfg.train.batch is None:
+        raise ConfigError("rare.bracket", "full-batch gradient descent draws no entries: set train.batch to an integer")
     if cfg.train.sampling != "without_replacement":
         return
     if cfg.train.batch is None:

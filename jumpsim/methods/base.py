@@ -174,10 +174,14 @@ def bracket_line(r: dict, pct: str) -> list[str]:
         hi, upper = r["p_high"], "the flux's bound on the rate"
     lo = fmt(r["p_lower_bound"]) if r["p_lower_bound"] else f"10^{lg:.0f}"
     width = f", {np.log10(hi) - lg:.1f} decades wide" if hi is not None and hi > 0 else ""
-    return [
-        f"    bracket: {lo} <= {event(r)} <= {fmt(hi)} (lower: a path of {r['lower_bound_draws']:,} draws and "
-        f"plain runs from its end; upper: {upper}; each {pct}{width})"
-    ]
+    keep = r.get("lower_bound_keep")
+    path = (
+        f"a path of {r['lower_bound_draws']:,} draws and plain runs from its end"
+        if keep is None or not np.isfinite(keep)
+        else f"{r['lower_bound_draws']:,} steps drawing among the {keep:.0%} of entries that raise the score most, "
+        "then plain runs"
+    )
+    return [f"    bracket: {lo} <= {event(r)} <= {fmt(hi)} (lower: {path}; upper: {upper}; each {pct}{width})"]
 
 
 def unresolved(r: dict) -> bool:

@@ -3,6 +3,8 @@ no replica resolved p, and the ratio of two estimates."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -84,6 +86,7 @@ def splitting(
         "p_lower_bound",
         "log10_p_lower_bound",
         "lower_bound_draws",
+        "lower_bound_keep",
     ]
     out = []
     for (cid, eid), g in rare.groupby(["config_id", "estimate_id"], sort=True):
@@ -119,7 +122,7 @@ def splitting(
 def _lower_bound(g: pd.DataFrame) -> dict:
     """The path lower bound of the bracket (``jumpsim.bracket``) from an estimate's shard rows (the shard of
     replica 0 computes it; NaN where none did, as before schema 5)."""
-    nan = {"p_lower_bound": np.nan, "log10_p_lower_bound": np.nan, "lower_bound_draws": np.nan}
+    nan = dict.fromkeys(("p_lower_bound", "log10_p_lower_bound", "lower_bound_draws", "lower_bound_keep"), np.nan)
     if "log10_p_lower_bound" not in g or g.log10_p_lower_bound.isna().all():
         return nan
     row = g.loc[g.log10_p_lower_bound.idxmax()]
@@ -127,6 +130,8 @@ def _lower_bound(g: pd.DataFrame) -> dict:
         "p_lower_bound": float(row.p_lower_bound),
         "log10_p_lower_bound": float(row.log10_p_lower_bound),
         "lower_bound_draws": int(row.lower_bound_draws),
+        # the share of the entries its prefix drew among (before rare.bracket_keep: one greedy path, NaN)
+        "lower_bound_keep": float(json.loads(row.settings).get("bracket_keep", np.nan)),
     }
 
 

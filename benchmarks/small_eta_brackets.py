@@ -6,7 +6,7 @@ For each learning rate, ``jumpsim rare`` on ``data/experiments/b_escape.toml`` (
 ``rank3_start.npz``, T = 1e5) with the rate form and ``rare.bracket = true``: the flux phase bounds the rate from
 above (no crossing of the first interface at these learning rates), and the prefixes of ``jumpsim.bracket`` bound
 P(rank <= 2 within T) from below. Prints and records each bracket, its width in decades, the prefix length m0,
-the SGD steps and the wall time. ``--quick``: one learning rate, T = 2e4, 64 trajectories per probe (CI).
+the SGD steps and the wall time. ``--quick``: one learning rate, T = 2e4, 16 trajectories per probe (CI).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args(argv)
-    extra = ["train.steps=20000", "rare.bracket_trials=64", "rare.flux_seeds=32"] if a.quick else []
+    extra = ["train.steps=20000", "rare.bracket_trials=16", "rare.flux_seeds=16"] if a.quick else []
     lrs = a.lrs[:1] if a.quick else a.lrs
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,10 +9,9 @@ Clopper-Pearson lower end for h (from n such trajectories with k hits) makes the
 probing J prefix lengths, each at level 1 - alpha / J (Bonferroni), keeps the best of them valid.
 
 S_t is the s entries whose single step raises the score most (all K tried in one batched call; B draws per
-step, uniform among them). s = 1 is one greedy path of draws ((1/K) a draw);
-a larger s pays far less per step (log(K/s)) for a slower drift (what that buys on the DLN:
-benchmarks/results/small-eta-brackets-*.md). The prefix runs whole check periods, so the detector sees it as SGD
-would.
+step, uniform among them). s = 1 is one greedy path of draws ((1/K) a draw); a larger s pays far less per step
+(log(K/s)) for a slower drift (what that buys on the DLN: benchmarks/results/small-eta-brackets-*.md). The prefix
+runs whole check periods, so the detector sees it as SGD would.
 """
 
 from __future__ import annotations

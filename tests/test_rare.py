@@ -380,11 +380,11 @@ def _bracket_parts(overrides=()):
 
 def test_bracket_prefix_over_every_entry_is_plain_sgd(brute_p):
     """keep = K: the prefix draws uniformly among all K entries, so it IS SGD (in law): the prefix costs 0 decades
-    and the share of 1,000 trials that reach the target (the whole horizon is prefix with one probe) estimates
+    and the share of 600 trials that reach the target (the whole horizon is prefix with one probe) estimates
     brute force's P: |k/n - p_bf| < 5 combined binomial standard errors (p ~ 0.2; false failure < 1e-6)."""
     cfg, su, p, args = _bracket_parts()
     k = su.data.n_observed
-    b = bracket.path_lower_bound(*args, horizon=cfg.train.steps // p.period_steps, keep=k, probes=1, trials=1000)
+    b = bracket.path_lower_bound(*args, horizon=cfg.train.steps // p.period_steps, keep=k, probes=1, trials=600)
     p_bf, var_bf = brute_p
     assert b.keep == k and b.log10_prefix == 0 and b.draws == cfg.train.steps
     share = b.hits / b.trials
@@ -397,12 +397,12 @@ def test_bracket_prefix_of_one_entry_is_one_greedy_path():
     keep = s the prefix costs log10(K / s) per draw and the trials' prefixes differ."""
     cfg, su, p, (start, *rest) = _bracket_parts()
     k = su.data.n_observed
-    period = bracket._restricted_period(p.progress, su.data, su.dynamics, su.detection, 10, 1)
+    period = jax.jit(bracket._restricted_period(p.progress, su.data, su.dynamics, su.detection, 10, 1))
     keys = jax.random.split(jax.random.key(1), 3)
     with jumpsim.dynamics.float64_scope():
         ends = [period(start, kk, jnp.int32(0)) for kk in keys]
         assert all(np.array_equal(ends[0].params[0], e.params[0]) for e in ends)
-        wide = bracket._restricted_period(p.progress, su.data, su.dynamics, su.detection, 10, k // 2)
+        wide = jax.jit(bracket._restricted_period(p.progress, su.data, su.dynamics, su.detection, 10, k // 2))
         ends = [wide(start, kk, jnp.int32(0)) for kk in keys]
         assert not np.array_equal(ends[0].params[0], ends[1].params[0])
     b = bracket.path_lower_bound(start, *rest, horizon=4, keep=3, probes=2, trials=8)

@@ -12,16 +12,14 @@ the SGD steps and the wall time. ``--quick``: one learning rate, T = 2e4, 16 tra
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 
-from jumpsim import cli, runner
+from jumpsim import cli, runner, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "data" / "experiments" / "b_escape.toml"
@@ -34,10 +32,7 @@ def bracket(lr: float, keep: float, extra: list[str], out: Path) -> dict:
     if cli.main(args) != 0:
         raise SystemExit(f"jumpsim rare failed for lr = {lr}")
     wall = time.perf_counter() - t0
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        cli.main(["summarize", str(out), "--json"])
-    (r,) = json.loads(buf.getvalue())["splitting"]
+    (r,) = summary.summarize_json(out)["splitting"]
     upper = r["p_bound"] if r.get("p_bound") is not None else r["p_high"]
     lg = r["log10_p_lower_bound"]
     return {

@@ -134,9 +134,13 @@ def path_lower_bound(
     xs = jax.tree.map(lambda a: jnp.broadcast_to(a, (lanes,) + a.shape), start)
     reached = jnp.zeros(lanes, bool)
     m, steps = 0, 0
+
+    def log10_prefix(periods: int) -> float:  # log10 (s/K)^(m B) of a prefix of `periods` check periods
+        return -periods * every * b * math.log10(k / keep)
+
     with dynamics.float64_scope():
         for mark in marks:
-            if -mark * every * b * math.log10(k / keep) < best.log10_lower:
+            if log10_prefix(mark) < best.log10_lower:
                 break  # the prefix alone would cost more than the best bound: no later probe can beat it
             while m < mark:
                 xs = prefix(xs, prefix_keys[:lanes], jnp.int32(m))
@@ -150,9 +154,8 @@ def path_lower_bound(
             hits = int(jnp.sum(jnp.broadcast_to(reached, (trials,)) | h(ys, keys, jnp.int32(m), jnp.int32(end))))
             steps += trials * (end - m) * every
             low = float(sps.beta.ppf(alpha, hits, trials - hits + 1)) if hits else 0.0
-            log10_prefix = -m * every * b * math.log10(k / keep)
-            lower = 10.0 ** (log10_prefix + math.log10(low)) if low > 0 else 0.0
-            here = PathBound(lower, m * every, hits, trials, log10_prefix, low, 0, keep)
+            lower = 10.0 ** (log10_prefix(m) + math.log10(low)) if low > 0 else 0.0
+            here = PathBound(lower, m * every, hits, trials, log10_prefix(m), low, 0, keep)
             if best.draws == 0 or here.log10_lower > best.log10_lower:
                 best = here
     return best._replace(steps=steps)

@@ -77,7 +77,7 @@ def test_collapse_anatomy_runs_small(tmp_path):
 
 
 def test_small_eta_brackets_runs_small(tmp_path):
-    """The bracket at a small learning rate (quick: one rate, T = 2e4, 64 trajectories per probe): a finite lower
+    """The bracket at a small learning rate (quick: one rate, T = 2e4, 16 trajectories per probe): a finite lower
     bound below the upper one, its width and prefix recorded."""
     import small_eta_brackets
 

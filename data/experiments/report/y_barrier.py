@@ -47,15 +47,16 @@ class YFacts(NamedTuple):
 
 def compute(out: Path, laws: list[dict]) -> YFacts | NotRun:
     """Each start's barrier (landscape.barrier: minutes per start on a CPU), kept in OUT/y_barrier.parquet and
-    recomputed only for a start file that changed. ``laws``: t_laws.fit_laws of the escape curves (the fitted
-    slopes beside the predicted ones)."""
+    recomputed only for a start whose file or settings (ridge, depth, END_LR) changed. ``laws``: t_laws.fit_laws of
+    the escape curves (the fitted slopes beside the predicted ones)."""
     cache_path = out / f"{NAME}.parquet"
     cache = pd.read_parquet(cache_path) if cache_path.exists() else pd.DataFrame(columns=["curve", "sha"])
     rows = []
     for curve, path, ridge, depth, end_lr in STARTS:
         if not path.exists():
             continue
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        # the start file and what the saddle search is given: a changed END_LR (or ridge, depth) recomputes
+        sha = hashlib.sha256(path.read_bytes() + repr((ridge, depth, end_lr)).encode()).hexdigest()[:16]
         hit = cache[(cache.curve == curve) & (cache.sha == sha)]
         if len(hit):
             rows.append(hit.iloc[0].to_dict())

@@ -5,6 +5,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
@@ -86,3 +88,23 @@ def test_small_eta_brackets_runs_small(tmp_path):
     (r,) = json.loads(out.read_text())["rows"]
     assert r["lr"] == 0.11 and r["horizon"] == 20_000 and r["prefix_steps"] > 0
     assert -1e4 < r["log10_lower"] < math.log10(r["upper"]) <= 0 and r["width_decades"] > 0
+
+
+def test_importance_dln_runs_small_and_reads_brute_force(tmp_path):
+    """The DLN benchmark of importance sampling (quick: one rate, T = 2e3, 8 particles x 2 replicas): a row with an
+    estimate and its cost; no brute force at that horizon. At T = 2e4 it finds REPORT (j)'s brute force (65 of
+    65,536 seeds at eta 0.13), and the efficiency is brute force's steps for the method's log-interval error over
+    the method's steps."""
+    import importance_dln
+
+    out = tmp_path / "i.json"
+    assert importance_dln.main(["--quick", "--lrs", "0.14", "--methods", "tams:static", "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["rows"]
+    assert r["lr"] == 0.14 and r["horizon"] == 2_000 and r["proposal"] == "static" and r["brute_force"] is None
+    assert 0 <= r["p"] <= 1 and r["seed_steps"] > 0
+    bf = importance_dln.brute_force(0.13, 20_000)
+    assert bf is not None and bf["reached"] == 65 and bf["seeds"] == 65_536
+    assert importance_dln.brute_force(0.13, 12_345) is None
+    rel = importance_dln.log_rel_error(1e-3, 1e-3 / math.e, 1e-3 * math.e)
+    assert rel == pytest.approx(1 / 1.96)
+    assert math.isnan(importance_dln.log_rel_error(1e-3, None, None))

@@ -188,16 +188,18 @@ def test_report_sections_splice_into_a_report_and_keep_the_rest():
 
 def test_escape_law_leaves_out_sections_without_data(tmp_path):
     """``run.py --escape-law`` in a checkout without the datasets: only the sections whose inputs exist are
-    rendered (here (y), from its committed per-start cache), so ``splice`` keeps every other section's old text."""
+    rendered (here (y), from its committed per-start cache, and (z), from the committed benchmark results), so
+    ``splice`` keeps every other section's old text."""
     import shutil
 
     from report import escape_law
 
     shutil.copy(suite.RESULTS / "y_barrier.parquet", tmp_path / "y_barrier.parquet")
     lines, rows = escape_law(tmp_path, pd.read_parquet(suite.RESULTS / "j_curve.parquet"))  # (j)'s committed curve
-    assert [x[:6] for x in lines if x.startswith("## (")] == ["## (y)"]
+    assert [x[:6] for x in lines if x.startswith("## (")] == ["## (y)", "## (z)"]
     assert [m[:3] for _, m, _ in rows] == ["(y)"]  # its claims row: the fitted slope of (j) beside the predicted
     assert any(x.startswith("| (j) ridge 0.001 (`rank3_start.npz`)") and x.endswith("] |") for x in lines)
+    assert any(x.startswith("| 0.1 | 100,000 | 10^-") for x in lines)  # (z): the bracket at eta 0.10
 
 
 def test_small_eta_sets_each_fitted_law_against_the_bounds_of_i():

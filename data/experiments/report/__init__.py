@@ -45,6 +45,7 @@ from . import (
     w_rank4_search,
     wall_times,
     y_barrier,
+    z_rare_methods,
 )
 from .fmt import NotRun
 
@@ -104,9 +105,10 @@ def report(out: Path, timings: dict) -> str:
 
 
 def escape_law(out: Path, cv, i=None) -> tuple[list[str], list]:
-    """Sections (r)-(y), rendered (sampling, batch size, the laws, optimizers, the phase diagram, rank against time,
-    the barrier), and the rows they add to the claims table. ``cv``: the escape curve of (j); ``i``: (i)'s facts
-    (computed here if not given). A section without its data is left out (``splice`` then keeps its old text)."""
+    """Sections (r)-(z), rendered (sampling, batch size, the laws, optimizers, the phase diagram, rank against time,
+    the barrier, the rare-event methods below brute force's reach), and the rows (r)-(y) add to the claims table.
+    ``cv``: the escape curve of (j); ``i``: (i)'s facts (computed here if not given). A section without its data is
+    left out (``splice`` then keeps its old text)."""
     r, s = r_sampling.compute(out, cv), s_batch.compute(out, cv)
     curves = _curves(out, cv, r, s)
     if i is None:  # (i)'s bounds at small eta, unless the whole report already computed them
@@ -116,6 +118,7 @@ def escape_law(out: Path, cv, i=None) -> tuple[list[str], list]:
     y = y_barrier.compute(out, t_laws.fit_laws(curves))
     shown = [(r, r_sampling.render), (s, s_batch.render), (t, lambda t: t_laws.render(t) + t_laws.theories(r, s, t))]
     shown += [(u, u_optimizers.render), (v, v_phase.render), (w, w_rank4_search.render), (y, y_barrier.render)]
+    shown += [(z_rare_methods.compute(), z_rare_methods.render)]
     lines = [line for facts, render in shown if not isinstance(facts, NotRun) for line in render(facts)]
     return lines, claims.escape_law(r, s, t, u, v, w, y)
 

@@ -6,13 +6,14 @@
 For each learning rate and method (estimator:proposal), ``jumpsim rare`` on ``data/experiments/h_splitting.toml``
 (the rank-3 minimum of ``rank3_start.npz``, ridge 1e-3, T = 2e4, event rank <= 2) and its ``summarize --json``
 row: the estimate, its 95 % interval (withheld where the weights' diagnostics say a few paths carry it), the
-diagnostics, and the SGD steps it simulated (the issue's cost: every SGD step, each entry a lookahead evaluates
+diagnostics, and the SGD steps it simulated (the cost counted: every SGD step, each entry a lookahead evaluates
 as one, the cross-entropy fit's steps included). Beside it, brute force at the same ridge, start and horizon from
-``data/results/j_curve.parquet`` (REPORT (j): 65,536 to 1,114,112 seeds on a GPU):
+``data/results/j_curve.parquet`` (REPORT (j): 65,536 to 1,114,112 seeds on a GPU); ``compare`` says:
 
-* agrees: the two 95 % intervals overlap (where the method gives a two-sided interval; else "-");
-* relative error: the half-width of the method's own interval in log space over 1.96 (the interval the summary
-  prints, not a replica standard error it does not use);
+* agrees: the two 95 % intervals overlap (only where the method's interval is two-sided: a low end above 0 and
+  below the estimate, a high end below 1; else None);
+* relative error: the half-width of that interval in log space over 1.96 (the interval the summary prints, not
+  a replica standard error it does not use);
 * efficiency: brute force's SGD steps for that relative error, (1 - p) / (p rel^2) x T at brute force's p, over
   the method's steps (> 1: the method is cheaper).
 
@@ -22,16 +23,16 @@ as one, the cross-entropy fit's steps included). Beside it, brute force at the s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
+from rare_cli import rare_row, write_json
 
-from jumpsim import cli, runner, summary
+from jumpsim import runner
+from jumpsim.text import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "data" / "experiments" / "h_splitting.toml"
@@ -51,54 +52,47 @@ def brute_force(lr: float, horizon: int) -> dict | None:
     return {k: float(r[k]) for k in ("p", "p_low", "p_high", "seeds", "reached", "seed_steps")}
 
 
-def log_rel_error(p: float, low: float, high: float) -> float:
-    """Half the interval's width in log space over 1.96 (NaN without a two-sided interval)."""
-    if not (p > 0 and low is not None and high is not None and low > 0 and high > low):
+def log_rel_error(p, low, high) -> float:
+    """Half the interval's width in log space over 1.96; NaN unless low < p < high and the ends are finite."""
+    if p is None or low is None or high is None or not 0 < low < p < high < math.inf:
         return math.nan
     return 0.5 * math.log(high / low) / 1.96
 
 
+def brute_steps(p: float, rel: float, horizon: int) -> float:
+    """Brute force's SGD steps for relative error `rel` at probability p: (1 - p) / (p rel^2) seeds of T steps."""
+    return (1 - p) / (p * rel**2) * horizon if p > 0 and rel > 0 else math.nan
+
+
+def compare(r: dict, bf: dict | None) -> dict:
+    """A summary row `r` (p, p_low, p_high, resolved, seed_steps, horizon) against brute force `bf` (or None):
+    rel_error, agrees, brute_steps_20pct, efficiency (None where not defined; see the module's docstring)."""
+    two_sided = r["resolved"] and r["p_high"] is not None and r["p_high"] < 1
+    rel = log_rel_error(r["p"], r["p_low"], r["p_high"]) if two_sided else math.nan
+    rel = None if math.isnan(rel) else rel
+    out = {"rel_error": rel, "agrees": None, "brute_steps_20pct": None, "efficiency": None}
+    if bf is not None and bf["p"] > 0:
+        out["brute_steps_20pct"] = brute_steps(bf["p"], 0.2, r["horizon"])
+        if rel is not None:
+            out["agrees"] = bool(r["p_low"] <= bf["p_high"] and bf["p_low"] <= r["p_high"])
+            out["efficiency"] = brute_steps(bf["p"], rel, r["horizon"]) / r["seed_steps"]
+    return out
+
+
 def one(lr: float, method: str, proposal: str, extra: list[str], out: Path) -> dict:
-    sets = [f"train.lr={lr}", *extra]
-    t0 = time.perf_counter()
-    args = ["rare", str(CONFIG), "--out", str(out), "--quiet", "--method", method, "--proposal", proposal]
-    if cli.main(args + [a for s in sets for a in ("--set", s)]) != 0:
-        raise SystemExit(f"jumpsim rare failed for lr = {lr}, {method}:{proposal}")
-    wall = time.perf_counter() - t0
-    (r,) = summary.summarize_json(out)["splitting"]
-    rec = {
-        "lr": lr,
-        "method": method,
-        "proposal": proposal,
-        "horizon": r["horizon"],
-        "replicas": r["replicas"],
-        "particles": r["particles"],
-        "p": r["p"],
-        "p_low": r["p_low"],
-        "p_high": r["p_high"],
-        "resolved": r["resolved"],
-        "extinct": r["extinct"],
-        "ess": r["ess"],
-        "max_weight_share": r["max_weight_share"],
-        "p_bound": r.get("p_bound"),
-        "seed_steps": r["seed_steps"],
-        "wall_s": round(wall, 1),
-    }
-    rel = log_rel_error(r["p"], r["p_low"], r["p_high"]) if r["resolved"] else math.nan
-    rec["rel_error"] = None if math.isnan(rel) else rel
+    """One ``jumpsim rare`` run at learning rate `lr` and its row against brute force."""
+    r, wall = rare_row(CONFIG, out, [f"train.lr={lr}", *extra], ["--method", method, "--proposal", proposal])
+    keys = ("horizon", "score", "replicas", "particles", "p", "p_low", "p_high", "resolved", "extinct")
+    rec = {"lr": lr, "method": method, "proposal": proposal, "ridge": RIDGE} | {k: r[k] for k in keys}
+    keys = ("ess", "max_weight_share", "log10_w_sd", "p_bound", "seed_steps")
+    rec |= {k: r.get(k) for k in keys} | {"wall_s": round(wall, 1)}
     bf = brute_force(lr, r["horizon"])
-    rec["brute_force"] = bf
-    if bf is not None:
-        two_sided = rec["rel_error"] is not None
-        rec["agrees"] = bool(r["p_low"] <= bf["p_high"] and bf["p_low"] <= r["p_high"]) if two_sided else None
-        q = bf["p"]
-        rec["brute_steps_20pct"] = (1 - q) / (0.04 * q) * r["horizon"]
-        rec["efficiency"] = (1 - q) / (q * rel**2) * r["horizon"] / r["seed_steps"] if rel == rel else None
-    return rec
+    return rec | {"brute_force": bf} | compare(rec, bf)
 
 
-def fmt(x, spec=".3g") -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+def _cell(x, spec: str = "") -> str:
+    """A table cell: "-" where the value does not apply (None / NaN)."""
+    return "-" if x is None or x != x else (format(x, spec) if spec else fmt(x))
 
 
 def table(rows: list[dict]) -> str:
@@ -112,15 +106,14 @@ def table(rows: list[dict]) -> str:
         ci = f"{fmt(r['p'])} (" + ("no interval)" if r["resolved"] else "not resolved: no interval)")
         if r["resolved"] and r["p_low"] is not None and r["p_high"] is not None:
             ci = f"{fmt(r['p'])} [{fmt(r['p_low'])}, {fmt(r['p_high'])}]"
-        rel = r["rel_error"]
-        need = (1 - bf["p"]) / (bf["p"] * rel**2) * r["horizon"] if bf and rel else None
+        need = r["efficiency"] * r["seed_steps"] if r["efficiency"] is not None else None
+        agrees = "-" if r["agrees"] is None else ("yes" if r["agrees"] else "no")
         out.append(
             f"| {r['lr']} | {r['method']}, {r['proposal']} | {r['replicas']} x {r['particles']} | {ci} | "
-            f"{r['extinct']} | {fmt(r['ess'])}, {fmt(r['max_weight_share'])} | "
+            f"{r['extinct']} | {_cell(r['ess'])}, {_cell(r['max_weight_share'])} | "
             + (f"{fmt(bf['p'])} [{fmt(bf['p_low'])}, {fmt(bf['p_high'])}]" if bf else "-")
-            + f" | {'-' if r.get('agrees') is None else ('yes' if r['agrees'] else 'no')} | {r['seed_steps']:.3g} | "
-            f"{fmt(need)} | "
-            f"{fmt(r.get('efficiency'), '.2f')} | {r['wall_s']:.0f} s |"
+            + f" | {agrees} | {r['seed_steps']:.3g} | {_cell(need)} | {_cell(r['efficiency'], '.2f')} | "
+            f"{r['wall_s']:.0f} s |"
         )
     return "\n".join(out)
 
@@ -149,12 +142,12 @@ def main(argv=None) -> int:
             r = rows[-1]
             print(
                 f"eta {lr} {m}: p = {fmt(r['p'])} [{fmt(r['p_low'])}, {fmt(r['p_high'])}] resolved {r['resolved']}, "
-                f"{r['seed_steps']:,} steps, efficiency {fmt(r.get('efficiency'), '.2f')}, {r['wall_s']} s",
+                f"{r['seed_steps']:,} steps, efficiency {_cell(r['efficiency'], '.2f')}, {r['wall_s']} s",
                 flush=True,
             )
     print(table(rows))
     if a.json:
-        a.json.write_text(json.dumps({"info": info, "args": vars(a) | {"json": str(a.json)}, "rows": rows}, indent=1))
+        write_json(a.json, a, rows)
     return 0
 
 

@@ -12,14 +12,12 @@ the SGD steps and the wall time. ``--quick``: one learning rate, T = 2e4, 16 tra
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from jumpsim import cli, runner, summary
+from rare_cli import rare_row, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "data" / "experiments" / "b_escape.toml"
@@ -27,12 +25,7 @@ CONFIG = ROOT / "data" / "experiments" / "b_escape.toml"
 
 def bracket(lr: float, keep: float, extra: list[str], out: Path) -> dict:
     sets = [f"train.lr={lr}", "rare.method=rate", "rare.bracket=true", f"rare.bracket_keep={keep}", *extra]
-    t0 = time.perf_counter()
-    args = ["rare", str(CONFIG), "--out", str(out), "--quiet"] + [a for s in sets for a in ("--set", s)]
-    if cli.main(args) != 0:
-        raise SystemExit(f"jumpsim rare failed for lr = {lr}")
-    wall = time.perf_counter() - t0
-    (r,) = summary.summarize_json(out)["splitting"]
+    r, wall = rare_row(CONFIG, out, sets)
     upper = r["p_bound"] if r.get("p_bound") is not None else r["p_high"]
     lg = r["log10_p_lower_bound"]
     return {
@@ -71,8 +64,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
     if a.json:
-        info = {"info": runner.versions(), "args": vars(a) | {"json": str(a.json)}, "rows": rows}
-        a.json.write_text(json.dumps(info, indent=1))
+        write_json(a.json, a, rows)
     return 0
 
 

@@ -92,19 +92,37 @@ def test_small_eta_brackets_runs_small(tmp_path):
 
 def test_importance_dln_runs_small_and_reads_brute_force(tmp_path):
     """The DLN benchmark of importance sampling (quick: one rate, T = 2e3, 8 particles x 2 replicas): a row with an
-    estimate and its cost; no brute force at that horizon. At T = 2e4 it finds REPORT (j)'s brute force (65 of
-    65,536 seeds at eta 0.13), and the efficiency is brute force's steps for the method's log-interval error over
-    the method's steps."""
+    estimate and its cost; no brute force at that horizon, so nothing compared. At T = 2e4 it finds REPORT (j)'s
+    brute force (65 of 65,536 seeds at eta 0.13)."""
     import importance_dln
 
     out = tmp_path / "i.json"
     assert importance_dln.main(["--quick", "--lrs", "0.14", "--methods", "tams:static", "--json", str(out)]) == 0
     (r,) = json.loads(out.read_text())["rows"]
     assert r["lr"] == 0.14 and r["horizon"] == 2_000 and r["proposal"] == "static" and r["brute_force"] is None
-    assert 0 <= r["p"] <= 1 and r["seed_steps"] > 0
+    assert 0 <= r["p"] <= 1 and r["seed_steps"] > 0 and r["agrees"] is None and r["efficiency"] is None
     bf = importance_dln.brute_force(0.13, 20_000)
     assert bf is not None and bf["reached"] == 65 and bf["seeds"] == 65_536
     assert importance_dln.brute_force(0.13, 12_345) is None
-    rel = importance_dln.log_rel_error(1e-3, 1e-3 / math.e, 1e-3 * math.e)
-    assert rel == pytest.approx(1 / 1.96)
-    assert math.isnan(importance_dln.log_rel_error(1e-3, None, None))
+
+
+def test_importance_dln_compares_only_two_sided_intervals():
+    """``compare``: agreement and efficiency from a two-sided interval only (not where the weights left it out, an
+    end is missing, it reaches 1 or the estimate is 0); brute force's steps for 20 % wherever brute force saw any."""
+    from importance_dln import brute_steps, compare
+
+    bf = {"p": 1e-3, "p_low": 8e-4, "p_high": 1.2e-3}
+    row = {"p": 1e-3, "p_low": 1e-3 / math.e, "p_high": 1e-3 * math.e, "resolved": True, "seed_steps": 1e6}
+    row["horizon"] = 20_000
+    c = compare(row, bf)
+    assert c["rel_error"] == pytest.approx(1 / 1.96) and c["agrees"] is True
+    assert c["efficiency"] == pytest.approx((1 - 1e-3) / (1e-3 / 1.96**2) * 20_000 / 1e6)
+    assert c["brute_steps_20pct"] == pytest.approx(brute_steps(1e-3, 0.2, 20_000))
+    assert brute_steps(1e-3, 0.2, 20_000) == pytest.approx(0.999e3 / 0.04 * 2e4)
+    assert compare(row | {"p": 1e-2, "p_low": 5e-3, "p_high": 2e-2}, bf)["agrees"] is False
+    for other in ({"resolved": False}, {"p_low": None}, {"p_high": 1.0}, {"p": 0.0, "p_low": 0.0}, {"p_low": row["p"]}):
+        c = compare(row | other, bf)
+        assert c["rel_error"] is None and c["agrees"] is None and c["efficiency"] is None, other
+        assert c["brute_steps_20pct"] > 0
+    assert compare(row, None)["brute_steps_20pct"] is None and compare(row, None)["agrees"] is None
+    assert compare(row, bf | {"p": 0.0})["efficiency"] is None  # brute force saw nothing: no comparison, no crash

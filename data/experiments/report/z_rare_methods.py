@@ -5,10 +5,13 @@ at small learning rates, from the committed benchmark results (``benchmarks/impo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+
+from jumpsim.text import fmt
 
 import suite
 from .fmt import NotRun
@@ -25,8 +28,9 @@ class ZFacts(NamedTuple):
 
 
 def _newest(pattern: str) -> Path | None:
-    found = sorted(BENCH.glob(pattern))
-    return found[-1] if found else None
+    """The file of the newest date in its name (YYYY-MM-DD), whatever device tag precedes it."""
+    dated = [(m.group(0), p.name, p) for p in BENCH.glob(pattern) if (m := re.search(r"\d{4}-\d{2}-\d{2}", p.name))]
+    return max(dated)[2] if dated else None
 
 
 def compute() -> ZFacts | NotRun:
@@ -40,7 +44,8 @@ def compute() -> ZFacts | NotRun:
 
 
 def _g(x) -> str:
-    return "-" if x is None or x != x else f"{x:.3g}"
+    """3 significant digits, "-" where the value does not apply."""
+    return "-" if x is None or x != x else fmt(x)
 
 
 def render(z: ZFacts) -> list[str]:
@@ -48,9 +53,10 @@ def render(z: ZFacts) -> list[str]:
         "## (z) Below brute force's reach: importance sampling against (j), and the bracket at small eta",
         "",
         f"From the committed benchmark results (`benchmarks/results/{z.dln_file}`, `{z.brackets_file}`; the "
-        "scripts are named in benchmarks/README.md). First, fixed-horizon TAMS from the rank-3 minimum at ridge "
-        "1e-3 (T = 20,000, the sigma score) under each proposal for the drawn entries, against (j)'s brute force on "
-        "the GPU: an estimate whose weights say a few paths carry it gets no interval (not resolved).",
+        f"scripts are named in benchmarks/README.md). First, fixed-horizon TAMS from the rank-3 minimum at ridge "
+        f"{_g(z.dln.ridge.iloc[0])} (T = {int(z.dln.horizon.iloc[0]):,}, the {z.dln.score.iloc[0]} score) under "
+        "each proposal for the drawn entries, against (j)'s brute force on the GPU: an estimate whose weights say a "
+        "few paths carry it gets no interval (not resolved).",
         "",
         "| eta | proposal | replicas x particles | extinct | P(rank <= 2 within T) [95 %] | brute force (j) "
         "| SGD steps | brute force's steps for 20 % |",
@@ -72,15 +78,19 @@ def render(z: ZFacts) -> list[str]:
         )
     tilted = z.dln[z.dln.proposal != "uniform"]
     below = sum(isinstance(r.brute_force, dict) and r.p < r.brute_force["p_low"] for _, r in tilted.iterrows())
-    plain = z.dln[(z.dln.proposal == "uniform") & z.dln.agrees.fillna(False).astype(bool)]
+    plain = z.dln[z.dln.proposal == "uniform"]
+    ok = [r.lr for _, r in plain.iterrows() if r.get("agrees") is True]
+    agree = ", ".join(f"{x:g}" for x in sorted(ok, reverse=True)) or "-"
+    size = f"{int(plain.replicas.max())} x {int(plain.particles.max())}" if len(plain) else "-"
     out += [
         "",
         f"Under a tilt of the drawn entries {int((~tilted.resolved).sum())} of {len(tilted)} estimates are not "
-        f"resolved and {below} lie below brute force's interval; the same budget without a proposal agrees with "
-        f"brute force at eta {', '.join(f'{x:g}' for x in sorted(plain.lr, reverse=True)) or '-'}. "
-        "What an escape's rarity is made of explains it (`benchmarks/results/collapse-anatomy-cpu-2026-12-02.md`): "
-        "SGD already takes a collapsing draw one time in 6-9, and whether an escape follows is decided by the state "
-        "the collapse lands in, which no score used here ranks.",
+        f"resolved and {below} lie below brute force's interval; without a proposal "
+        f"({size} particles) TAMS agrees with brute force at eta {agree} (where its interval is two-sided). "
+        "Where an escape's rarity lies is measured in "
+        "`benchmarks/results/collapse-anatomy-cpu-2026-12-02.md`: there SGD took a collapsing draw one time in 6-9, "
+        "and whether an escape followed was decided by the state the collapse landed in, which no score used here "
+        "ranks.",
         "",
         "Below the curve, where nothing escapes, the bracket (`rare.bracket`): a valid 95 % lower bound from "
         "prefixes of m0 steps that draw only among the entries raising the score most (SGD does that with "
@@ -97,10 +107,10 @@ def render(z: ZFacts) -> list[str]:
         )
     out += [
         "",
-        f"These brackets are honest and uninformative: {z.brackets.width_decades.min():,.0f} to "
-        f"{z.brackets.width_decades.max():,.0f} decades wide, they say only that the escape "
-        "probability at these learning rates is not zero. The path the lower bound finds starves the entries that "
-        "hold sigma_3 up; it is not SGD's own way out, so it says nothing about how the rate falls with eta.",
+        f"The brackets are {z.brackets.width_decades.min():,.0f} to {z.brackets.width_decades.max():,.0f} decades "
+        "wide. A lower bound found along a path that starves the entries holding sigma_3 up (what the prefixes do) "
+        "is not SGD's own way out; where the bracket spans hundreds of decades it says only that the escape "
+        "probability is not zero, not how it falls with eta.",
         "",
     ]
     return out

@@ -90,9 +90,9 @@ def one(lr: float, method: str, proposal: str, extra: list[str], out: Path) -> d
     return rec | {"brute_force": bf} | compare(rec, bf)
 
 
-def _cell(x, spec: str = "") -> str:
-    """A table cell: "-" where the value does not apply (None / NaN)."""
-    return "-" if x is None or x != x else (format(x, spec) if spec else fmt(x))
+def _times(x) -> str:
+    """An efficiency (a ratio, 2 decimals), "-" where there is none."""
+    return "-" if x is None else f"{x:.2f}"
 
 
 def table(rows: list[dict]) -> str:
@@ -110,9 +110,9 @@ def table(rows: list[dict]) -> str:
         agrees = "-" if r["agrees"] is None else ("yes" if r["agrees"] else "no")
         out.append(
             f"| {r['lr']} | {r['method']}, {r['proposal']} | {r['replicas']} x {r['particles']} | {ci} | "
-            f"{r['extinct']} | {_cell(r['ess'])}, {_cell(r['max_weight_share'])} | "
+            f"{r['extinct']} | {fmt(r['ess'], '-')}, {fmt(r['max_weight_share'], '-')} | "
             + (f"{fmt(bf['p'])} [{fmt(bf['p_low'])}, {fmt(bf['p_high'])}]" if bf else "-")
-            + f" | {agrees} | {r['seed_steps']:.3g} | {_cell(need)} | {_cell(r['efficiency'], '.2f')} | "
+            + f" | {agrees} | {r['seed_steps']:.3g} | {fmt(need, '-')} | {_times(r['efficiency'])} | "
             f"{r['wall_s']:.0f} s |"
         )
     return "\n".join(out)
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             r = rows[-1]
             print(
                 f"eta {lr} {m}: p = {fmt(r['p'])} [{fmt(r['p_low'])}, {fmt(r['p_high'])}] resolved {r['resolved']}, "
-                f"{r['seed_steps']:,} steps, efficiency {_cell(r['efficiency'], '.2f')}, {r['wall_s']} s",
+                f"{r['seed_steps']:,} steps, efficiency {_times(r['efficiency'])}, {r['wall_s']} s",
                 flush=True,
             )
     print(table(rows))

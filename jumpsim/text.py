@@ -8,6 +8,6 @@ def fmt_rate(x: float) -> str:
     return "0" if x == 0 else f"{x:.3g}"
 
 
-def fmt(x) -> str:
-    """3 significant digits; "?" for a missing (None / NaN) value."""
-    return "?" if x is None or x != x else f"{x:.3g}"
+def fmt(x, missing: str = "?") -> str:
+    """3 significant digits; `missing` for a missing (None / NaN) value ("-" in tables where it does not apply)."""
+    return missing if x is None or x != x else f"{x:.3g}"

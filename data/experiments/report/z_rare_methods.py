@@ -43,18 +43,13 @@ def compute() -> ZFacts | NotRun:
     return ZFacts(dln, d.name, brackets, b.name)
 
 
-def _g(x) -> str:
-    """3 significant digits, "-" where the value does not apply."""
-    return "-" if x is None or x != x else fmt(x)
-
-
 def render(z: ZFacts) -> list[str]:
     out = [
         "## (z) Below brute force's reach: importance sampling against (j), and the bracket at small eta",
         "",
         f"From the committed benchmark results (`benchmarks/results/{z.dln_file}`, `{z.brackets_file}`; the "
         f"scripts are named in benchmarks/README.md). First, fixed-horizon TAMS from the rank-3 minimum at ridge "
-        f"{_g(z.dln.ridge.iloc[0])} (T = {int(z.dln.horizon.iloc[0]):,}, the {z.dln.score.iloc[0]} score) under "
+        f"{fmt(z.dln.ridge.iloc[0], '-')} (T = {int(z.dln.horizon.iloc[0]):,}, the {z.dln.score.iloc[0]} score) under "
         "each proposal for the drawn entries, against (j)'s brute force on the GPU: an estimate whose weights say a "
         "few paths carry it gets no interval (not resolved).",
         "",
@@ -65,16 +60,16 @@ def render(z: ZFacts) -> list[str]:
     for _, r in z.dln.iterrows():
         bf = r.brute_force
         if not r.resolved:
-            est = f"{_g(r.p)} (not resolved)"
+            est = f"{fmt(r.p, '-')} (not resolved)"
         elif r.p_low is None or r.p_low != r.p_low:
-            est = f"{_g(r.p)} (no interval)"
+            est = f"{fmt(r.p, '-')} (no interval)"
         else:
-            est = f"{_g(r.p)} [{_g(r.p_low)}, {_g(r.p_high)}]"
-        ref = f"{_g(bf['p'])} [{_g(bf['p_low'])}, {_g(bf['p_high'])}]" if isinstance(bf, dict) else "-"
+            est = f"{fmt(r.p, '-')} [{fmt(r.p_low, '-')}, {fmt(r.p_high, '-')}]"
+        ref = f"{fmt(bf['p'])} [{fmt(bf['p_low'])}, {fmt(bf['p_high'])}]" if isinstance(bf, dict) else "-"
         need = r.get("brute_steps_20pct")
         out.append(
             f"| {r.lr:g} | {r.proposal} | {r.replicas} x {r.particles} | {r.extinct} | {est} | {ref} | "
-            f"{r.seed_steps:.3g} | {_g(need)} |"
+            f"{r.seed_steps:.3g} | {fmt(need, '-')} |"
         )
     tilted = z.dln[z.dln.proposal != "uniform"]
     below = sum(isinstance(r.brute_force, dict) and r.p < r.brute_force["p_low"] for _, r in tilted.iterrows())
@@ -102,8 +97,8 @@ def render(z: ZFacts) -> list[str]:
     ]
     for _, r in z.brackets.iterrows():
         out.append(
-            f"| {r.lr:g} | {int(r.horizon):,} | 10^{r.log10_lower:.1f} | {_g(r.upper)} | {r.width_decades:,.0f} | "
-            f"{int(r.prefix_steps):,} | {r.seed_steps:.3g} |"
+            f"| {r.lr:g} | {int(r.horizon):,} | 10^{r.log10_lower:.1f} | {fmt(r.upper, '-')} | "
+            f"{r.width_decades:,.0f} | {int(r.prefix_steps):,} | {r.seed_steps:.3g} |"
         )
     out += [
         "",
